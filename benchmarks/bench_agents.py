@@ -1,0 +1,92 @@
+"""Decision time per slot and training step time of GRLE, GRL, DROOE and DROO (one CPU thread).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_agents.py [--devices 14] [--repeats 300]
+
+For each agent on slots of the paper's network (M devices, N = 2 ESs, L = 5 exits of
+``checkpoints/paper_table1.csv``, scenario 2, τ = 30 ms, seed 0) it reports medians over
+``--repeats`` slots of:
+
+- ``actor``: encode the slot + actor forward + argmax (the deployed decision, no critic);
+- ``decide``: actor + quantiser (S = M·N·L) + critic scoring of all S candidates + best
+  (the decision Algorithm 1 acts with);
+- ``train``: one Adam step of eq. (16) on a mini-batch of 64 (memory full).
+
+It also times the simulator calls the critic uses (``score_decisions`` for S candidates) so the
+agent's own share is visible, and prints ratios against the 1 ms target for GRLE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from offload.agents import AGENT_NAMES, make_agent, quantise
+from offload.exit_table import load_exit_table
+from offload.experiments.runner import default_exits
+from offload.sim import MECConfig, OffloadEnv, score_decisions
+
+
+def median_ms(fn, states, repeats: int) -> float:
+    for s in states[:20]:  # warm-up
+        fn(s)
+    times = []
+    for i in range(repeats):
+        s = states[i % len(states)]
+        t0 = time.perf_counter()
+        fn(s)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--devices", type=int, default=14)
+    p.add_argument("--repeats", type=int, default=300)
+    p.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    table = load_exit_table(default_exits())
+    env = OffloadEnv(table, MECConfig(num_devices=args.devices, slot_ms=30.0, scenario=2))
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    states = []
+    for _ in range(200):
+        states.append(env.slot_state)
+        env.step(rng.integers(0, 2, args.devices) * table.num_exits + table.num_exits - 1)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread; "
+        f"M={args.devices}, N=2, L={table.num_exits}, S={args.devices * 2 * table.num_exits}; "
+        f"median of {args.repeats} slots"
+    )
+    s0 = states[0]
+    cands = quantise(
+        rng.random((args.devices, s0.num_options)), np.ones((args.devices, s0.num_options), bool)
+    )
+    score_ms = median_ms(lambda s: score_decisions(s, cands), states, args.repeats)
+    print(f"simulator score_decisions of S candidates: {score_ms:.3f} ms")
+    print(f"{'agent':6s} {'actor ms':>9s} {'decide ms':>10s} {'train ms':>9s}")
+    for name in args.agents:
+        agent = make_agent(
+            name=name, num_exits=table.num_exits, num_devices=args.devices, num_servers=2, seed=0
+        )
+        for s in states[:128]:  # fill the replay memory (and train a little)
+            agent.learn(s, lambda c, s=s: score_decisions(s, c))
+        actor = median_ms(agent.greedy_action, states, args.repeats)
+        decide = median_ms(
+            lambda s, a=agent: a.act(s, lambda c: score_decisions(s, c)), states, args.repeats
+        )
+        train = median_ms(
+            lambda s, a=agent: a.learner.train_step(), states, max(args.repeats // 5, 20)
+        )
+        print(f"{name:6s} {actor:9.3f} {decide:10.3f} {train:9.2f}")
+        if name == "GRLE":
+            print(f"       GRLE actor decision / 1 ms target = {actor:.2f}")
+
+
+if __name__ == "__main__":
+    main()

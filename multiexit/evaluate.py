@@ -1,0 +1,64 @@
+"""Per-exit test accuracy of an exported run: ``python -m multiexit.evaluate checkpoints/<run>``.
+
+Writes the accuracy table (``exit, layer, accuracy, params, macs``) as CSV — by default to
+stdout — for any data source (e.g. re-evaluate a run trained on the JPEG pack on the original
+CIFAR-10 with ``--source torchvision --cifar-root DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from multiexit.data import SOURCES, TensorLoader, load_cifar10
+from multiexit.errors import CheckpointMismatchError, ChecksumError, DataNotFoundError
+from multiexit.export import atomic_write, load_run
+from multiexit.lit import accuracy_frame
+from multiexit.model import VGG16MultiExit
+
+
+@torch.no_grad()
+def evaluate_exits(model: VGG16MultiExit, loader: TensorLoader) -> list[float]:
+    """Top-1 accuracy of every exit over ``loader`` (model in eval mode, one pass per batch)."""
+    model.eval()
+    correct = torch.zeros(model.num_exits, dtype=torch.long)
+    count = 0
+    for x, y in loader:
+        outs = model(x)
+        correct += torch.stack([(z.argmax(1) == y).sum() for z in outs]).cpu()
+        count += len(y)
+    return [float(c) / max(count, 1) for c in correct]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m multiexit.evaluate", description=__doc__)
+    p.add_argument("run", help="exported run folder (checkpoints/<run>)")
+    p.add_argument("--source", choices=SOURCES, default="auto", help="data source")
+    p.add_argument("--pack", default=None, help="path of cifar10_jpeg.npz")
+    p.add_argument("--cifar-root", default=None, help="torchvision CIFAR-10 root")
+    p.add_argument("--batch-size", type=int, default=500, help="images per batch")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default=None, help="CSV path (default: print to stdout)")
+    args = p.parse_args(argv)
+    try:
+        model, manifest = load_run(args.run)
+        data = load_cifar10(source=args.source, pack_path=args.pack, cifar_root=args.cifar_root)
+    except (FileNotFoundError, ChecksumError, CheckpointMismatchError, DataNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    model = model.to(device)
+    loader = TensorLoader(data.test_x.to(device), data.test_y, batch_size=args.batch_size)
+    frame = accuracy_frame(model, evaluate_exits(model, loader))
+    print(f"# {args.run} on {data.source}, test set", file=sys.stderr)
+    if args.out:
+        atomic_write(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

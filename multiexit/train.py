@@ -1,0 +1,271 @@
+"""Train the multi-exit VGG-16: ``python -m multiexit.train --stage all --run NAME``.
+
+Layout of a run (``runs/`` is git-ignored)::
+
+    runs/<run>/main/checkpoints/{best,last}.ckpt      stage main (Lightning checkpoints)
+    runs/<run>/main/version_*/metrics.csv             CSVLogger
+    runs/<run>/main/exit_accuracy.csv                 test accuracy of every exit
+    runs/<run>/exits/...                              the same for stage exits
+
+A stage whose ``last.ckpt`` exists resumes from it (``--no-resume`` starts over). Stage
+``exits`` starts from the best ``main`` checkpoint of the same run (or ``--init-from``: a
+``.ckpt`` or an exported ``checkpoints/<run>`` folder). ``--export DIR`` writes the final
+model as safetensors + ``manifest.json`` + ``exit_accuracy.csv`` (see ``multiexit.export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
+from safetensors.torch import load_file
+
+from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
+from multiexit.errors import (
+    CheckpointMismatchError,
+    ChecksumError,
+    DataNotFoundError,
+    UnknownStageError,
+)
+from multiexit.export import MANIFEST_FILE, atomic_write, export_run, load_run, load_state_into
+from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
+from multiexit.model import HEADS
+
+ALL_STAGES = ("main", "exits", "all")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (the CLI flags, one to one)."""
+
+    stage: str = "all"  # main, exits, or all (= main then exits)
+    run: str = "vgg16"  # run name: runs/<run>/ and, with export, checkpoints/<run>/
+    runs_dir: str = "runs"  # parent folder of the Lightning run folders
+    width: float = 1.0  # channel multiplier of backbone and heads
+    head: str = "conv_pool"  # exit head design, one of multiexit.model.HEADS
+    num_classes: int = 10  # number of classes
+    epochs_main: int = 60  # epochs of stage main
+    epochs_exits: int = 25  # epochs of stage exits (SDN: 25)
+    lr_main: float = 0.1  # peak one-cycle learning rate, stage main (SGD)
+    lr_exits: float = 1e-3  # peak one-cycle learning rate, stage exits (Adam)
+    weight_decay_main: float = 5e-4  # weight decay, stage main
+    weight_decay_exits: float = 1e-4  # weight decay, stage exits
+    batch_size: int = 256  # training images per device per step
+    seed: int = 0  # seed of initialisation, split, order and augmentation
+    source: str = "auto"  # data source: auto, pack, torchvision
+    pack: str | None = None  # path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)
+    cifar_root: str | None = None  # torchvision CIFAR-10 root folder
+    download: bool = False  # let torchvision download CIFAR-10 (needs internet)
+    val_size: int = 5000  # training images held out for checkpoint selection
+    limit_train: int | None = None  # use only this many training images (quick runs)
+    limit_eval: int | None = None  # use only this many validation / test images
+    limit_train_batches: float = 1.0  # fraction (<=1) or number (>1) of batches per epoch
+    accelerator: str = "auto"  # Lightning accelerator: auto, cpu, gpu
+    devices: str = "auto"  # Lightning devices: auto, 1, 8, "0,1"
+    strategy: str = "auto"  # Lightning strategy: auto, ddp, ...
+    precision: str = "auto"  # auto = bf16-mixed on GPU, 32-true on CPU
+    resume: bool = True  # resume a stage from its last.ckpt when present
+    init_from: str | None = None  # stage exits: main-stage .ckpt or exported run folder
+    export: str | None = None  # write the final model to this folder (checkpoints/<run>)
+    progress: bool = True  # show Lightning's progress bar
+    log_every_n_steps: int = 50  # training steps between two rows of metrics.csv
+
+
+def _on_gpu(cfg: TrainConfig) -> bool:
+    return cfg.accelerator in ("gpu", "cuda") or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()
+    )
+
+
+def _devices(value: str) -> int | str | list[int]:
+    if value == "auto":
+        return value
+    if "," in value:
+        return [int(v) for v in value.split(",") if v]
+    return int(value)
+
+
+def _init_weights(module: MultiExitModule, path: str) -> None:
+    """Load the backbone (features + main classifier) of a main-stage checkpoint.
+
+    ``path`` is a Lightning ``.ckpt``, a ``.safetensors`` file or an exported run folder. The
+    heads keep their fresh initialisation, so any head design can be trained on one backbone.
+    """
+    p = Path(path)
+    if (p / MANIFEST_FILE).is_file():
+        state = load_run(p)[0].state_dict()  # checks the weights' sha256
+    elif p.is_file() and p.suffix == ".safetensors":
+        state = load_file(str(p))
+    elif p.is_file():
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        state = {
+            k.removeprefix("model."): v
+            for k, v in ckpt["state_dict"].items()
+            if k.startswith("model.")
+        }
+    else:
+        raise FileNotFoundError(
+            f"No checkpoint at {p} to start stage exits from; train stage main first "
+            "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
+        )
+    load_state_into(module.model, state, str(p), skip=("heads.",))
+
+
+def run_stage(
+    cfg: TrainConfig, stage: str, *, arrays: CifarArrays | None = None, callbacks=()
+) -> tuple[MultiExitModule, CIFAR10DataModule, list[float]]:
+    """Fit one stage (resuming if possible), test its best checkpoint, write the CSV.
+
+    Returns the module holding the best weights, the data module and the test accuracy
+    of every exit.
+    """
+    check_stage(stage)
+    gpu = _on_gpu(cfg)
+    stage_dir = Path(cfg.runs_dir) / cfg.run / stage
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = CIFAR10DataModule(
+        source=cfg.source,
+        pack_path=cfg.pack,
+        cifar_root=cfg.cifar_root,
+        download=cfg.download,
+        val_size=cfg.val_size,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        limit_train=cfg.limit_train,
+        limit_eval=cfg.limit_eval,
+        channels_last=gpu,
+        arrays=arrays,
+    )
+    main = stage == "main"
+    module = MultiExitModule(
+        stage=stage,
+        num_classes=cfg.num_classes,
+        width=cfg.width,
+        head=cfg.head,
+        optimizer="sgd" if main else "adam",
+        lr=cfg.lr_main if main else cfg.lr_exits,
+        weight_decay=cfg.weight_decay_main if main else cfg.weight_decay_exits,
+        channels_last=gpu,
+    )
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    resume = cfg.resume and last.is_file()
+    if not main and not resume:
+        init = cfg.init_from or str(
+            Path(cfg.runs_dir) / cfg.run / "main" / "checkpoints" / "best.ckpt"
+        )
+        _init_weights(module, init)
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints",
+        filename="best",
+        monitor="val_acc",
+        mode="max",
+        enable_version_counter=False,
+    )
+    # Lightning's save_last only saves when the best improved; resuming needs every epoch.
+    latest = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
+    if cfg.progress:  # reading metrics for the bar syncs the GPU: not on every step
+        callbacks = [TQDMProgressBar(refresh_rate=10), *callbacks]
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs_main if main else cfg.epochs_exits,
+        accelerator=cfg.accelerator,
+        devices=_devices(cfg.devices),
+        strategy=cfg.strategy,
+        precision=precision,
+        callbacks=[checkpoint, latest, *callbacks],
+        logger=CSVLogger(save_dir=str(Path(cfg.runs_dir) / cfg.run), name=stage),
+        limit_train_batches=cfg.limit_train_batches,
+        enable_progress_bar=cfg.progress,
+        log_every_n_steps=cfg.log_every_n_steps,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    best = checkpoint.best_model_path or str(last)
+    best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")
+    trainer.test(best_module, datamodule=dm, verbose=False)
+    accuracy = best_module.test_accuracy
+    if trainer.is_global_zero:
+        frame = accuracy_frame(best_module.model, accuracy)
+        atomic_write(stage_dir / "exit_accuracy.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    return best_module, dm, accuracy
+
+
+def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitModule:
+    """Run ``cfg.stage`` (``all`` = main then exits) and export if asked; returns the module."""
+    check_stage(cfg.stage, ALL_STAGES)
+    stages = ["main", "exits"] if cfg.stage == "all" else [cfg.stage]
+    for stage in stages:
+        module, dm, accuracy = run_stage(cfg, stage, arrays=arrays)
+    if cfg.export and module.trainer.is_global_zero:
+        frame = accuracy_frame(module.model, accuracy)
+        export_run(
+            module.model.float().to(memory_format=torch.contiguous_format),
+            cfg.export,
+            data_source=dm.source_description,
+            accuracy=frame,
+            extra={
+                "training": dataclasses.asdict(cfg),
+                "command": "python -m multiexit.train " + shlex.join(sys.argv[1:]),
+                "accuracy_split": "test"
+                + (f" (random subset of {cfg.limit_eval})" if cfg.limit_eval else ""),
+                "torch": torch.__version__,
+            },
+        )
+    return module
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from command-line flags (``--flag-name`` per field)."""
+    p = argparse.ArgumentParser(
+        prog="python -m multiexit.train", description=__doc__.split("\n")[0]
+    )
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        if f.name in ("limit_train_batches",):
+            kind = float
+        extra = {"choices": HEADS} if f.name == "head" else {}
+        extra = {"choices": SOURCES} if f.name == "source" else extra
+        p.add_argument(flag, type=kind, default=default, **extra)
+    ns = p.parse_args(argv)
+    cfg = TrainConfig(**vars(ns))
+    if cfg.limit_train_batches > 1:
+        cfg.limit_train_batches = int(cfg.limit_train_batches)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: user errors print one sentence and exit with status 2."""
+    try:
+        cfg = parse_args(argv)
+        train(cfg)
+    except (
+        DataNotFoundError,
+        ChecksumError,
+        UnknownStageError,
+        CheckpointMismatchError,
+        FileNotFoundError,
+    ) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""GRLE and GRL: a graph neural network actor over the slot graph (Section V-C, eqs. 12–14).
+
+The slot graph has M device nodes and K = N·L exit nodes (option o = n·L + l: exit l on ES n),
+with an edge device m → exit o wherever device m can reach ES n this slot and the option is
+allowed (GRL allows only the main branch, l = L − 1, the last row of the exit table). Every
+quantity of the slot state is on a node or an edge:
+
+- device node m: task size d (Mbit), deadline δ (in units of ``time_scale_ms``), uplink backlog
+  (in δ), degree / K;
+- exit node o = (n, l): accuracy φ_l, computation time t_cmp = exit_ms / capacity (eq. 4 with the
+  slot's available capacity), nominal exit_ms, ES backlog (all in ``time_scale_ms``), capacity,
+  degree / M;
+- edge (m, o): rate r (in 100 Mbit/s), t_com = d / r (eq. 1), arrival time backlog + t_com
+  (eq. 6), completion time if m were alone at the ES, max(arrival, ES backlog) + t_cmp (eq. 8),
+  all in δ_m, and that lone completion's reward φ·ψ(t) (eq. 9) and success flag (eq. 11).
+
+Two message-passing layers of eq. (12) (hidden 128 and 64; aggregation A = mean over the
+neighbours' [h_u ‖ edge features], C = concatenation, separate weights for device and exit
+nodes) are followed by the edge classifier of eqs. (13)–(14): x̂_e = σ(MLP₂(ReLU(MLP₁(h_src ‖
+h_dst ‖ e)))). The network has no size baked in, so one actor runs for any M, N·L and topology.
+
+For speed the slot graph is built with numpy and a handful of index tensors (no per-slot
+``Data`` objects); training batches graphs by offsetting node indices (what
+``Batch.from_data_list`` does), and the aggregation uses ``torch_geometric.utils.scatter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+DEVICE_FEATURES = 4
+EXIT_FEATURES = 7
+EDGE_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class GRLEConfig:
+    """Architecture and feature scaling of the GRLE actor (defaults: Section VI-A)."""
+
+    hidden_channels: tuple[int, int] = (128, 64)  # widths of the two GCN layers of eq. (12)
+    classifier_channels: int = 64  # width of MLP₁ in the edge classifier of eq. (14)
+    time_scale_ms: float = 30.0  # divides node-level times (ms) to make features O(1)
+    rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
+    main_branch_only: bool = False  # True = GRL: only the main-branch exit (l = L − 1)
+
+
+class SlotGraph(NamedTuple):
+    """The encoded slot graph: tensors for the actor, plus the (M, K) option mask."""
+
+    x_device: torch.Tensor  # (M, DEVICE_FEATURES) float32
+    x_exit: torch.Tensor  # (K, EXIT_FEATURES) float32
+    edge_index: torch.Tensor  # (2, E) int64: [device m, option o]
+    edge_attr: torch.Tensor  # (E, EDGE_FEATURES) float32
+    adj_exit: torch.Tensor  # (K, M) float32, row-normalised adjacency: mean over an exit's devices
+    adj_device: torch.Tensor  # (M, K) float32, row-normalised adjacency: mean over a device's exits
+    edge_mean_exit: torch.Tensor  # (K, EDGE_FEATURES) mean edge features at each exit node
+    edge_mean_device: torch.Tensor  # (M, EDGE_FEATURES) mean edge features at each device node
+    edge_attr_dense: torch.Tensor  # (M, K, EDGE_FEATURES) edge features, zero off the edges
+    edge_mask: torch.Tensor  # (M, K) float32, 1 on edges
+    mask: np.ndarray  # (M, K) bool, True on edges
+
+
+def psi(t_ms: np.ndarray, deadline_ms: np.ndarray) -> np.ndarray:
+    """ψ(t) = 1 − sigmoid(5 t / δ) of eq. (9)."""
+    return 1.0 - 1.0 / (1.0 + np.exp(-5.0 * t_ms / deadline_ms))
+
+
+def option_mask(state: Any, *, main_branch_only: bool = False) -> np.ndarray:
+    """(M, N·L) bool: device m may take option o = n·L + l (link up, and l = L − 1 for GRL)."""
+    num_exits = state.exit_accuracy.shape[0]
+    mask = np.repeat(np.asarray(state.link, dtype=bool), num_exits, axis=1)
+    if main_branch_only:
+        mask[:, np.arange(mask.shape[1]) % num_exits != num_exits - 1] = False
+    return mask
+
+
+def encode_slot(state: Any, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
+    """Build the slot graph of Section V-C from a ``SlotState`` (see docs/interfaces.md §3)."""
+    num_exits = state.exit_accuracy.shape[0]
+    mask = option_mask(state, main_branch_only=config.main_branch_only)
+    m_idx, o_idx = np.nonzero(mask)
+    n_idx = o_idx // num_exits
+    l_idx = o_idx % num_exits
+    ts = config.time_scale_ms
+
+    deadline = np.asarray(state.deadline_ms, dtype=np.float64)
+    dev_backlog = np.asarray(state.device_backlog_ms, dtype=np.float64)
+    capacity = np.asarray(state.capacity, dtype=np.float64)
+    t_cmp = np.asarray(state.exit_ms, dtype=np.float64) / capacity[:, None]  # eq. (4), (N, L)
+    srv_backlog = np.asarray(state.server_backlog_ms, dtype=np.float64)
+    acc = np.asarray(state.exit_accuracy, dtype=np.float64)
+    num_devices, num_options = mask.shape
+
+    x_device = np.stack(
+        [
+            np.asarray(state.task_bits, dtype=np.float64) / 1e6,
+            deadline / ts,
+            dev_backlog / deadline,
+            mask.sum(axis=1) / max(num_options, 1),
+        ],
+        axis=1,
+    )
+    n_of_o = np.arange(num_options) // num_exits
+    l_of_o = np.arange(num_options) % num_exits
+    x_exit = np.stack(
+        [
+            acc[l_of_o],
+            t_cmp[n_of_o, l_of_o] / ts,
+            np.asarray(state.exit_ms, dtype=np.float64)[n_of_o, l_of_o] / ts,
+            srv_backlog[n_of_o] / ts,
+            capacity[n_of_o],
+            mask.sum(axis=0) / max(num_devices, 1),
+            np.full(num_options, num_devices / 10.0),
+        ],
+        axis=1,
+    )
+    rate = np.asarray(state.rate_mbps, dtype=np.float64)[m_idx, n_idx]
+    dl = deadline[m_idx]
+    t_com = np.asarray(state.task_bits, dtype=np.float64)[m_idx] / (rate * 1e3)  # eq. (1), ms
+    t_arr = dev_backlog[m_idx] + t_com  # eq. (6) relative to the slot start
+    t_done = np.maximum(t_arr, srv_backlog[n_idx]) + t_cmp[n_idx, l_idx]  # eq. (8) if alone
+    edge_attr = np.stack(
+        [
+            rate / config.rate_scale_mbps,
+            t_com / dl,
+            np.minimum(t_arr / dl, 5.0),  # clipped: beyond a few deadlines only "late" matters
+            np.minimum(t_done / dl, 5.0),
+            acc[l_idx] * psi(t_done, dl),  # eq. (9) for this task alone
+            (t_done <= dl).astype(np.float64),  # eq. (11)
+        ],
+        axis=1,
+    )
+    # Mean aggregation A of eq. (12) as row-normalised adjacency matrices: one small matmul per
+    # layer instead of a scatter (the per-slot decision is latency-bound, not FLOP-bound).
+    adj = mask.astype(np.float64)
+    deg_dev = np.maximum(adj.sum(axis=1, keepdims=True), 1.0)
+    deg_exit = np.maximum(adj.sum(axis=0, keepdims=True), 1.0)
+    dense_attr = np.zeros((num_devices, num_options, EDGE_FEATURES))
+    dense_attr[m_idx, o_idx] = edge_attr
+    f32 = np.float32
+    return SlotGraph(
+        x_device=torch.from_numpy(x_device.astype(f32)),
+        x_exit=torch.from_numpy(x_exit.astype(f32)),
+        edge_index=torch.from_numpy(np.stack([m_idx, o_idx]).astype(np.int64)),
+        edge_attr=torch.from_numpy(edge_attr.astype(f32)),
+        adj_exit=torch.from_numpy((adj / deg_exit).T.astype(f32)),
+        adj_device=torch.from_numpy((adj / deg_dev).astype(f32)),
+        edge_mean_exit=torch.from_numpy((dense_attr.sum(axis=0) / deg_exit.T).astype(f32)),
+        edge_mean_device=torch.from_numpy((dense_attr.sum(axis=1) / deg_dev).astype(f32)),
+        edge_attr_dense=torch.from_numpy(dense_attr.astype(f32)),
+        edge_mask=torch.from_numpy(adj.astype(f32)),
+        mask=mask,
+    )
+
+
+class BipartiteConv(nn.Module):
+    """One layer of eq. (12) on the device–exit graph, both directions.
+
+    h_v' = ReLU(W_type(v) [h_v ‖ mean_{u ∈ N(v)} (h_u ‖ e_uv)]); the mean of the edge features
+    does not depend on the layer, so it comes precomputed.
+    """
+
+    def __init__(self, dev_in: int, exit_in: int, edge_dim: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_device = nn.Linear(dev_in + exit_in + edge_dim, out_channels)
+        self.lin_exit = nn.Linear(exit_in + dev_in + edge_dim, out_channels)
+
+    def forward(
+        self, h_dev: torch.Tensor, h_exit: torch.Tensor, graph: _Aggregation
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # node dimension -2, features -1: works for one graph and for stacked same-size graphs
+        to_dev = torch.cat([graph.to_device(h_exit), graph.edge_mean_device], -1)
+        to_exit = torch.cat([graph.to_exit(h_dev), graph.edge_mean_exit], -1)
+        new_dev = torch.relu(self.lin_device(torch.cat([h_dev, to_dev], -1)))
+        new_exit = torch.relu(self.lin_exit(torch.cat([h_exit, to_exit], -1)))
+        return new_dev, new_exit
+
+
+class _Aggregation(NamedTuple):
+    """How one forward pass takes neighbourhood means (dense matmul or PyG scatter)."""
+
+    to_device: Callable[[torch.Tensor], torch.Tensor]  # exit features -> mean at each device
+    to_exit: Callable[[torch.Tensor], torch.Tensor]  # device features -> mean at each exit
+    edge_mean_device: torch.Tensor
+    edge_mean_exit: torch.Tensor
+
+
+_DENSE_FIELDS = (
+    "x_device",
+    "x_exit",
+    "adj_device",
+    "adj_exit",
+    "edge_mean_device",
+    "edge_mean_exit",
+    "edge_attr_dense",
+    "edge_mask",
+)
+
+
+class GRLEActor(nn.Module):
+    """The GRLE actor: two layers of eq. (12) and the edge classifier of eqs. (13)–(14)."""
+
+    def __init__(self, config: GRLEConfig = GRLEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        h1, h2 = config.hidden_channels
+        self.conv1 = BipartiteConv(DEVICE_FEATURES, EXIT_FEATURES, EDGE_FEATURES, h1)
+        self.conv2 = BipartiteConv(h1, h1, EDGE_FEATURES, h2)
+        self.mlp1 = nn.Linear(2 * h2 + EDGE_FEATURES, config.classifier_channels)
+        self.mlp2 = nn.Linear(config.classifier_channels, 1)
+
+    def edge_probs(
+        self,
+        x_dev: torch.Tensor,
+        x_exit: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        agg: _Aggregation,
+    ) -> torch.Tensor:
+        """x̂_e for every edge, (E,)."""
+        h_dev, h_exit = self.conv1(x_dev, x_exit, agg)
+        h_dev, h_exit = self.conv2(h_dev, h_exit, agg)
+        src, dst = edge_index
+        h_e = torch.cat([h_dev[src], h_exit[dst], edge_attr], 1)  # eq. (13)
+        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)
+
+    def _dense(
+        self,
+        x_dev: torch.Tensor,
+        x_exit: torch.Tensor,
+        adj_device: torch.Tensor,
+        adj_exit: torch.Tensor,
+        edge_mean_device: torch.Tensor,
+        edge_mean_exit: torch.Tensor,
+        edge_attr_dense: torch.Tensor,
+        edge_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """x̂ as a dense (..., M, K) tensor from dense adjacency; optional leading batch dim."""
+        agg = _Aggregation(
+            adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
+        )
+        h_dev, h_exit = self.conv1(x_dev, x_exit, agg)
+        h_dev, h_exit = self.conv2(h_dev, h_exit, agg)
+        # eqs. (13)-(14) for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
+        # column blocks applied to each part, so no per-edge gather is needed.
+        h2 = h_dev.shape[-1]
+        w = self.mlp1.weight
+        z = (
+            (h_dev @ w[:, :h2].T).unsqueeze(-2)
+            + (h_exit @ w[:, h2 : 2 * h2].T).unsqueeze(-3)
+            + edge_attr_dense @ w[:, 2 * h2 :].T
+            + self.mlp1.bias
+        )
+        p = torch.sigmoid(self.mlp2(torch.relu(z))).squeeze(-1)
+        return p * edge_mask
+
+    def relaxed(self, obs: SlotGraph) -> torch.Tensor:
+        """(M, K) x̂ of one slot; zero off the graph's edges."""
+        return self._dense(*(getattr(obs, f) for f in _DENSE_FIELDS))
+
+    def relaxed_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
+        """(ΣM_i, K) x̂ of several slots: stacked dense graphs when all have the same M (the
+        common case), otherwise one disconnected graph through PyG's scatter (:meth:`_sparse_batch`)."""
+        if len({g.mask.shape for g in batch}) == 1:
+            stacked = [torch.stack([getattr(g, f) for g in batch]) for f in _DENSE_FIELDS]
+            return self._dense(*stacked).reshape(-1, batch[0].mask.shape[1])
+        return self._sparse_batch(batch)
+
+    def _sparse_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
+        """(ΣM_i, K) x̂ of several slot graphs batched into one disconnected graph.
+
+        Node indices are offset per graph (as ``Batch.from_data_list`` does) and the means are
+        taken with ``torch_geometric.utils.scatter``; this equals :meth:`relaxed` graph by graph.
+        """
+        dev_off = np.cumsum([0] + [g.x_device.shape[0] for g in batch])
+        exit_off = np.cumsum([0] + [g.x_exit.shape[0] for g in batch])
+        num_edges = torch.tensor([g.edge_index.shape[1] for g in batch])
+        graph_of_edge = torch.repeat_interleave(torch.arange(len(batch)), num_edges)
+        offsets = torch.tensor(np.stack([dev_off[:-1], exit_off[:-1]]), dtype=torch.int64)  # (2, B)
+        local = torch.cat([g.edge_index for g in batch], 1)
+        edge_index = local + offsets[:, graph_of_edge]
+        src, dst = edge_index
+        n_dev, n_exit = int(dev_off[-1]), int(exit_off[-1])
+        agg = _Aggregation(
+            lambda h: scatter(h[dst], src, 0, n_dev, reduce="mean"),
+            lambda h: scatter(h[src], dst, 0, n_exit, reduce="mean"),
+            torch.cat([g.edge_mean_device for g in batch]),
+            torch.cat([g.edge_mean_exit for g in batch]),
+        )
+        p = self.edge_probs(
+            torch.cat([g.x_device for g in batch]),
+            torch.cat([g.x_exit for g in batch]),
+            edge_index,
+            torch.cat([g.edge_attr for g in batch]),
+            agg,
+        )
+        out = torch.zeros((n_dev, batch[0].mask.shape[1]), dtype=p.dtype)
+        return out.index_put((src, local[1]), p)

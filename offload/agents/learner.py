@@ -1,0 +1,256 @@
+"""The learner shared by GRLE, GRL, DROOE and DROO: Algorithm 1 of the paper.
+
+Each time slot an *actor* maps an observation to a relaxed decision x̂ ∈ (0, 1)^(M×K), one
+value per (device, option) pair (eq. 14). The *critic* quantises x̂ into S one-option-per-device
+candidates (:func:`quantise`), scores them with a plain function supplied by the caller and acts
+with the best one (eq. 15). The pair (observation, best decision) goes into a :class:`ReplayMemory`
+and every ω slots a mini-batch trains the actor with the cross-entropy of eq. (16).
+
+The learner knows nothing about the MEC simulator: it sees an observation (whatever the actor
+encodes), an option mask (M, K) bool and a scoring function ``score(candidates (S, M) int) -> (S,)``.
+It therefore runs unchanged on DROO's binary offloading problem (K = 2: local or offload), which
+the tests use as a cross-check.
+
+Quantisation (our generalisation of DROO's order-preserving method)
+------------------------------------------------------------------
+DROO has one sigmoid per device (offload or not). Its candidate 1 thresholds x̂ at 0.5; candidate
+k + 1 thresholds the whole vector at the entry that is the k-th closest to 0.5, so that entry and
+every entry on the *same side* of 0.5 that is *at least as close* to 0.5 flip.
+
+Here each device must pick exactly one of K = N·L options. Let a_m = argmax_o x̂[m, o] over the
+valid options of device m (candidate 0, the actor's own choice) and, for every other valid pair
+(m, o), the *gap* g[m, o] = x̂[m, a_m] − x̂[m, o] ≥ 0: how much confidence device m gives up by
+moving to option o. Pairs are ranked by gap, smallest first. The candidate of pair (m*, o*) moves
+to o* every device m that (i) currently picks the same option as m* (a_m = a_{m*}, "the same
+side"), (ii) can reach o* (valid link) and (iii) has g[m, o*] ≤ g[m*, o*] ("at least as close").
+For K = 2 with x̂[m] = (1 − p_m, p_m) the gap is |2 p_m − 1| and this is exactly DROO's rule.
+That yields 1 + (#valid pairs − M) candidates (1 + M·(N·L − 1) with all links up); when S asks
+for more, single-pair moves (only m* moves to o*) in the same order fill the list, and when S asks
+for fewer the list is cut. By construction every candidate gives each device exactly one valid
+option, and candidate 0 is the actor's argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""Scores candidate decisions: int (S, M) -> float (S,) (higher is better, -inf = infeasible)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantiser
+# ---------------------------------------------------------------------------------------------
+def quantise(
+    relaxed: np.ndarray, mask: np.ndarray, num_candidates: int | None = None
+) -> np.ndarray:
+    """Order-preserving quantisation of a relaxed decision into one-option-per-device candidates.
+
+    Args:
+        relaxed: (M, K) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored).
+        mask: (M, K) bool, True where device m may take option o (link up, option allowed).
+        num_candidates: S, how many candidates to return; default M·K (the paper's S = M·N·L).
+
+    Returns:
+        (S', M) int64 option per device, S' = min(S, 1 + 2·(#valid pairs − M)); row 0 is the
+        actor's argmax; every entry is a valid option of its device.
+
+    Raises:
+        ValueError: if shapes differ or a device has no valid option.
+    """
+    relaxed = np.asarray(relaxed, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    if relaxed.shape != mask.shape or relaxed.ndim != 2:
+        raise ValueError(
+            f"relaxed {relaxed.shape} and mask {mask.shape} must both be (M, K); pass one row per device."
+        )
+    num_devices, num_options = relaxed.shape
+    if num_devices and not mask.any(axis=1).all():
+        bad = int(np.flatnonzero(~mask.any(axis=1))[0])
+        raise ValueError(
+            f"device {bad} has no valid option; drop it from the slot before deciding."
+        )
+    if num_devices == 0:
+        return np.zeros((1, 0), dtype=np.int64)
+    if num_candidates is None:
+        num_candidates = num_devices * num_options
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+
+    scores = np.where(mask, relaxed, -np.inf)
+    choice = scores.argmax(axis=1)  # candidate 0: the actor's own choice
+    best = scores[np.arange(num_devices), choice]
+    gap = np.where(mask, best[:, None] - relaxed, np.inf)  # (M, K) confidence given up
+    gap[np.arange(num_devices), choice] = np.inf  # moving to one's own choice is no move
+
+    pair_dev, pair_opt = np.nonzero(np.isfinite(gap))
+    order = np.argsort(gap[pair_dev, pair_opt], kind="stable")
+    pair_dev, pair_opt = pair_dev[order], pair_opt[order]
+    pair_gap = gap[pair_dev, pair_opt]  # (P,)
+
+    out = [choice[None, :]]
+    room = num_candidates - 1
+    if room > 0 and len(pair_dev):
+        # Threshold family: move every same-side device at least as close to o* (DROO's rule).
+        same_side = choice[None, :] == choice[pair_dev][:, None]  # (P, M)
+        closer = gap[:, pair_opt].T <= pair_gap[:, None]  # (P, M); inf gaps (invalid) never move
+        moves = same_side & closer
+        thresh = np.where(moves, pair_opt[:, None], choice[None, :])
+        out.append(thresh[:room])
+        room -= min(room, len(thresh))
+    if room > 0 and len(pair_dev):
+        # Single-move family: only m* moves to o*.
+        single = np.repeat(choice[None, :], len(pair_dev), axis=0)
+        single[np.arange(len(pair_dev)), pair_dev] = pair_opt
+        out.append(single[:room])
+    return np.concatenate(out, axis=0).astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay memory
+# ---------------------------------------------------------------------------------------------
+class ReplayMemory:
+    """A ring buffer of (observation, best decision) pairs; the oldest entry is overwritten first.
+
+    Args:
+        capacity: number of entries kept (the paper: 128).
+        seed: seed of the generator that draws mini-batches.
+    """
+
+    def __init__(self, capacity: int, *, seed: int | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}.")
+        self.capacity = capacity
+        self._items: list[Any] = [None] * capacity
+        self._next = 0  # position the next add writes to
+        self._size = 0
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, item: Any) -> None:
+        """Store ``item``, overwriting the oldest entry when full."""
+        self._items[self._next] = item
+        self._next = (self._next + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+
+    def items(self) -> list[Any]:
+        """The stored entries, oldest first."""
+        if self._size < self.capacity:
+            return self._items[: self._size]
+        return self._items[self._next :] + self._items[: self._next]
+
+    def sample(self, batch_size: int) -> list[Any]:
+        """``batch_size`` entries drawn uniformly without replacement (all of them if fewer)."""
+        if self._size == 0:
+            raise ValueError("the replay memory is empty; add() experiences before sample().")
+        k = min(batch_size, self._size)
+        idx = self._rng.choice(self._size, size=k, replace=False)
+        return [self._items[i] for i in idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# Actor protocol and the Algorithm 1 loop
+# ---------------------------------------------------------------------------------------------
+class Experience(NamedTuple):
+    """One replay entry: the encoded observation, the option mask and the best decision."""
+
+    obs: Any
+    mask: np.ndarray  # (M, K) bool
+    decision: np.ndarray  # (M,) int, the critic's best candidate x*_k (eq. 15)
+
+
+class Actor(Protocol):
+    """What the learner needs from an actor network (an ``nn.Module``)."""
+
+    def relaxed(self, obs: Any) -> torch.Tensor:
+        """x̂ for one observation: (M, K) probabilities (values at masked pairs are ignored)."""
+        ...
+
+    def relaxed_batch(self, batch: Sequence[Any]) -> torch.Tensor:
+        """x̂ for a list of observations, stacked by rows: (ΣM_i, K) probabilities."""
+        ...
+
+    def parameters(self): ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Hyper-parameters of Algorithm 1 (defaults: Section VI-A of the paper)."""
+
+    memory_size: int = 128  # replay memory capacity, entries
+    batch_size: int = 64  # mini-batch size |Δ_k|
+    train_interval: int = 10  # ω: train every ω slots
+    lr: float = 1e-3  # Adam learning rate
+    num_candidates: int | None = None  # S; None = M·K (the paper's M·N·L)
+
+
+class StepResult(NamedTuple):
+    """What one slot of Algorithm 1 produced."""
+
+    decision: np.ndarray  # (M,) int, the action taken (best candidate)
+    q: float  # its score
+    best_index: int  # index of the winning candidate (0 = actor's argmax)
+    loss: float | None  # training loss of eq. (16) if the actor trained this slot
+
+
+class Learner:
+    """Algorithm 1: relax → quantise → score → act → remember → train every ω slots.
+
+    Args:
+        actor: the actor network (see :class:`Actor`).
+        config: hyper-parameters.
+        seed: seeds the replay sampling.
+    """
+
+    def __init__(
+        self, actor: Actor, config: LearnerConfig = LearnerConfig(), *, seed: int = 0
+    ) -> None:
+        self.actor = actor
+        self.config = config
+        self.memory = ReplayMemory(config.memory_size, seed=seed)
+        self.optimizer = torch.optim.Adam(actor.parameters(), lr=config.lr)
+        self.slot = 0  # k, slots seen while learning
+
+    def relaxed(self, obs: Any) -> np.ndarray:
+        """The actor's x̂ for one observation, (M, K) float64."""
+        with torch.inference_mode():
+            return self.actor.relaxed(obs).double().numpy()
+
+    def decide(self, obs: Any, mask: np.ndarray, score: ScoreFn) -> StepResult:
+        """Best of the S quantised candidates (eq. 15), without learning."""
+        cands = quantise(self.relaxed(obs), mask, self.config.num_candidates)
+        q = np.asarray(score(cands), dtype=np.float64)
+        best = int(np.argmax(q))
+        return StepResult(cands[best], float(q[best]), best, None)
+
+    def step(self, obs: Any, mask: np.ndarray, score: ScoreFn) -> StepResult:
+        """One slot of Algorithm 1 with learning."""
+        result = self.decide(obs, mask, score)
+        self.memory.add(Experience(obs, np.asarray(mask, dtype=bool), result.decision))
+        self.slot += 1
+        loss = None
+        if self.slot % self.config.train_interval == 0:
+            loss = self.train_step()
+        return result._replace(loss=loss)
+
+    def train_step(self) -> float:
+        """One Adam step on a mini-batch with the cross-entropy of eq. (16); returns the loss."""
+        batch: list[Experience] = self.memory.sample(self.config.batch_size)
+        probs = self.actor.relaxed_batch([e.obs for e in batch])  # (ΣM, K)
+        mask = torch.from_numpy(np.concatenate([e.mask for e in batch]))
+        target = torch.zeros(mask.shape, dtype=probs.dtype)
+        decisions = torch.from_numpy(np.concatenate([e.decision for e in batch]))
+        target[torch.arange(len(decisions)), decisions] = 1.0
+        # eq. (16): binary cross-entropy over the valid (device, option) pairs = the graph's edges
+        loss = torch.nn.functional.binary_cross_entropy(probs[mask], target[mask])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())

@@ -1,0 +1,314 @@
+"""Figures in the paper's layout (matplotlib, Agg) and the Markdown report beside the paper's numbers."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: Section VI-D: average accuracy at M = 10, τ = 30 ms (None: not quoted)
+PAPER_ACCURACY = {
+    "devices": {"figure": "Fig. 5(a)", "GRLE": 0.77, "GRL": 0.60, "DROOE": 0.72, "DROO": 0.58},
+    "capacity": {"figure": "Fig. 6", "GRLE": 0.56, "GRL": 0.20, "DROOE": 0.41, "DROO": 0.18},
+    "fluctuation": {"figure": "Fig. 7", "GRLE": 0.60, "GRL": 0.21, "DROOE": 0.43, "DROO": None},
+    "csi": {"figure": "Fig. 8", "GRLE": 0.58, "GRL": 0.17, "DROOE": 0.40, "DROO": None},
+}
+PAPER_CONVERGENCE = {"GRLE": 0.96}  # Fig. 4: moving average of the normalised reward exceeds 0.96
+PAPER_LOSS = 0.03  # Fig. 4: GRLE's training loss falls below 0.03
+METHOD_STYLE = {
+    "GRLE": ("tab:red", "o"),
+    "GRL": ("tab:orange", "s"),
+    "DROOE": ("tab:blue", "^"),
+    "DROO": ("tab:cyan", "v"),
+    "greedy": ("tab:gray", "x"),
+    "random": ("tab:olive", "."),
+}
+METRICS = (
+    ("avg_accuracy", "Average accuracy"),
+    ("ssp", "Service success probability"),
+    ("throughput", "Average throughput (tasks/s)"),
+)
+_T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def ci95(values: pd.Series) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t; 0 for one value)."""
+    v = values.dropna().to_numpy()
+    if len(v) < 2:
+        return 0.0
+    return _T95.get(len(v), 1.96) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
+
+
+def summarise(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Mean and 95% CI of ``metric`` over seeds for each ``keys`` group."""
+    g = rows.groupby(keys, dropna=False)[metric]
+    return pd.DataFrame({"mean": g.mean(), "ci95": g.apply(ci95), "n": g.count()}).reset_index()
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_scenario(rows: pd.DataFrame, experiment: str, path: Path) -> None:
+    """Figs. 5–8 layout: (a) accuracy, (b) SSP, (c) throughput vs M; solid τ = 30, dashed τ = 10."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (metric, label) in zip(axes, METRICS, strict=True):
+        s = summarise(rows, ["method", "tau_ms", "M"], metric)
+        for (method, tau), grp in s.groupby(["method", "tau_ms"]):
+            color, marker = METHOD_STYLE.get(method, ("k", "."))
+            ax.errorbar(
+                grp["M"],
+                grp["mean"],
+                yerr=grp["ci95"],
+                color=color,
+                marker=marker,
+                linestyle="-" if tau >= 30 else "--",
+                capsize=3,
+                label=f"{method}, τ={tau:g} ms",
+            )
+        ax.set_xlabel("No. of IoT devices M")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{experiment}: {PAPER_ACCURACY.get(experiment, {}).get('figure', '')} layout")
+    _save(fig, path)
+
+
+def plot_convergence(curves: pd.DataFrame, path: Path) -> None:
+    """Fig. 4 layout: moving-average normalised reward and training loss vs time slot."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for method, grp in curves.groupby("method"):
+        color, _ = METHOD_STYLE.get(method, ("k", "."))
+        for seed, g in grp.groupby("seed"):
+            a.plot(
+                g["slot"],
+                g["moving_average"],
+                color=color,
+                alpha=0.8,
+                label=f"{method} (seed {seed})",
+            )
+            lg = g.dropna(subset=["train_loss"])
+            b.plot(
+                lg["slot"],
+                lg["train_loss"],
+                color=color,
+                alpha=0.8,
+                label=f"{method} (seed {seed})",
+            )
+    a.axhline(0.96, color="k", lw=0.8, ls=":", label="paper: GRLE 0.96")
+    a.set_xlabel("Time slot")
+    a.set_ylabel("Moving average of normalised reward (50 slots)")
+    b.set_xlabel("Time slot")
+    b.set_ylabel("Training loss (eq. 16)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_topology(rows: pd.DataFrame, path: Path) -> None:
+    """Average accuracy vs evaluation M for agents trained at one M (DROO types only there)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fixed = rows[rows["network"] != "dynamic"].dropna(subset=["avg_accuracy"])
+    s = summarise(fixed, ["method", "M"], "avg_accuracy")
+    for method, grp in s.groupby("method"):
+        color, marker = METHOD_STYLE.get(method, ("k", "."))
+        ax.errorbar(
+            grp["M"],
+            grp["mean"],
+            yerr=grp["ci95"],
+            color=color,
+            marker=marker,
+            capsize=3,
+            label=method,
+        )
+    ax.axvline(int(rows["train_M"].iloc[0]), color="k", ls=":", lw=0.8, label="training M")
+    ax.set_xlabel("No. of IoT devices M at evaluation")
+    ax.set_ylabel("Average accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _fmt(mean: float, ci: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{mean:.3f} ± {ci:.3f}" if ci > 0 else f"{mean:.3f}"
+
+
+def scenario_section(rows: pd.DataFrame, experiment: str) -> list[str]:
+    """Markdown: our numbers at M = 10, τ = 30 ms beside the paper's, then all M."""
+    paper = PAPER_ACCURACY[experiment]
+    out = [
+        f"### {experiment} (scenario {int(rows['scenario'].iloc[0])}, paper {paper['figure']})",
+        "",
+    ]
+    # the paper quotes M = 10; without it, the M closest to 10 (labelled)
+    m_ref = int(min(rows["M"].unique(), key=lambda m: (abs(m - 10), m)))
+    at = rows[(rows["M"] == m_ref) & (rows["tau_ms"] == 30)]
+    if len(at):
+        note = (
+            "" if m_ref == 10 else " — **not the paper's M = 10**, which this run did not include"
+        )
+        out += [
+            f"M = {m_ref}, τ = 30 ms (mean ± 95% CI over seeds){note}:",
+            "",
+            "| method | avg accuracy (ours) | avg accuracy (paper) | SSP (ours) | throughput (ours, tasks/s) "
+            "| mean Q per slot (ours, eq. 9) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        means = {}
+        for method, grp in at.groupby("method", sort=False):
+            acc = summarise(grp, ["method"], "avg_accuracy").iloc[0]
+            ssp = summarise(grp, ["method"], "ssp").iloc[0]
+            thr = summarise(grp, ["method"], "throughput").iloc[0]
+            mq = summarise(grp, ["method"], "mean_q").iloc[0]
+            means[method] = acc["mean"]
+            pv = paper.get(method)
+            out.append(
+                f"| {method} | {_fmt(acc['mean'], acc['ci95'])} | {'–' if pv is None else pv} "
+                f"| {_fmt(ssp['mean'], ssp['ci95'])} | {_fmt(thr['mean'], thr['ci95'])} "
+                f"| {_fmt(mq['mean'], mq['ci95'])} |"
+            )
+        out += ["", "| ratio | ours | paper |", "| --- | --- | --- |"]
+        for a, b in (("GRLE", "GRL"), ("GRLE", "DROOE"), ("DROOE", "DROO")):
+            if a in means and b in means and paper.get(a) and paper.get(b):
+                ours = means[a] / means[b] if means[b] > 0 else float("nan")
+                out.append(f"| {a} / {b} | {ours:.2f}× | {paper[a] / paper[b]:.2f}× |")
+        out.append("")
+    for tau in sorted(rows["tau_ms"].unique()):
+        s = summarise(rows[rows["tau_ms"] == tau], ["method", "M"], "avg_accuracy")
+        pivot = s.pivot(index="method", columns="M", values="mean")
+        out += [f"Average accuracy, τ = {tau:g} ms (mean over seeds):", ""]
+        out.append("| method | " + " | ".join(f"M={m}" for m in pivot.columns) + " |")
+        out.append("| --- |" + " --- |" * len(pivot.columns))
+        for method, r in pivot.iterrows():
+            out.append(f"| {method} | " + " | ".join(f"{v:.3f}" for v in r) + " |")
+        out.append("")
+    out += [f"![{experiment}]({experiment}.png)", ""]
+    return out
+
+
+def convergence_section(curves: pd.DataFrame) -> list[str]:
+    """Markdown: final moving average of the normalised reward and loss per method."""
+    out = [
+        "### convergence (paper Fig. 4)",
+        "",
+        "| method | seed | slots | moving avg. of normalised reward, last slot | mean over last 500 slots | "
+        "max moving avg. after slot 500 | mean loss, last 10 trainings | paper |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (method, seed), g in curves.groupby(["method", "seed"]):
+        late = g[g["slot"] > 500]
+        out.append(
+            f"| {method} | {seed} | {len(g)} | {g['moving_average'].iloc[-1]:.3f} | "
+            f"{g['normalised_reward'].iloc[-500:].mean():.3f} | "
+            f"{late['moving_average'].max() if len(late) else float('nan'):.3f} | "
+            f"{g['train_loss'].dropna().iloc[-10:].mean():.3f} | "
+            f"{'≥ 0.96, loss < 0.03' if method == 'GRLE' else 'below GRLE'} |"
+        )
+    out += ["", "![convergence](convergence.png)", ""]
+    return out
+
+
+def topology_section(rows: pd.DataFrame) -> list[str]:
+    """Markdown: accuracy of agents trained at one M on other networks."""
+    train_m = int(rows["train_M"].iloc[0])
+    s = summarise(rows, ["method", "network"], "avg_accuracy")
+    nets = sorted(
+        dict.fromkeys(rows["network"]),
+        key=lambda n: (n == "dynamic", int(n[2:]) if n[:2] == "M=" else 0),
+    )
+    out = [
+        f"### topology (trained at M = {train_m}, scenario {int(rows['scenario'].iloc[0])}, τ = "
+        f"{rows['tau_ms'].iloc[0]:g} ms; average accuracy, mean over seeds)",
+        "",
+        "| method | " + " | ".join(nets) + " |",
+        "| --- |" + " --- |" * len(nets),
+    ]
+    for method in dict.fromkeys(rows["method"]):
+        cells = []
+        for net in nets:
+            v = s[(s["method"] == method) & (s["network"] == net)]["mean"]
+            cells.append("cannot run" if v.isna().all() else f"{float(v.iloc[0]):.3f}")
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    out += ["", "![topology](topology.png)", ""]
+    return out
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file + os.replace)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def differences_section(rows: pd.DataFrame | None, curves: pd.DataFrame | None) -> list[str]:
+    """Markdown: where our numbers differ from the paper's (computed) and the known causes."""
+    out = ["## Where we differ from the paper, and why", ""]
+    if rows is not None and len(rows):
+        out += ["Average accuracy at M = 10, τ = 30 ms, ours − paper:", ""]
+        at = rows[(rows["M"] == 10) & (rows["tau_ms"] == 30)]
+        for name, paper in PAPER_ACCURACY.items():
+            grp = at[at["experiment"] == name]
+            if not len(grp):
+                continue
+            means = grp.groupby("method")["avg_accuracy"].mean()
+            diffs = [
+                f"{m} {means[m]:.2f} vs {paper[m]:.2f} ({means[m] - paper[m]:+.2f})"
+                for m in ("GRLE", "GRL", "DROOE", "DROO")
+                if m in means and paper.get(m) is not None
+            ]
+            out.append(f"- {name} ({paper['figure']}): " + "; ".join(diffs) + ".")
+        out.append("")
+    if curves is not None and len(curves):
+        grle = curves[curves["method"] == "GRLE"]
+        final = grle.groupby("seed")["moving_average"].last()
+        loss = grle.groupby("seed")["train_loss"].apply(lambda s: s.dropna().iloc[-10:].mean())
+        out += [
+            f"- Convergence: GRLE's final 50-slot moving average of eq. (17) is "
+            f"{', '.join(f'{v:.3f}' for v in final)} (seeds {', '.join(map(str, final.index))}; "
+            f"paper: above 0.96); its loss {', '.join(f'{v:.3f}' for v in loss)} (paper: below 0.03).",
+            "",
+        ]
+    out += [
+        "Known causes (see docs/offload-agents.md and docs/calibration.md):",
+        "",
+        "1. **Network regime.** With the paper's stated numbers (Table I latencies, 50–100 KB, "
+        "20–100 Mbit/s, δ = 30 ms) almost every task meets its deadline whatever the policy, so "
+        "no method falls to the paper's 0.2–0.6; the calibrated runs multiply every exit latency "
+        "(`compute_scale`, stated in the header), which brings the main-branch-only methods into "
+        "the paper's range but cannot match all four scenarios with one factor.",
+        "2. **The objective is Q, not accuracy.** Every learner maximises Q = Σ φ·ψ(t) of eq. (9), "
+        "and ψ falls with the completion time even inside the deadline, so a faster, shallower "
+        "exit can win although the main branch would also succeed; the paper reports accuracy. "
+        "Compare the mean-Q column, where GRLE is at or above the greedy reference.",
+        "3. **DROO-type agents see only the channel** (as the paper describes them): ES backlog, "
+        "capacity and the device's own uplink backlog are invisible to them, which costs most "
+        "where the capacity varies (scenarios 2–4).",
+        "4. **Training loss.** Eq. (16) is averaged here over every valid (device, option) pair "
+        "with one positive per device, and near-equivalent options make the best candidate a "
+        "noisy label, so the loss settles at about 0.1–0.3; the paper does not state its normalisation.",
+        "5. **Protocol.** The paper gives neither the training length nor the M grid or number "
+        "of seeds; the plan in the header is ours. Learners are evaluated frozen after online "
+        "training; a REDUCED run uses fewer evaluation slots than the paper's 10,000.",
+        "",
+    ]
+    return out

@@ -1,0 +1,21 @@
+"""MEC offloading simulator of the GRLE paper (Sections III-IV, VI): configuration, the
+agent-visible slot state, the vectorised slot evaluator, the exact per-slot optimum, the
+Gymnasium environment, metrics and baselines. It never imports an agent."""
+
+from .config import MECConfig
+from .env import OffloadEnv
+from .evaluator import psi, score_decisions
+from .optimum import Optimum, brute_force_decision, optimal_decision
+from .state import SlotOutcome, SlotState
+
+__all__ = [
+    "MECConfig",
+    "OffloadEnv",
+    "Optimum",
+    "SlotOutcome",
+    "SlotState",
+    "brute_force_decision",
+    "optimal_decision",
+    "psi",
+    "score_decisions",
+]

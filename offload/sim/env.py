@@ -1,0 +1,290 @@
+"""Gymnasium environment of CNN inference offloading in a dynamic MEC network.
+
+Description:
+    M IoT devices and N edge servers (ES); every slot of length τ each active device generates
+    one task (size d, deadline δ) and the policy gives it one ES n and one early exit l, the
+    option o = n*L + l (Section V-C). Devices send their tasks one after another (eq. (6)),
+    each ES serves its tasks first come, first served (eq. (7)), and the completion time is
+    eq. (8). Scenarios 1-4 follow Figs. 5-8 (see `MECConfig`); with `dynamic_topology`
+    devices join and leave and links go down and up.
+
+State (observation, padded to D = max_devices rows; inactive rows are zero):
+    active (D,), task_bits (D,), deadline_ms (D,), rate_mbps (D, N) as the policy knows it,
+    link (D, N), device_backlog_ms (D,), server_backlog_ms (N,), capacity (N,),
+    exit_ms (N, L) at full capacity, exit_accuracy (L,). `env.slot_state` holds the same
+    information compactly over the active devices (`SlotState`).
+
+Action:
+    MultiDiscrete([N*L] * D), one option per padded device (inactive entries ignored), or an
+    int array of length M (one option per active device in `slot_state.device_ids` order).
+    An option over a missing link is rejected with ValueError.
+
+Reward:
+    Q of eq. (9) computed with the true rates and inference times.
+
+Metrics:
+    `info["outcome"]` is a `SlotOutcome` (per task: completion, success of eq. (11), accuracy,
+    Q); `offload.sim.metrics` turns them into the measures of Section VI-D.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..exit_table import ExitTable
+from .config import MECConfig
+from .dynamics import SlotDraw, draw_slot, initial_fading, update_topology
+from .evaluator import psi, schedule_slot, score_decisions
+from .state import ScoringRules, SlotOutcome, SlotState
+
+__all__ = ["OffloadEnv"]
+
+_BIG_MS = 1e6  # observation cap of backlogs, ms (they grow without bound with late_policy="send")
+
+
+class OffloadEnv(gym.Env):
+    """The MEC offloading environment (see the module docstring).
+
+    Args:
+        table: candidate exit table (every row is a candidate exit).
+        config: network parameters and readings; defaults to `MECConfig()`.
+
+    Raises:
+        ExitTableError: a server device type has no latency column in `table`.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, table: ExitTable, config: MECConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config if config is not None else MECConfig()
+        self.table = table
+        self.exit_ms = cfg.compute_scale * np.stack(
+            [table.latency_of(dev) for dev in cfg.server_devices]
+        )
+        self.exit_accuracy = table.accuracy.astype(np.float64)
+        self.rules = ScoringRules(
+            psi_scale=2.0 if cfg.psi_form == "doubled" else 1.0,
+            drop_late=cfg.late_policy == "drop",
+            from_transmission=cfg.completion_origin == "transmission",
+        )
+        num_dev, num_srv, num_exits = cfg.padded_devices, cfg.num_servers, table.num_exits
+        big = np.float32(_BIG_MS)
+        max_bits = cfg.task_kb[1] * cfg.bits_per_kb
+        max_exit = float(self.exit_ms.max())
+        self.observation_space = spaces.Dict(
+            {
+                "active": spaces.MultiBinary(num_dev),
+                "task_bits": spaces.Box(0.0, max_bits, (num_dev,), np.float32),
+                "deadline_ms": spaces.Box(0.0, cfg.deadline_ms, (num_dev,), np.float32),
+                "rate_mbps": spaces.Box(0.0, cfg.rate_mbps[1], (num_dev, num_srv), np.float32),
+                "link": spaces.MultiBinary((num_dev, num_srv)),
+                "device_backlog_ms": spaces.Box(0.0, big, (num_dev,), np.float32),
+                "server_backlog_ms": spaces.Box(0.0, big, (num_srv,), np.float32),
+                "capacity": spaces.Box(0.0, 1.0, (num_srv,), np.float32),
+                "exit_ms": spaces.Box(0.0, max_exit, (num_srv, num_exits), np.float32),
+                "exit_accuracy": spaces.Box(0.0, 1.0, (num_exits,), np.float32),
+            }
+        )
+        self.action_space = spaces.MultiDiscrete(np.full(num_dev, num_srv * num_exits))
+        self._state: SlotState | None = None
+
+    # ----------------------------------------------------------------- Gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode: `num_devices` active devices, all links up, empty queues."""
+        super().reset(seed=seed)
+        cfg = self.config
+        num_dev, num_srv = cfg.padded_devices, cfg.num_servers
+        self.slot = 0
+        self.active = np.arange(num_dev) < cfg.num_devices
+        self.link = np.ones((num_dev, num_srv), dtype=bool)
+        self.device_free_ms = np.zeros(num_dev)  # uplink busy time after the slot start
+        self.server_free_ms = np.zeros(num_srv)  # ES busy time after the slot start
+        self._fading = initial_fading(cfg, self.np_random)
+        self._new_slot()
+        return self._observation(), {"slot": self.slot}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Apply one decision to the current slot and advance to the next slot.
+
+        Raises:
+            AssertionError: `reset()` was not called.
+            ValueError: the action has the wrong length, an option outside [0, N*L) or an
+                option over a link that is down.
+        """
+        assert self._state is not None, "call reset() before step()"
+        cfg, state, draw = self.config, self._state, self._draw
+        decision = self._compact(action)
+        ids = state.device_ids
+        num_exits = state.num_exits
+        server, exit_index = np.divmod(decision, num_exits)
+        dev = np.arange(ids.size)
+        if not np.all(state.link[dev, server]):
+            bad = int(ids[np.flatnonzero(~state.link[dev, server])[0]])
+            raise ValueError(
+                f"device {bad} was sent to an ES whose link is down this slot; choose an "
+                "option n*L+l with slot_state.link[m, n] True."
+            )
+        predicted_q = float(score_decisions(state, decision)[0])
+        outcome = self._outcome(state, draw, server, exit_index)
+        # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
+        backlog = state.device_backlog_ms
+        tx_end = backlog + state.task_bits / (draw.rate_true_mbps[ids, server] * 1e3)
+        if self.rules.drop_late:
+            deadline_abs = self._deadline_abs(state)
+            tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
+        self.device_free_ms[ids] = tx_end
+        self.device_free_ms = np.maximum(self.device_free_ms - cfg.slot_ms, 0.0)
+        self.server_free_ms = np.maximum(self._server_free_after - cfg.slot_ms, 0.0)
+        info = {
+            "slot": self.slot,
+            "outcome": outcome,
+            "num_tasks": int(ids.size),
+            "num_success": int(outcome.success.sum()),
+            "accuracy_sum": float(outcome.accuracy.sum()),
+            "q_sum": float(outcome.q.sum()),
+            "predicted_q": predicted_q,
+            "slot_ms": cfg.slot_ms,
+        }
+        self.slot += 1
+        self.active, self.link, joined = update_topology(
+            cfg, self.np_random, self.active, self.link
+        )
+        self.device_free_ms[joined] = 0.0
+        self._new_slot()
+        truncated = cfg.episode_slots is not None and self.slot >= cfg.episode_slots
+        return self._observation(), float(outcome.q.sum()), False, truncated, info
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def slot_state(self) -> SlotState:
+        """The agent-visible state of the current slot, compact over the active devices."""
+        assert self._state is not None, "call reset() before reading slot_state"
+        return self._state
+
+    @property
+    def slot_draw(self) -> SlotDraw:
+        """The current slot's random quantities, true values included (for tests and
+        diagnostics; a policy must not read it)."""
+        assert self._state is not None, "call reset() before reading slot_draw"
+        return self._draw
+
+    # ------------------------------------------------------------------ internals
+    def _new_slot(self) -> None:
+        self._draw = draw = draw_slot(self.config, self.np_random, self._fading)
+        self._fading = draw.fading
+        ids = np.flatnonzero(self.active)
+        self._state = SlotState(
+            device_ids=ids,
+            task_bits=draw.task_bits[ids],
+            deadline_ms=np.full(ids.size, self.config.deadline_ms),
+            rate_mbps=draw.rate_est_mbps[ids],
+            link=self.link[ids].copy(),
+            device_backlog_ms=self.device_free_ms[ids].copy(),
+            server_backlog_ms=self.server_free_ms.copy(),
+            capacity=draw.capacity.copy(),
+            exit_ms=self.exit_ms,
+            exit_accuracy=self.exit_accuracy,
+            rules=self.rules,
+        )
+
+    def _deadline_abs(self, state: SlotState) -> np.ndarray:
+        origin = state.device_backlog_ms if self.rules.from_transmission else 0.0
+        return origin + state.deadline_ms
+
+    def _outcome(
+        self, state: SlotState, draw: SlotDraw, server: np.ndarray, exit_index: np.ndarray
+    ) -> SlotOutcome:
+        """True outcomes of the slot's tasks (true rates and inference times)."""
+        ids = state.device_ids
+        backlog = state.device_backlog_ms
+        origin = backlog if self.rules.from_transmission else np.zeros_like(backlog)
+        deadline_abs = origin + state.deadline_ms
+        arrival = backlog + state.task_bits / (
+            draw.rate_true_mbps[ids, server] * 1e3
+        )  # eqs. (1), (6)
+        if self.rules.drop_late:
+            arrival = np.where(arrival < deadline_abs, arrival, np.inf)
+        exec_ms = (
+            self.exit_ms[server, exit_index] * draw.jitter[ids] / state.capacity[server]
+        )  # eq. (4)
+        finish, free = schedule_slot(
+            arrival[None],
+            exec_ms[None],
+            server[None],
+            np.ones((1, ids.size), dtype=bool),
+            state.server_backlog_ms,
+            deadline_abs,
+            self.rules.drop_late,
+        )
+        self._server_free_after = free[0]
+        completion = finish[0] - origin  # eq. (8)
+        success = completion <= state.deadline_ms  # eq. (11), as a metric
+        accuracy = self.exit_accuracy[exit_index]
+        q = accuracy * psi(completion, state.deadline_ms, self.rules.psi_scale)  # eq. (9)
+        return SlotOutcome(
+            device_ids=ids.copy(),
+            server=server,
+            exit_index=exit_index,
+            arrival_ms=arrival,
+            completion_ms=completion,
+            success=success,
+            accuracy=np.where(success, accuracy, 0.0),
+            q=q,
+        )
+
+    def _compact(self, action: np.ndarray) -> np.ndarray:
+        """Action as one option per active device (accepts length M or padded length D)."""
+        state = self._state
+        act = np.asarray(action)
+        num_active, num_pad = state.num_devices, self.config.padded_devices
+        if act.ndim != 1 or act.shape[0] not in (num_active, num_pad):
+            raise ValueError(
+                f"action has shape {act.shape}; pass {num_active} options (one per active "
+                f"device) or {num_pad} (one per padded device)."
+            )
+        if act.size and not np.issubdtype(act.dtype, np.integer):
+            if not np.all(np.isfinite(act)) or not np.all(act == np.round(act)):
+                raise ValueError("actions must be integer option indices o = n*L + l.")
+        act = act.astype(np.int64)
+        if act.shape[0] == num_pad and num_pad != num_active:
+            act = act[state.device_ids]
+        if act.size and (act.min() < 0 or act.max() >= state.num_options):
+            raise ValueError(
+                f"options must lie in [0, {state.num_options}) (N*L); got values in "
+                f"[{act.min()}, {act.max()}]."
+            )
+        return act
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        state, cfg = self._state, self.config
+        num_dev, num_srv = cfg.padded_devices, cfg.num_servers
+        ids = state.device_ids
+
+        def padded(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+            out = np.zeros(shape, dtype=np.float32)
+            out[ids] = values
+            return out
+
+        link = np.zeros((num_dev, num_srv), dtype=np.int8)
+        link[ids] = state.link
+        return {
+            "active": self.active.astype(np.int8),
+            "task_bits": padded(state.task_bits, (num_dev,)),
+            "deadline_ms": padded(state.deadline_ms, (num_dev,)),
+            "rate_mbps": padded(state.rate_mbps, (num_dev, num_srv)),
+            "link": link,
+            "device_backlog_ms": padded(np.minimum(state.device_backlog_ms, _BIG_MS), (num_dev,)),
+            "server_backlog_ms": np.minimum(state.server_backlog_ms, _BIG_MS).astype(np.float32),
+            "capacity": state.capacity.astype(np.float32),
+            "exit_ms": state.exit_ms.astype(np.float32),
+            "exit_accuracy": state.exit_accuracy.astype(np.float32),
+        }

@@ -1,0 +1,211 @@
+"""Slot evaluator: completion times (eqs. (1), (4)-(8)) and reward Q (eq. (9)) of many
+candidate decisions for the same slot, vectorised over the candidates.
+
+The same FCFS schedule serves two callers: `score_decisions` predicts Q from what a policy can
+know (a `SlotState`), and the environment computes true outcomes from the true rates and
+inference times (`schedule_slot` with one candidate).
+
+Time origin is the slot start (the instant every device generates its task). ES queues are
+first-come-first-served by arrival time; equal arrivals are served in device order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .state import SlotState
+
+__all__ = ["psi", "score_decisions", "task_rewards", "schedule_slot", "check_decisions"]
+
+
+def psi(t_ms: np.ndarray, deadline_ms: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """ψ(t) = scale * (1 - sigmoid(5 t / δ)) of eq. (9); exactly 0 for t = inf.
+
+    `scale` = 1 is the formula as written (ψ(0) = 0.5), 2 the "doubled" reading (ψ(0) = 1).
+    Written as scale * e / (1 + e) with e = exp(-5 t / δ), which cannot overflow.
+    """
+    e = np.exp(-5.0 * np.asarray(t_ms) / deadline_ms)
+    return scale * e / (1.0 + e)
+
+
+def schedule_slot(
+    arrival_ms: np.ndarray,
+    exec_ms: np.ndarray,
+    server: np.ndarray,
+    present: np.ndarray,
+    server_backlog_ms: np.ndarray,
+    deadline_abs_ms: np.ndarray,
+    drop_late: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """FCFS service of one slot's tasks at every ES (eqs. (7)-(8)), for S candidates at once.
+
+    Args:
+        arrival_ms: (S, M) arrival of each task at its ES after the slot start, ms (eq. (6));
+            inf for a task that never arrives (dropped at the uplink).
+        exec_ms: (S, M) computation time of each task at its ES, ms (eq. (4), capacity applied).
+        server: (S, M) int, the ES of each task.
+        present: (S, M) bool, False for a task left out of the candidate (partial decisions).
+        server_backlog_ms: (N,) time after the slot start at which each ES is free, ms.
+        deadline_abs_ms: (M,) instant after the slot start by which each task must finish, ms.
+        drop_late: True: a task is abandoned at its deadline -- one that would start at or after
+            it is not computed, one that would finish after it is aborted at the deadline.
+
+    Returns:
+        finish_ms: (S, M) instant each task finishes (inf if dropped or absent).
+        free_ms: (S, N) instant each ES becomes free after serving the slot.
+    """
+    num_cand, num_dev = arrival_ms.shape
+    num_srv = len(server_backlog_ms)
+    waiting = np.where(present, arrival_ms, np.inf)  # absent tasks never reach an ES
+    if num_cand <= _PYTHON_BELOW:
+        return _schedule_python(
+            waiting, exec_ms, server, present, server_backlog_ms, deadline_abs_ms, drop_late
+        )
+    order = np.argsort(waiting, axis=1, kind="stable")
+    # gather once in service order (flat indices are cheaper than take_along_axis); the loop
+    # below walks the FCFS queue position by position, all candidates at once
+    flat = (order + num_dev * np.arange(num_cand)[:, None]).T  # (M, S)
+    pre = present.ravel()[flat]
+    arr = waiting.ravel()[flat]
+    exe = exec_ms.ravel()[flat]
+    slot = server.ravel()[flat] + num_srv * np.arange(num_cand)
+    dls = np.asarray(deadline_abs_ms, dtype=np.float64)[order.T]
+    # Absent tasks must leave their ES untouched. With drop_late their deadline (and that of a
+    # task arriving at or after it) becomes -inf: never served; otherwise their arrival and
+    # computation become -inf (they "end" at -inf).
+    if drop_late:
+        dls[~pre | (arr >= dls)] = -np.inf
+    else:
+        arr[~pre] = -np.inf
+        exe[~pre] = -np.inf
+    free = np.tile(np.asarray(server_backlog_ms, dtype=np.float64), num_cand)  # (S*N,) flat
+    starts = np.empty((num_dev, num_cand))
+    ends = np.empty((num_dev, num_cand))
+    cut = np.empty(num_cand)
+    for j in range(num_dev):
+        before = free.take(slot[j])
+        start = np.maximum(arr[j], before, out=starts[j])  # eq. (7): earlier arrivals first
+        end = np.add(start, exe[j], out=ends[j])
+        if drop_late:
+            # not started by the deadline: ES unchanged; started: busy until min(end, deadline)
+            np.minimum(end, dls[j], out=cut)
+            free.put(slot[j], np.maximum(before, cut, out=cut))
+        else:
+            free.put(slot[j], np.maximum(before, end, out=cut))
+    if drop_late:
+        fin = np.where((starts < dls) & (ends <= dls), ends, np.inf)
+    else:
+        fin = np.where(pre, ends, np.inf)
+    finish = np.empty(num_cand * num_dev)
+    finish[flat] = fin
+    finish = finish.reshape(num_cand, num_dev)
+    free = free.reshape(num_cand, num_srv)
+    return finish, free
+
+
+_PYTHON_BELOW = 8  # fewer candidates than this: a plain Python loop beats numpy's overhead
+
+
+def _schedule_python(
+    waiting, exec_ms, server, present, server_backlog_ms, deadline_abs_ms, drop_late
+):
+    """`schedule_slot` for a few candidates, one task at a time (same rules and arithmetic)."""
+    num_cand, num_dev = waiting.shape
+    finish = np.full((num_cand, num_dev), np.inf)
+    free_all = np.tile(np.asarray(server_backlog_ms, dtype=np.float64), (num_cand, 1))
+    deadlines = np.asarray(deadline_abs_ms, dtype=np.float64).tolist()
+    for c in range(num_cand):
+        arr, exe, srv = waiting[c].tolist(), exec_ms[c].tolist(), server[c].tolist()
+        pre = present[c].tolist()
+        free = free_all[c].tolist()
+        fin = finish[c].tolist()
+        for m in sorted(range(num_dev), key=arr.__getitem__):  # stable: ties in device order
+            n = srv[m]
+            before = free[n]
+            start = arr[m] if arr[m] > before else before
+            end = start + exe[m]
+            if drop_late:
+                if start < deadlines[m]:
+                    free[n] = end if end < deadlines[m] else deadlines[m]
+                    if end <= deadlines[m]:
+                        fin[m] = end
+            elif pre[m]:
+                free[n] = end
+                fin[m] = end
+        finish[c] = fin
+        free_all[c] = free
+    return finish, free_all
+
+
+def check_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
+    """Return `decisions` as an int64 (S, M) array; raise ValueError if malformed."""
+    dec = np.asarray(decisions)
+    if dec.ndim == 1:
+        dec = dec[None, :]
+    if dec.ndim != 2 or dec.shape[1] != state.num_devices:
+        raise ValueError(
+            f"decisions have shape {np.shape(decisions)}; pass an int array of shape "
+            f"(S, {state.num_devices}): one option n*L+l per active device."
+        )
+    if dec.size and not np.issubdtype(dec.dtype, np.integer):
+        if not np.all(np.isfinite(dec)) or not np.all(dec == np.round(dec)):
+            raise ValueError("decisions must be integer option indices o = n*L + l.")
+    dec = dec.astype(np.int64)
+    if dec.size and (dec.min() < 0 or dec.max() >= state.num_options):
+        raise ValueError(
+            f"decision options must lie in [0, {state.num_options}) (N*L = "
+            f"{state.num_servers}*{state.num_exits}); got values in [{dec.min()}, {dec.max()}]."
+        )
+    return dec
+
+
+def task_rewards(
+    state: SlotState, decisions: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
+    """(S, M) predicted reward term Φ ψ(t) (eq. (9)) of each task; -inf on a missing link.
+
+    `present` (S, M) bool marks the devices a partial decision includes (others score 0
+    and take no resources); None means all.
+    """
+    dec = check_decisions(state, decisions)
+    n, ex = np.divmod(dec, state.num_exits)
+    all_present = present is None
+    if all_present:
+        present = np.ones(dec.shape, dtype=bool)
+    rules = state.rules
+    backlog = state.device_backlog_ms
+    origin = backlog if rules.from_transmission else np.zeros_like(backlog)
+    deadline_abs = origin + state.deadline_ms
+    arrival_mn = backlog[:, None] + state.transmission_ms()  # eqs. (1), (6), per (m, n)
+    if rules.drop_late:
+        arrival_mn[arrival_mn >= deadline_abs[:, None]] = np.inf
+    pick = n + state.num_servers * np.arange(state.num_devices)  # flat (m, n) index
+    arrival = arrival_mn.ravel()[pick]
+    exec_ms = state.compute_ms().ravel()[dec]  # eq. (4), capacity applied; o = n*L + l
+    finish, _ = schedule_slot(
+        arrival, exec_ms, n, present, state.server_backlog_ms, deadline_abs, rules.drop_late
+    )
+    completion = finish - origin  # eq. (8)
+    q = state.exit_accuracy[ex] * psi(completion, state.deadline_ms, rules.psi_scale)  # eq. (9)
+    missing = ~state.link.ravel()[pick]
+    if not all_present:
+        q[~present] = 0.0
+        missing &= present
+    q[missing] = -np.inf
+    return q
+
+
+def score_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
+    """Predicted Q of eq. (9) for each of S candidate decisions of one slot.
+
+    Args:
+        state: what the policy knows in this slot.
+        decisions: int (S, M) (or (M,) for one candidate), option o = n*L + l per device.
+
+    Returns:
+        (S,) float64, Q of each candidate; -inf for a candidate that uses a missing link.
+
+    Raises:
+        ValueError: decisions of the wrong shape or with options outside [0, N*L).
+    """
+    return task_rewards(state, decisions).sum(axis=1)

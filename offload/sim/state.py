@@ -1,0 +1,86 @@
+"""Data types of one time slot: what a policy may know (`SlotState`) and what happened
+(`SlotOutcome`). Times are relative to the start of the slot, in milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["SlotState", "SlotOutcome", "ScoringRules"]
+
+
+class ScoringRules(NamedTuple):
+    """How completion times turn into reward; fixed by the `MECConfig` readings."""
+
+    psi_scale: float  # ψ(t) = psi_scale * (1 - sigmoid(5 t / δ)): 1.0 as written, 2.0 doubled
+    drop_late: bool  # True: a task is abandoned at its deadline (late_policy="drop")
+    from_transmission: bool  # True: completion counted from transmission start (eq. (8) literally)
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """The agent-visible state of one slot (docs/interfaces.md, section 3).
+
+    M = devices active in this slot, N = edge servers, L = candidate exits; option o = n*L + l.
+    All arrays are float64 unless noted.
+    """
+
+    device_ids: np.ndarray  # (M,) int, global ids of the active devices, ascending
+    task_bits: np.ndarray  # (M,) task size d, bits
+    deadline_ms: np.ndarray  # (M,) deadline δ, ms
+    rate_mbps: np.ndarray  # (M, N) uplink rate r as the policy knows it, Mbit/s
+    link: np.ndarray  # (M, N) bool, device m can reach ES n this slot
+    device_backlog_ms: np.ndarray  # (M,) time until device m's uplink is free (eq. (6)), ms
+    server_backlog_ms: np.ndarray  # (N,) time until ES n has finished its queue (eq. (7)), ms
+    capacity: np.ndarray  # (N,) available fraction of ES n's capacity, in (0, 1]
+    exit_ms: np.ndarray  # (N, L) nominal computation time at full capacity (the table), ms
+    exit_accuracy: np.ndarray  # (L,) accuracy φ_l
+    rules: ScoringRules = ScoringRules(1.0, True, False)  # reward readings of the config
+
+    @property
+    def num_devices(self) -> int:
+        """M, active devices in this slot."""
+        return int(self.task_bits.shape[0])
+
+    @property
+    def num_servers(self) -> int:
+        """N, edge servers."""
+        return int(self.capacity.shape[0])
+
+    @property
+    def num_exits(self) -> int:
+        """L, candidate exits."""
+        return int(self.exit_accuracy.shape[0])
+
+    @property
+    def num_options(self) -> int:
+        """N*L options per device."""
+        return self.num_servers * self.num_exits
+
+    def transmission_ms(self) -> np.ndarray:
+        """(M, N) predicted transmission time d / r of eq. (1), ms (inf where no link)."""
+        with np.errstate(divide="ignore"):
+            t = self.task_bits[:, None] / (self.rate_mbps * 1e3)  # bits / (bit/ms)
+        return np.where(self.link, t, np.inf)
+
+    def compute_ms(self) -> np.ndarray:
+        """(N, L) predicted computation time t^cmp / capacity of eq. (4), ms."""
+        return self.exit_ms / self.capacity[:, None]
+
+
+class SlotOutcome(NamedTuple):
+    """Per-task outcomes of one slot, true values, one entry per active device (order of
+    `SlotState.device_ids`)."""
+
+    device_ids: np.ndarray  # (M,) int, global device ids
+    server: np.ndarray  # (M,) int, chosen ES n
+    exit_index: np.ndarray  # (M,) int, chosen candidate exit l (0-based row of the table)
+    arrival_ms: (
+        np.ndarray
+    )  # (M,) arrival at the ES after the slot start (eq. (6)); inf if dropped before
+    completion_ms: np.ndarray  # (M,) completion time (eq. (8)); inf if dropped
+    success: np.ndarray  # (M,) bool, completed within the deadline (eq. (11))
+    accuracy: np.ndarray  # (M,) φ_l if successful else 0
+    q: np.ndarray  # (M,) reward term Φ ψ(t) of eq. (9)

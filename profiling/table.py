@@ -1,0 +1,414 @@
+"""The exit table: one documented schema (CSV + JSON sidecar), its validating reader, its writer,
+and the merge of tables measured on different devices.
+
+Schema (docs/interfaces.md, section 1), columns in this order:
+
+======================  ===================  ============================================
+column                  type                 meaning
+======================  ===================  ============================================
+``exit``                int >= 1, unique     exit number; the highest is the main branch
+``layer``               non-empty str        backbone layer the exit sits after
+``accuracy``            float in [0, 1]      top-1 test accuracy (absent: latency-only table)
+``latency_ms:<DEVICE>`` float > 0            median latency of prefix + head, ms (>= 1 column)
+======================  ===================  ============================================
+
+Rows are sorted by ``exit``. ``<DEVICE>`` has no spaces or colons. The JSON sidecar (same path,
+``.json``) is an object with provenance: ``source`` ("transcribed", "measured" or "mixed"),
+``devices`` (one entry per latency column, with the device's metadata and, for measured tables,
+the full latency statistics), the checkpoint's sha256, and so on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from profiling.errors import ProfilingError
+from profiling.fileio import write_files_atomically
+
+LATENCY_PREFIX = "latency_ms:"
+SOURCES = ("transcribed", "measured", "mixed")
+_DEVICE_ID = re.compile(r"^[^\s:]+$")
+
+
+class ExitTableError(ProfilingError):
+    """An exit table violates the schema; the message names the file, row and column."""
+
+
+def device_id_from_name(name: str) -> str:
+    """A column-safe device identifier: runs of characters other than letters and digits become
+    one underscore (``"NVIDIA H100 80GB HBM3"`` -> ``"NVIDIA_H100_80GB_HBM3"``)."""
+    ident = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+    if not ident:
+        raise ProfilingError(f"cannot make a device identifier from the name {name!r}.")
+    return ident
+
+
+def latency_column(device: str) -> str:
+    """The CSV column holding the median latency on ``device``."""
+    return LATENCY_PREFIX + device
+
+
+@dataclass(frozen=True)
+class ExitTable:
+    """A validated exit table: ``frame`` has typed columns in schema order, ``metadata`` is the
+    JSON sidecar. Build one with :func:`make_exit_table` or :func:`read_exit_table`."""
+
+    frame: pd.DataFrame
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def devices(self) -> list[str]:
+        """Device identifiers, in column order."""
+        return [
+            c[len(LATENCY_PREFIX) :] for c in self.frame.columns if c.startswith(LATENCY_PREFIX)
+        ]
+
+    @property
+    def has_accuracy(self) -> bool:
+        return "accuracy" in self.frame.columns
+
+    @property
+    def exits(self) -> np.ndarray:
+        return self.frame["exit"].to_numpy(dtype=np.int64)
+
+    @property
+    def layers(self) -> list[str]:
+        return [str(v) for v in self.frame["layer"]]
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        if not self.has_accuracy:
+            raise ProfilingError(
+                "this exit table has no accuracy column (latency only); "
+                "measure a trained run (--run) to get accuracies."
+            )
+        return self.frame["accuracy"].to_numpy(dtype=np.float64)
+
+    def latency_ms(self, device: str) -> np.ndarray:
+        """Median latency per exit on ``device``, ms."""
+        if device not in self.devices:
+            raise ProfilingError(
+                f"device {device!r} is not in this table; its devices are {', '.join(self.devices)}."
+            )
+        return self.frame[latency_column(device)].to_numpy(dtype=np.float64)
+
+    def subset(self, exits: Sequence[int], *, metadata: dict[str, Any] | None = None) -> ExitTable:
+        """The rows of the given exits (same schema), e.g. a candidate table."""
+        missing = sorted(set(exits) - set(self.exits.tolist()))
+        if missing:
+            raise ProfilingError(f"exits {missing} are not in the table.")
+        frame = self.frame[self.frame["exit"].isin(list(exits))].reset_index(drop=True)
+        return ExitTable(frame, dict(self.metadata) if metadata is None else metadata)
+
+
+def _cell_number(value: Any, where: str, column: str) -> float:
+    text = value.strip() if isinstance(value, str) else value
+    if text is None or (isinstance(text, str) and text == ""):
+        raise ExitTableError(f"{where}, column {column!r}: the value is empty; fill it in.")
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ExitTableError(f"{where}, column {column!r}: {value!r} is not a number.") from None
+    if math.isnan(number):
+        raise ExitTableError(f"{where}, column {column!r}: the value is NaN; fill it in.")
+    if math.isinf(number):
+        raise ExitTableError(f"{where}, column {column!r}: the value is infinite.")
+    return number
+
+
+def _check_header(columns: Sequence[str], name: str) -> list[str]:
+    columns = [str(c) for c in columns]
+    for required in ("exit", "layer"):
+        if required not in columns:
+            raise ExitTableError(f"{name}: missing column {required!r}; see docs/interfaces.md §1.")
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise ExitTableError(f"{name}: column {dup[0]!r} appears more than once.")
+    latency = [c for c in columns if c.startswith(LATENCY_PREFIX)]
+    if not latency:
+        raise ExitTableError(
+            f"{name}: missing latency column; add at least one 'latency_ms:<DEVICE>' column."
+        )
+    for col in columns:
+        if col.startswith(LATENCY_PREFIX):
+            if not _DEVICE_ID.match(col[len(LATENCY_PREFIX) :]):
+                raise ExitTableError(
+                    f"{name}: column {col!r} needs a device identifier without spaces or colons."
+                )
+        elif col not in ("exit", "layer", "accuracy"):
+            raise ExitTableError(
+                f"{name}: unknown column {col!r}; allowed are exit, layer, accuracy and "
+                "latency_ms:<DEVICE>."
+            )
+    expected = ["exit", "layer"] + (["accuracy"] if "accuracy" in columns else []) + latency
+    if columns != expected:
+        raise ExitTableError(
+            f"{name}: columns must be in the order {', '.join(expected)} (got {', '.join(columns)})."
+        )
+    return columns
+
+
+def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataFrame:
+    """Check ``frame`` against the schema and return a typed copy (int exits, float values).
+
+    Raises:
+        ExitTableError: naming ``name``, the 1-based data row, the exit and the column at fault.
+    """
+    columns = _check_header(list(frame.columns), name)
+    if len(frame) == 0:
+        raise ExitTableError(f"{name}: the table has no rows; add one row per exit.")
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for r, raw in enumerate(frame.itertuples(index=False, name=None), start=1):
+        record = dict(zip(columns, raw, strict=True))
+        where = f"{name} row {r}"
+        exit_value = _cell_number(record["exit"], where, "exit")
+        if exit_value != int(exit_value) or exit_value < 1:
+            raise ExitTableError(
+                f"{where}, column 'exit': {record['exit']!r} is not an integer >= 1."
+            )
+        exit_no = int(exit_value)
+        where = f"{name} row {r} (exit {exit_no})"
+        if exit_no in seen:
+            raise ExitTableError(
+                f"{where}, column 'exit': exit {exit_no} already appears in row {seen[exit_no]}; "
+                "keep one row per exit."
+            )
+        if seen and exit_no < max(seen):
+            raise ExitTableError(f"{where}, column 'exit': rows must be sorted by exit.")
+        seen[exit_no] = r
+        layer = record["layer"]
+        if not isinstance(layer, str) or not layer.strip():
+            raise ExitTableError(f"{where}, column 'layer': the layer name is empty; fill it in.")
+        out: dict[str, Any] = {"exit": exit_no, "layer": layer.strip()}
+        for col in columns[2:]:
+            value = _cell_number(record[col], where, col)
+            if col == "accuracy" and not 0.0 <= value <= 1.0:
+                raise ExitTableError(
+                    f"{where}, column 'accuracy': {value} is outside [0, 1]; "
+                    "write accuracy as a fraction (0.935, not 93.5)."
+                )
+            if col.startswith(LATENCY_PREFIX) and value <= 0.0:
+                raise ExitTableError(
+                    f"{where}, column {col!r}: latency {value} ms is not positive."
+                )
+            out[col] = value
+        rows.append(out)
+    typed = pd.DataFrame(rows, columns=columns)
+    typed["exit"] = typed["exit"].astype(np.int64)
+    return typed
+
+
+def _check_metadata(metadata: Any, frame: pd.DataFrame, name: str) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise ExitTableError(f"{name}: the JSON sidecar must hold an object.")
+    source = metadata.get("source")
+    if source is not None and source not in SOURCES:
+        raise ExitTableError(
+            f"{name}: sidecar field 'source' is {source!r}; use one of {', '.join(SOURCES)}."
+        )
+    devices = metadata.get("devices")
+    if devices is not None:
+        if not isinstance(devices, dict):
+            raise ExitTableError(f"{name}: sidecar field 'devices' must be an object.")
+        for col in frame.columns:
+            if col.startswith(LATENCY_PREFIX) and col[len(LATENCY_PREFIX) :] not in devices:
+                raise ExitTableError(
+                    f"{name}: column {col!r} has no entry in the sidecar's 'devices'; add one."
+                )
+    return metadata
+
+
+def make_exit_table(
+    *,
+    exits: Sequence[int],
+    layers: Sequence[str],
+    latency_ms: Mapping[str, Sequence[float]],
+    accuracy: Sequence[float] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> ExitTable:
+    """Build and validate an exit table; rows are sorted by exit.
+
+    Args:
+        exits: exit numbers (>= 1, unique).
+        layers: backbone layer of each exit.
+        latency_ms: device identifier -> median latency per exit, ms (one column each).
+        accuracy: top-1 accuracy per exit in [0, 1], or ``None`` for a latency-only table.
+        metadata: the JSON sidecar content.
+    """
+    data: dict[str, Any] = {"exit": list(exits), "layer": list(layers)}
+    if accuracy is not None:
+        data["accuracy"] = list(accuracy)
+    for device, values in latency_ms.items():
+        data[latency_column(device)] = list(values)
+    frame = pd.DataFrame(data)
+    try:
+        frame = frame.sort_values("exit", kind="stable").reset_index(drop=True)
+    except TypeError:
+        pass  # non-numeric exits: validate_frame names the row
+    typed = validate_frame(frame, name="new exit table")
+    meta = _check_metadata(dict(metadata or {}), typed, "new exit table")
+    return ExitTable(typed, meta)
+
+
+def sidecar_path(csv_path: Path | str) -> Path:
+    """The JSON sidecar of a table: the same path with ``.json`` instead of ``.csv``."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def read_exit_table(path: Path | str, *, require_sidecar: bool = False) -> ExitTable:
+    """Read and validate an exit table and its JSON sidecar (if present).
+
+    Raises:
+        ExitTableError: if the file is missing or violates the schema (the message names the
+            row and column).
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ExitTableError(f"{name}: no such file; pass the path of an exit table CSV.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
+            lines = [row for row in csv.reader(handle) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ExitTableError(f"{name}: not a readable CSV file ({exc}).") from None
+    if not lines:
+        raise ExitTableError(f"{name}: the file is empty; write the header and one row per exit.")
+    header = [c.strip() for c in lines[0]]
+    for r, row in enumerate(lines[1:], start=1):
+        if len(row) != len(header):
+            raise ExitTableError(
+                f"{name} row {r}: {len(row)} fields but the header has {len(header)}."
+            )
+    _check_header(header, name)  # before pandas, which would rename duplicate columns
+    raw = pd.DataFrame(lines[1:], columns=header, dtype=object)
+    frame = validate_frame(raw, name=name)
+    meta_path = sidecar_path(path)
+    if meta_path.is_file():
+        try:
+            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExitTableError(f"{meta_path}: not valid JSON ({exc}).") from None
+    elif require_sidecar:
+        raise ExitTableError(f"{name}: the JSON sidecar {meta_path} is missing.")
+    else:
+        metadata = {}
+    return ExitTable(frame, _check_metadata(metadata, frame, str(meta_path)))
+
+
+def table_writers(table: ExitTable, path: Path | str) -> dict[Path, Callable[[Path], None]]:
+    """Validate ``table`` and return writers for its CSV and JSON sidecar, to be passed (perhaps
+    with other files) to :func:`profiling.fileio.write_files_atomically`.
+
+    Raises:
+        ProfilingError: if the table is invalid or the path does not end in ``.csv``.
+    """
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ProfilingError(f"an exit table path must end in .csv (got {path}).")
+    frame = validate_frame(table.frame, name=str(path))
+    metadata = _check_metadata(dict(table.metadata), frame, str(path))
+    text = json.dumps(metadata, indent=2, default=str) + "\n"
+    return {
+        path: lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"),
+        sidecar_path(path): lambda tmp: tmp.write_text(text, encoding="utf-8"),
+    }
+
+
+def write_exit_table(table: ExitTable, path: Path | str) -> tuple[Path, Path]:
+    """Write ``table`` as CSV plus JSON sidecar, both atomically; returns the two paths.
+
+    Raises:
+        ProfilingError: if the table is invalid or the path is not writable.
+    """
+    write_files_atomically(table_writers(table, path))
+    return Path(path), sidecar_path(path)
+
+
+def merge_exit_tables(
+    tables: Sequence[ExitTable], *, names: Sequence[str] | None = None
+) -> ExitTable:
+    """Merge tables of the same exits measured on different devices: one latency column per
+    device (the shape of the paper's Table I).
+
+    Exits and layers must agree; accuracies, where several tables have them, must be equal
+    (taken from the same checkpoint); device identifiers must be distinct.
+
+    Raises:
+        ProfilingError: on fewer than two tables, differing exits/layers/accuracies or a device
+            that appears in two tables.
+    """
+    if len(tables) < 2:
+        raise ProfilingError("merging needs at least two exit tables.")
+    names = list(names) if names is not None else [f"table {i + 1}" for i in range(len(tables))]
+    first = tables[0]
+    accuracy: np.ndarray | None = first.accuracy if first.has_accuracy else None
+    acc_from = names[0]
+    latency: dict[str, np.ndarray] = {}
+    devices_meta: dict[str, Any] = {}
+    device_from: dict[str, str] = {}
+    sources: list[str] = []
+    merged_from: list[dict[str, Any]] = []
+    checkpoint: dict[str, str] = {}
+    for table, name in zip(tables, names, strict=True):
+        if table.exits.tolist() != first.exits.tolist():
+            raise ProfilingError(
+                f"{name} has exits {table.exits.tolist()} but {names[0]} has "
+                f"{first.exits.tolist()}; merge tables of the same exits."
+            )
+        if table.layers != first.layers:
+            raise ProfilingError(f"{name} and {names[0]} place the exits after different layers.")
+        if table.has_accuracy:
+            if accuracy is None:
+                accuracy, acc_from = table.accuracy, name
+            elif not np.allclose(table.accuracy, accuracy, rtol=0.0, atol=1e-12):
+                raise ProfilingError(
+                    f"{name} and {acc_from} have different accuracies; "
+                    "merge tables measured from the same checkpoint."
+                )
+        sha = table.metadata.get("checkpoint_sha256")
+        if sha:
+            if checkpoint and sha != checkpoint["sha"]:
+                raise ProfilingError(
+                    f"{name} and {checkpoint['name']} come from different checkpoints; "
+                    "merge tables of the same checkpoint."
+                )
+            checkpoint = {"sha": sha, "name": name}
+        for device in table.devices:
+            if device in latency:
+                raise ProfilingError(
+                    f"device {device!r} appears in both {device_from[device]} and {name}; "
+                    "rename the column (and its sidecar entry) in one of them."
+                )
+            latency[device] = table.latency_ms(device)
+            devices_meta[device] = table.metadata.get("devices", {}).get(device, {})
+            device_from[device] = name
+        source = table.metadata.get("source", "unknown")
+        sources.append(source)
+        rest = {k: v for k, v in table.metadata.items() if k != "devices"}
+        merged_from.append({"table": name, **rest})
+    unique = set(sources)
+    metadata: dict[str, Any] = {
+        "source": sources[0] if len(unique) == 1 and sources[0] in SOURCES else "mixed",
+        "devices": devices_meta,
+        "merged_from": merged_from,
+    }
+    if checkpoint:
+        metadata["checkpoint_sha256"] = checkpoint["sha"]
+    return make_exit_table(
+        exits=first.exits.tolist(),
+        layers=first.layers,
+        latency_ms=latency,
+        accuracy=None if accuracy is None else accuracy.tolist(),
+        metadata=metadata,
+    )

@@ -1,0 +1,108 @@
+"""The shared learner: quantiser, replay memory, and Algorithm 1 on DROO's binary problem."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from offload.agents.droo import ChannelObs, DROOActor, DROOConfig
+from offload.agents.learner import Learner, LearnerConfig, ReplayMemory, quantise
+
+
+def droo_reference(p: np.ndarray, k: int) -> list[np.ndarray]:
+    """DROO's order-preserving quantisation as published (REFERENCES.md), for K = 2 options."""
+    out = [(p > 0.5).astype(int)]
+    for idx in np.argsort(np.abs(p - 0.5))[: k - 1]:
+        out.append((p - p[idx] > 0).astype(int) if p[idx] > 0.5 else (p - p[idx] >= 0).astype(int))
+    return out
+
+
+def test_quantise_binary_hand_trace_equals_droo():
+    p = np.array([0.9, 0.6, 0.3, 0.45])
+    cands = quantise(np.stack([1 - p, p], axis=1), np.ones((4, 2), bool), num_candidates=5)
+    expected = [[1, 1, 0, 0], [1, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert cands.tolist() == expected
+    assert [c.tolist() for c in droo_reference(p, 5)] == expected
+
+
+def test_quantise_binary_matches_droo_on_random_vectors():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        p = rng.random(n)
+        cands = quantise(np.stack([1 - p, p], axis=1), np.ones((n, 2), bool), num_candidates=n + 1)
+        np.testing.assert_array_equal(cands, np.array(droo_reference(p, n + 1)))
+
+
+def test_quantise_candidates_are_feasible_and_start_with_the_argmax():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        m, k = int(rng.integers(1, 15)), int(rng.integers(1, 11))
+        mask = rng.random((m, k)) < 0.6
+        mask[np.arange(m), rng.integers(0, k, m)] = True  # every device has one option at least
+        x = rng.random((m, k))
+        cands = quantise(x, mask)
+        assert cands.shape[1] == m and 1 <= cands.shape[0] <= m * k
+        assert mask[np.arange(m)[None, :], cands].all(), "a candidate uses a masked option"
+        np.testing.assert_array_equal(cands[0], np.where(mask, x, -np.inf).argmax(axis=1))
+
+
+def test_quantise_default_count_is_m_times_k_with_all_links_up():
+    x = np.random.default_rng(2).random((14, 10))
+    cands = quantise(x, np.ones((14, 10), bool))
+    assert cands.shape == (140, 14)
+    # 1 argmax + 14*9 threshold candidates + 13 single moves; the first single move changes one device
+    assert (cands[127] != cands[0]).sum() == 1
+
+
+def test_quantise_rejects_device_without_option():
+    mask = np.ones((3, 4), bool)
+    mask[1] = False
+    with pytest.raises(ValueError, match="device 1 has no valid option"):
+        quantise(np.full((3, 4), 0.5), mask)
+
+
+def test_replay_memory_is_a_ring_buffer():
+    mem = ReplayMemory(3, seed=0)
+    with pytest.raises(ValueError, match="empty"):
+        mem.sample(1)
+    for i in range(5):
+        mem.add(i)
+    assert len(mem) == 3
+    assert mem.items() == [2, 3, 4]
+    mem.add(5)
+    assert mem.items() == [3, 4, 5]
+    batch = mem.sample(2)
+    assert len(batch) == 2 and len(set(batch)) == 2 and set(batch) <= {3, 4, 5}
+    assert sorted(mem.sample(10)) == [3, 4, 5]
+
+
+def binary_offloading_q(gain: np.ndarray, decisions: np.ndarray) -> np.ndarray:
+    """A small DROO-like binary problem: local devices earn a fixed rate, offloading devices
+    share the uplink frame equally and earn log2(1 + SNR) / (number offloading). (S, M) -> (S,)."""
+    local = 1.0
+    off = decisions == 1
+    share = np.maximum(off.sum(axis=1, keepdims=True), 1)
+    return np.where(off, np.log2(1 + 30 * gain) / share, local).sum(axis=1)
+
+
+def test_learner_solves_droo_binary_problem():
+    torch.manual_seed(0)
+    n = 6
+    cfg = DROOConfig(num_devices=n, num_servers=1, num_exits=2, rate_scale_mbps=1.0)
+    learner = Learner(DROOActor(cfg), LearnerConfig(lr=1e-2), seed=0)
+    rng = np.random.default_rng(0)
+    every = np.array(list(itertools.product([0, 1], repeat=n)))
+    mask = np.ones((n, 2), bool)
+    ratios = []
+    for _ in range(1500):
+        gain = rng.exponential(1.0, n)
+        obs = ChannelObs(torch.tensor(gain, dtype=torch.float32), mask)
+        res = learner.step(obs, mask, lambda c, g=gain: binary_offloading_q(g, c))
+        ratios.append(res.q / binary_offloading_q(gain, every).max())
+    # DROO's lr (0.01) and the default S = M·K = 12 of the 64 decisions
+    assert np.mean(ratios[:300]) < 0.9  # an untrained actor is clearly worse
+    assert np.mean(ratios[-300:]) > 0.98
