@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -225,24 +227,33 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
     return module
 
 
+def _field_help() -> dict[str, str]:
+    """The one-line comment of every :class:`TrainConfig` field, used as its ``--help`` text."""
+    pattern = re.compile(r"^\s+(\w+): [^#]+#\s*(.+)$")
+    lines = inspect.getsource(TrainConfig).splitlines()
+    return {m[1]: m[2] for m in map(pattern.match, lines) if m}
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from command-line flags (``--flag-name`` per field)."""
     p = argparse.ArgumentParser(
         prog="python -m multiexit.train", description=__doc__.split("\n")[0]
     )
     defaults = TrainConfig()
+    docs = _field_help()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        doc = docs.get(f.name, "") + " (default: %(default)s)"
         if f.type in (bool, "bool"):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
             continue
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
         if f.name in ("limit_train_batches",):
             kind = float
         extra = {"choices": HEADS} if f.name == "head" else {}
         extra = {"choices": SOURCES} if f.name == "source" else extra
-        p.add_argument(flag, type=kind, default=default, **extra)
+        p.add_argument(flag, type=kind, default=default, help=doc, **extra)
     ns = p.parse_args(argv)
     cfg = TrainConfig(**vars(ns))
     if cfg.limit_train_batches > 1:

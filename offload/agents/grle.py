@@ -9,7 +9,7 @@ quantity of the slot state is on a node or an edge:
   (in δ), degree / K;
 - exit node o = (n, l): accuracy φ_l, computation time t_cmp = exit_ms / capacity (eq. 4 with the
   slot's available capacity), nominal exit_ms, ES backlog (all in ``time_scale_ms``), capacity,
-  degree / M;
+  degree / M, M / 10;
 - edge (m, o): rate r (in 100 Mbit/s), t_com = d / r (eq. 1), arrival time backlog + t_com
   (eq. 6), completion time if m were alone at the ES, max(arrival, ES backlog) + t_cmp (eq. 8),
   all in δ_m, and that lone completion's reward φ·ψ(t) (eq. 9) and success flag (eq. 11).
@@ -19,9 +19,12 @@ neighbours' [h_u ‖ edge features], C = concatenation, separate weights for dev
 nodes) are followed by the edge classifier of eqs. (13)–(14): x̂_e = σ(MLP₂(ReLU(MLP₁(h_src ‖
 h_dst ‖ e)))). The network has no size baked in, so one actor runs for any M, N·L and topology.
 
-For speed the slot graph is built with numpy and a handful of index tensors (no per-slot
-``Data`` objects); training batches graphs by offsetting node indices (what
-``Batch.from_data_list`` does), and the aggregation uses ``torch_geometric.utils.scatter``.
+For speed (a decision must take well under 1 ms) the slot graph is built with numpy into a few
+dense tensors (no per-slot ``Data`` objects): the mean aggregation is a product with the
+row-normalised adjacency and eqs. (13)–(14) are evaluated for all M×K pairs at once, masked to
+the edges. Training stacks same-size graphs (batched matmul); graphs of different sizes (dynamic
+topology) are batched by offsetting node indices, as ``Batch.from_data_list`` does, and
+aggregated with ``torch_geometric.utils.scatter``. Both paths give the same x̂ (tested).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ Independent runs go to ``--workers`` processes.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -83,6 +84,15 @@ QUICK = Plan(
 PAPER_PROTOCOL = {"eval_slots": 10_000}  # what Section VI-D states; anything less is "reduced"
 
 
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (reports stay portable)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m offload.experiments", description=__doc__.split("\n")[0]
@@ -94,7 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--exits", default=default_exits(), help="exit table CSV (default: the paper's Table I)"
     )
-    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: results; --quick: results/_scratch/quick, so a smoke run "
+        "never overwrites the committed report)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; --quick: 0)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default: 2)")
     p.add_argument("--devices", type=int, nargs="+", help="M values of Figs. 5-8")
@@ -119,7 +133,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="MECConfig.compute_scale: multiplies every exit latency (docs/calibration.md: 4 = the "
         "paper's regime); default: the simulator's default",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = "results/_scratch/quick" if args.quick else "results"
+    return args
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -247,9 +264,10 @@ def header(
         f"Command: `python -m offload.experiments {shlex.join(argv)}`",
         "",
         f"Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown host'} "
-        f"({platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPU cores "
-        f"available, {args.workers} worker processes, torch {torch.__version__}, CPU only); wall time "
-        f"{wall_s / 60:.1f} min. Exit table: `{args.exits}`.",
+        f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
+        f"available, {args.workers} worker processes, torch {torch.__version__}, "
+        f"{'CUDA available but unused' if torch.cuda.is_available() else 'CPU only'}); wall time "
+        f"{wall_s / 60:.1f} min. Exit table: `{_display_path(args.exits)}`.",
         "",
         "Plan: " + ", ".join(f"{k} = {v}" for k, v in asdict(plan).items()) + ".",
         "",

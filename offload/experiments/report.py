@@ -79,6 +79,8 @@ def plot_scenario(rows: pd.DataFrame, experiment: str, path: Path) -> None:
         ax.set_xlabel("No. of IoT devices M")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+        # a CI over few seeds can reach past the metric's range; clip the view, not the data
+        ax.set_ylim(bottom=0.0, top=1.02 if metric != "throughput" else None)
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{experiment}: {PAPER_ACCURACY.get(experiment, {}).get('figure', '')} layout")
     _save(fig, path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -228,3 +230,17 @@ def test_cli_refuses_a_checkpoint_of_another_width(tmp_path, capsys):
                "--init-from", str(tmp_path / "wide"), "--accelerator", "cpu", "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and "does not fit this model" in err and "(shape: " in err
+
+
+def test_every_cli_flag_is_documented_from_its_config_field(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--width WIDTH channel multiplier of backbone and heads (default: 1.0)" in text
+    assert "--epochs-exits EPOCHS_EXITS epochs of stage exits (SDN: 25) (default: 25)" in text
+    # every option's help ends in its default: one per config field
+    endings = re.findall(r"\(default: [^()]*\)(?= --| *$)", text.split("options:")[1])
+    assert len(endings) == len(dataclasses.fields(TrainConfig))
+    assert "%(default)" not in text
+    assert not re.search(r"--[a-z-]+( [A-Z_]+)? \(default:", text), "a flag has no help text"
