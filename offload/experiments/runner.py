@@ -14,11 +14,12 @@ best response, random) run on the same evaluation slots. Metrics follow Section 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,11 +28,13 @@ from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.baselines import greedy_decision, random_decision
+from offload.sim.metrics import Metrics, MetricsAccumulator
 
 EVAL_SEED_OFFSET = 10_000
 REFERENCE_METHODS = ("greedy", "random")
 #: experiment name -> simulator scenario (Figs. 5-8)
 SCENARIOS = {"devices": 1, "capacity": 2, "fluctuation": 3, "csi": 4}
+METRIC_COLUMNS = ("avg_accuracy", "ssp", "throughput", "mean_q")  # Section VI-D, per row
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,6 @@ class Cell:
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
 
 
-class Metrics(NamedTuple):
-    """Section VI-D measures over an evaluation run."""
-
-    avg_accuracy: float  # Σ accuracy of successful tasks / tasks
-    ssp: float  # service success probability
-    throughput: float  # successful tasks per second
-    mean_q: float  # mean Q of eq. (9) per slot (true values)
-    tasks: int  # tasks evaluated
-
-
 def mec_config(experiment: str, num_devices: int, slot_ms: float, **extra: Any) -> MECConfig:
     """The simulator configuration of an experiment (simulator defaults otherwise)."""
     return MECConfig(
@@ -73,18 +66,23 @@ Policy = Callable[[Any], np.ndarray]
 def evaluate(env: OffloadEnv, policy: Policy, slots: int, seed: int) -> Metrics:
     """Run ``policy(slot_state) -> decision`` for ``slots`` slots from ``env.reset(seed=seed)``."""
     env.reset(seed=seed)
-    tasks = success = 0
-    acc = q = 0.0
+    acc = MetricsAccumulator()
     for _ in range(slots):
-        _, reward, _, _, info = env.step(policy(env.slot_state))
-        tasks += info["num_tasks"]
-        success += info["num_success"]
-        acc += info["accuracy_sum"]
-        q += reward
-    seconds = slots * env.config.slot_ms / 1e3
-    return Metrics(
-        acc / max(tasks, 1), success / max(tasks, 1), success / seconds, q / slots, tasks
-    )
+        acc.add(env.step(policy(env.slot_state))[-1])
+    return acc.result()
+
+
+def metric_columns(m: Metrics | None) -> dict[str, float]:
+    """The Section VI-D columns of a result row (NaN for a method that cannot run)."""
+    if m is None:
+        return {**dict.fromkeys(METRIC_COLUMNS, math.nan), "tasks": 0}
+    return {
+        "avg_accuracy": m.avg_accuracy,
+        "ssp": m.ssp,
+        "throughput": m.throughput_per_s,
+        "mean_q": m.mean_q,
+        "tasks": m.tasks,
+    }
 
 
 def train(agent: LearningAgent, env: OffloadEnv, slots: int, seed: int) -> list[float]:
@@ -148,11 +146,7 @@ def run_cell(cell: Cell) -> list[dict]:
                 "M": cell.num_devices,
                 "tau_ms": cell.slot_ms,
                 "seed": cell.seed,
-                "avg_accuracy": m.avg_accuracy,
-                "ssp": m.ssp,
-                "throughput": m.throughput,
-                "mean_q": m.mean_q,
-                "tasks": m.tasks,
+                **metric_columns(m),
                 "train_slots": cell.train_slots if method in AGENT_NAMES else 0,
                 "eval_slots": cell.eval_slots,
                 "final_train_loss": final_loss,

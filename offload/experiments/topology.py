@@ -25,6 +25,7 @@ from offload.experiments.runner import (
     critic_policy,
     evaluate,
     mec_config,
+    metric_columns,
     reference_policy,
     train,
 )
@@ -90,14 +91,14 @@ def run_topology(run: TopologyRun) -> list[dict]:
             fixed_size = method in ("DROOE", "DROO")
             runs = not fixed_size or (network != "dynamic" and cfg.num_devices == run.train_devices)
             t0 = time.perf_counter()
-            if runs:
-                m = evaluate(
+            m = (
+                evaluate(
                     OffloadEnv(table, cfg), policy, run.eval_slots, run.seed + EVAL_SEED_OFFSET
                 )
-                values = m._asdict()
-            else:
-                values = dict.fromkeys(("avg_accuracy", "ssp", "throughput", "mean_q"), np.nan)
-                values["tasks"] = 0
+                if runs
+                else None
+            )
+            values = metric_columns(m)
             rows.append(
                 {
                     "experiment": "topology",
