@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -32,6 +33,7 @@ from offload.experiments.topology import TopologyRun, run_topology
 from offload.sim import MECConfig
 
 READINGS = (
+    "server_devices",
     "kb_reading",
     "psi_form",
     "late_policy",
@@ -128,6 +130,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(keeping the report's header: command, machine, plan, wall time)",
     )
     p.add_argument(
+        "--server-devices",
+        nargs="+",
+        metavar="DEVICE",
+        help="device type of each edge server, one exit-table latency column per ES (default: "
+        "the paper's RTX_2080TI GTX_1080TI; a CPU table: e.g. --server-devices cpu_1t cpu_1t)",
+    )
+    p.add_argument(
         "--compute-scale",
         type=float,
         help="MECConfig.compute_scale: multiplies every exit latency (docs/calibration.md: 4 = the "
@@ -137,6 +146,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = "results/_scratch/quick" if args.quick else "results"
     return args
+
+
+def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The `MECConfig` fields set on the command line (the rest keep the simulator's defaults)."""
+    overrides: dict[str, Any] = {}
+    if args.server_devices:
+        overrides["server_devices"] = tuple(args.server_devices)
+    if args.compute_scale is not None:
+        overrides["compute_scale"] = args.compute_scale
+    return overrides
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -255,9 +274,7 @@ def header(
         if getattr(plan, k) < v
     ]
     title = "paper experiments" if experiment == "paper" else f"experiment `{experiment}`"
-    sim_config = (
-        MECConfig() if args.compute_scale is None else MECConfig(compute_scale=args.compute_scale)
-    )
+    sim_config = MECConfig(**sim_overrides(args))
     lines = [
         f"# GRLE reproduction: {title}",
         "",
@@ -295,18 +312,28 @@ def header(
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.rebuild_report:
+        return rebuild_report(args.experiment, Path(args.out))
     try:
-        load_exit_table(args.exits)
+        table = load_exit_table(args.exits)
     except (OSError, ValueError) as err:
         print(f"error: cannot use exit table {args.exits}: {err}", file=sys.stderr)
         return 2
+    servers = MECConfig(**sim_overrides(args)).server_devices
+    missing = [d for d in servers if d not in table.devices]
+    if missing:
+        print(
+            f"error: the exit table {args.exits} has no latency column for the edge server "
+            f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
+            f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]}).",
+            file=sys.stderr,
+        )
+        return 2
     plan = make_plan(args)
     out = Path(args.out)
-    if args.rebuild_report:
-        return rebuild_report(args.experiment, out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sim = () if args.compute_scale is None else (("compute_scale", args.compute_scale),)
+    sim = tuple(sim_overrides(args).items())
     jobs = build_jobs(args.experiment, plan, args.exits, str(out / "actors"), sim, args.save_actors)
     results = run_jobs(jobs, args.workers)
     wall = time.perf_counter() - t0

@@ -80,3 +80,28 @@ def test_missing_exit_table_is_one_clear_error(tmp_path, capsys):
         == 2
     )
     assert "cannot use exit table" in capsys.readouterr().err
+
+
+def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
+    table = tmp_path / "cpu.csv"
+    table.write_text(
+        "exit,layer,accuracy,latency_ms:cpu_1t\n1,conv1_1,0.5,2.5\n17,conv5_3,0.65,28.0\n"
+    )
+    out = tmp_path / "out"
+    # the default servers are the paper's GPUs, which this table does not have
+    assert (
+        main(["devices", *SMALL, "--devices", "4", "--exits", str(table), "--out", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "['RTX_2080TI', 'GTX_1080TI']" in err and "--server-devices cpu_1t cpu_1t" in err
+    assert not out.exists()  # nothing half-written
+    args = ["--devices", "4", "--exits", str(table), "--server-devices", "cpu_1t", "cpu_1t"]
+    assert main(["devices", *SMALL, *args, "--out", str(out)]) == 0
+    rows = pd.read_csv(out / "devices.csv")
+    assert len(rows) == 12 and rows["ssp"].between(0, 1).all()
+    # 28 ms of main-branch compute behind a 4-40 ms upload: GRL (main branch only) cannot meet
+    # a 30 ms deadline except for the rare fast upload; early exits can
+    grl = rows[(rows["method"] == "GRL") & (rows["tau_ms"] == 30)]["avg_accuracy"].item()
+    greedy = rows[(rows["method"] == "greedy") & (rows["tau_ms"] == 30)]["avg_accuracy"].item()
+    assert grl < 0.2 < greedy
+    assert "server_devices = ('cpu_1t', 'cpu_1t')" in (out / "devices.md").read_text()

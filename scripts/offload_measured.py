@@ -1,0 +1,147 @@
+"""Figs. 5-8 cells on a measured exit table, beside the same cells on the paper's Table I.
+
+``python -m offload.experiments <name> --exits TABLE --server-devices DEV DEV`` runs one table;
+this script runs the same cells on two tables side by side and writes one comparison. The edge
+servers are N = 2 servers of each table's device types (the table's first two latency columns,
+or two servers of the same type when it has one column); everything else is the experiments'
+own protocol (:func:`offload.experiments.runner.run_cell`: same agents, training and
+evaluation, simulator defaults).
+
+    python scripts/offload_measured.py \
+        --exits checkpoints/vgg16_cpu_budget/latency_cpu_1t/candidates.csv \
+        --compare checkpoints/paper_table1.csv --out results/measured_cpu_budget
+
+Writes ``<out>/cells.csv`` (one row per table, method, scenario, M, τ, seed; the columns of the
+experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from offload.exit_table import load_exit_table
+from offload.experiments.runner import SCENARIOS, Cell, run_cell
+
+FIGURE = {"devices": "Fig. 5", "capacity": "Fig. 6", "fluctuation": "Fig. 7", "csi": "Fig. 8"}
+
+
+def server_devices(path: str) -> tuple[str, str]:
+    """N = 2 edge servers on the table's device types (one column: two of the same type)."""
+    devices = list(load_exit_table(path).devices)
+    return (devices[0], devices[1]) if len(devices) >= 2 else (devices[0], devices[0])
+
+
+def cells_for(path: str, args: argparse.Namespace) -> list[Cell]:
+    sim = (("server_devices", server_devices(path)),)
+    return [
+        Cell(name, m, tau, seed, args.train_slots, args.eval_slots, path, sim=sim)
+        for name in SCENARIOS
+        for m in args.devices
+        for tau in args.taus
+        for seed in args.seeds
+    ]
+
+
+def _run(job: tuple[str, Cell]) -> pd.DataFrame:
+    label, cell = job
+    frame = pd.DataFrame(run_cell(cell))
+    frame.insert(0, "table", label)
+    frame.insert(1, "server_devices", "+".join(dict(cell.sim)["server_devices"]))
+    return frame
+
+
+def summary(frame: pd.DataFrame, m: int, tau: float) -> list[str]:
+    """Markdown: average accuracy and SSP per method, one column pair per table."""
+    sel = frame[(frame["M"] == m) & (frame["tau_ms"] == tau)]
+    tables = list(dict.fromkeys(sel["table"]))
+    head = "| scenario | method | " + " | ".join(f"acc ({t}) | SSP ({t})" for t in tables) + " |"
+    lines = [
+        f"M = {m}, τ = {tau:g} ms (mean over seeds):",
+        "",
+        head,
+        "| --- | --- |" + " ---: | ---: |" * len(tables),
+    ]
+    means = sel.groupby(["experiment", "method", "table"])[["avg_accuracy", "ssp"]].mean()
+    for name in SCENARIOS:
+        for method in dict.fromkeys(sel["method"]):
+            cells = []
+            for t in tables:
+                key = (name, method, t)
+                if key in means.index:
+                    row = means.loc[key]
+                    cells += [f"{row['avg_accuracy']:.3f}", f"{row['ssp']:.3f}"]
+                else:
+                    cells += ["–", "–"]
+            label = f"{SCENARIOS[name]} ({FIGURE[name]})"
+            lines.append(f"| {label} | {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="python scripts/offload_measured.py", description=__doc__)
+    p.add_argument("--exits", required=True, help="measured exit table CSV (candidate table)")
+    p.add_argument("--compare", default=None, help="second table run with the same cells")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--devices", type=int, nargs="+", default=[4, 10], help="M values")
+    p.add_argument("--taus", type=float, nargs="+", default=[10.0, 30.0], help="τ values, ms")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
+    p.add_argument("--train-slots", type=int, default=300, help="training slots per learner")
+    p.add_argument("--eval-slots", type=int, default=300, help="evaluation slots per method")
+    p.add_argument("--workers", type=int, default=1, help="processes")
+    args = p.parse_args(argv)
+    tables = {"measured": args.exits} | ({"paper": args.compare} if args.compare else {})
+    try:
+        for path in tables.values():
+            server_devices(path)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    jobs = [(label, c) for label, path in tables.items() for c in cells_for(path, args)]
+    t0 = time.perf_counter()
+    if args.workers > 1:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            frames = list(pool.map(_run, jobs))
+    else:
+        frames = [_run(j) for j in jobs]
+    frame = pd.concat(frames, ignore_index=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "cells.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, out / "cells.csv")
+    wall = time.perf_counter() - t0
+    devices = {label: "+".join(server_devices(path)) for label, path in tables.items()}
+    lines = [
+        "# Figs. 5-8 cells on a measured exit table",
+        "",
+        f"Command: `python scripts/offload_measured.py {shlex.join(argv)}`",
+        "",
+        f"Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time {wall / 60:.1f} min, "
+        f"CPU only. Tables: "
+        + "; ".join(f"{label} = `{tables[label]}` (servers {devices[label]})" for label in tables)
+        + f". Train {args.train_slots} slots per learner, evaluate {args.eval_slots} slots "
+        "(REDUCED: the paper evaluates 10,000); simulator defaults otherwise (compute_scale 1).",
+        "",
+    ]
+    for m in args.devices:
+        for tau in args.taus:
+            lines += summary(frame, m, tau)
+    text = "\n".join(lines)
+    (out / "summary.md.tmp").write_text(text)
+    os.replace(out / "summary.md.tmp", out / "summary.md")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
