@@ -13,6 +13,11 @@ For each agent on slots of the paper's network (M devices, N = 2 ESs, L = 5 exit
 
 It also times the simulator calls the critic uses (``score_decisions`` for S candidates) so the
 agent's own share is visible, and prints ratios against the 1 ms target for GRLE.
+
+``--lockstep K`` (default 24, 0 = skip) then times the lockstep engine of the experiments: one
+evaluation slot (encode, actor, quantiser, critic scoring, environment step) and one training
+step for K runs of mixed scenarios and τ at once (``offload.agents.batch``, ``offload.sim.batch``,
+compute_scale 4), per run, against the same slot run one by one (``agent.act`` + ``env.step``).
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ import numpy as np
 import torch
 
 from offload.agents import AGENT_NAMES, make_agent, quantise
+from offload.agents.batch import BatchLearner
 from offload.exit_table import load_exit_table
-from offload.experiments.runner import default_exits
+from offload.experiments.lockstep import batch_encoder
+from offload.experiments.runner import SCENARIOS, default_exits, mec_config
 from offload.sim import MECConfig, OffloadEnv, score_decisions
+from offload.sim.batch import BatchEnv, batch_score
 
 
 def median_ms(fn, states, repeats: int) -> float:
@@ -48,6 +56,7 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=14)
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
+    p.add_argument("--lockstep", type=int, default=24, help="runs stepped together (0: skip)")
     args = p.parse_args()
     torch.set_num_threads(1)
     table = load_exit_table(default_exits())
@@ -86,6 +95,56 @@ def main() -> None:
         print(f"{name:6s} {actor:9.3f} {decide:10.3f} {train:9.2f}")
         if name == "GRLE":
             print(f"       GRLE actor decision / 1 ms target = {actor:.2f}")
+    if args.lockstep:
+        lockstep(args, table)
+
+
+def lockstep(args: argparse.Namespace, table) -> None:
+    """Per-run time of one lockstep slot and training step vs one run at a time."""
+    runs = [(e, tau, seed) for e in SCENARIOS for tau in (10.0, 30.0) for seed in range(3)]
+    runs = (runs * (args.lockstep // len(runs) + 1))[: args.lockstep]
+    configs = [mec_config(e, args.devices, tau, compute_scale=4.0) for e, tau, _ in runs]
+    seeds = [seed for *_, seed in runs]
+    print(
+        f"\nlockstep: K={len(runs)} runs (scenarios 1-4, tau 10/30 ms, compute_scale 4), "
+        f"M={args.devices}; ms per run and slot, median of {args.repeats // 10} lockstep slots"
+    )
+    print(f"{'agent':6s} {'loop slot':>10s} {'lockstep':>9s} {'ratio':>6s} {'train/run':>10s}")
+    for name in args.agents:
+        agents = [
+            make_agent(
+                name=name,
+                num_exits=table.num_exits,
+                num_devices=args.devices,
+                num_servers=2,
+                seed=seed,
+            )
+            for seed in seeds
+        ]
+        learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
+        encode = batch_encoder(agents[0].actor)
+        env = BatchEnv(table, configs)
+        env.reset(seeds)
+        for _ in range(learner.config.memory_size):  # fill the replay memories
+            state = env.state
+            env.step(learner.step(encode(state), lambda c, s=state: batch_score(s, c)).decisions)
+
+        def batched_slot(_, env=env, learner=learner, encode=encode):
+            state = env.state
+            env.step(learner.decide(encode(state), lambda c: batch_score(state, c)).decisions)
+
+        one_env = OffloadEnv(table, configs[0])
+        one_env.reset(seed=seeds[0])
+
+        def loop_slot(_, env=one_env, agent=agents[0]):
+            state = env.slot_state
+            env.step(agent.act(state, lambda c: score_decisions(state, c)).decision)
+
+        slots = list(range(args.repeats))
+        batched = median_ms(batched_slot, slots, max(args.repeats // 10, 20)) / len(runs)
+        loop = median_ms(loop_slot, slots, args.repeats)
+        train = median_ms(lambda _, lr=learner: lr.train_step(), slots, 20) / len(runs)
+        print(f"{name:6s} {loop:10.3f} {batched:9.3f} {loop / batched:6.1f} {train:10.2f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ actor runs only at the M and N it was built for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from offload.agents.grle import option_mask
+from offload.agents.grle import option_mask, stacked_linear
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,11 @@ class DROOActor(nn.Module):
         options = np.arange(self.num_options)
         if config.main_branch_only:
             options = options[options % l_ == l_ - 1]
-        self.register_buffer(
-            "options", torch.from_numpy(options.astype(np.int64)), persistent=False
-        )
+        self.options = torch.from_numpy(options.astype(np.int64))
+        # x̂ over all K options = outputs @ selection (exact: one 1 per column at most); a plain
+        # tensor, not a buffer, so that stacked (lockstep) copies of the actor share it
+        self._selection = torch.zeros((len(options), self.num_options))
+        self._selection[torch.arange(len(options)), self.options] = 1.0
         h1, h2 = config.hidden_channels
         self.net = nn.Sequential(
             nn.Linear(m * n, h1),
@@ -90,6 +92,24 @@ class DROOActor(nn.Module):
         out = torch.zeros((p.shape[0], m, self.num_options), dtype=p.dtype)
         out = out.index_copy(2, self.options, p)
         return out.reshape(-1, self.num_options)
+
+    def forward(
+        self, x: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """x̂ (..., M, K) from scaled rates (..., M·N), any leading axes; zero at the options the
+        actor does not output. ``params``: K runs' weights stacked on a leading axis (names as in
+        ``state_dict``), x then (K, ..., M·N): K actors in one pass (the lockstep learner)."""
+        if params is None:
+            p = self.net(x)
+        else:
+            p = x
+            for i, layer in enumerate(self.net):
+                if isinstance(layer, nn.Linear):
+                    p = stacked_linear(p, params[f"net.{i}.weight"], params[f"net.{i}.bias"])
+                else:
+                    p = layer(p)
+        p = p.unflatten(-1, (self.config.num_devices, len(self.options)))
+        return p @ self._selection
 
     def relaxed(self, obs: ChannelObs) -> torch.Tensor:
         """(M, K) x̂ of one slot."""

@@ -29,8 +29,9 @@ aggregated with ``torch_geometric.utils.scatter``. Both paths give the same x̂ 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -68,6 +69,11 @@ class SlotGraph(NamedTuple):
     edge_attr_dense: torch.Tensor  # (M, K, EDGE_FEATURES) edge features, zero off the edges
     edge_mask: torch.Tensor  # (M, K) float32, 1 on edges
     mask: np.ndarray  # (M, K) bool, True on edges
+
+
+def _sub(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``params`` under ``prefix``, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
 def psi(t_ms: np.ndarray, deadline_ms: np.ndarray) -> np.ndarray:
@@ -163,11 +169,25 @@ def encode_slot(state: Any, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
     )
 
 
+def stacked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """``F.linear`` for one layer (weight (out, in)) or for K runs' layers stacked (weight
+    (K, out, in), bias (K, out), x (K, ..., in)): one batched matmul instead of K calls."""
+    if weight.ndim == 2:
+        return nn.functional.linear(x, weight, bias)
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])  # (K, P, in): one GEMM per run
+    if bias is None:
+        out = torch.bmm(rows, weight.transpose(1, 2))
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), rows, weight.transpose(1, 2))
+    return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
 class BipartiteConv(nn.Module):
     """One layer of eq. (12) on the device–exit graph, both directions.
 
     h_v' = ReLU(W_type(v) [h_v ‖ mean_{u ∈ N(v)} (h_u ‖ e_uv)]); the mean of the edge features
-    does not depend on the layer, so it comes precomputed.
+    does not depend on the layer, so it comes precomputed. ``params`` (this layer's weights with
+    a leading run axis, names relative to the layer) evaluates K stacked copies at once.
     """
 
     def __init__(self, dev_in: int, exit_in: int, edge_dim: int, out_channels: int) -> None:
@@ -176,14 +196,32 @@ class BipartiteConv(nn.Module):
         self.lin_exit = nn.Linear(exit_in + dev_in + edge_dim, out_channels)
 
     def forward(
-        self, h_dev: torch.Tensor, h_exit: torch.Tensor, graph: _Aggregation
+        self,
+        h_dev: torch.Tensor,
+        h_exit: torch.Tensor,
+        graph: _Aggregation,
+        params: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = params if params is not None else self._own
         # node dimension -2, features -1: works for one graph and for stacked same-size graphs
         to_dev = torch.cat([graph.to_device(h_exit), graph.edge_mean_device], -1)
         to_exit = torch.cat([graph.to_exit(h_dev), graph.edge_mean_exit], -1)
-        new_dev = torch.relu(self.lin_device(torch.cat([h_dev, to_dev], -1)))
-        new_exit = torch.relu(self.lin_exit(torch.cat([h_exit, to_exit], -1)))
-        return new_dev, new_exit
+        new_dev = stacked_linear(
+            torch.cat([h_dev, to_dev], -1), p["lin_device.weight"], p["lin_device.bias"]
+        )
+        new_exit = stacked_linear(
+            torch.cat([h_exit, to_exit], -1), p["lin_exit.weight"], p["lin_exit.bias"]
+        )
+        return torch.relu(new_dev), torch.relu(new_exit)
+
+    @property
+    def _own(self) -> dict[str, torch.Tensor]:
+        return {
+            "lin_device.weight": self.lin_device.weight,
+            "lin_device.bias": self.lin_device.bias,
+            "lin_exit.weight": self.lin_exit.weight,
+            "lin_exit.bias": self.lin_exit.bias,
+        }
 
 
 class _Aggregation(NamedTuple):
@@ -244,25 +282,48 @@ class GRLEActor(nn.Module):
         edge_mean_exit: torch.Tensor,
         edge_attr_dense: torch.Tensor,
         edge_mask: torch.Tensor,
+        params: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x̂ as a dense (..., M, K) tensor from dense adjacency; optional leading batch dim."""
+        """x̂ as a dense (..., M, K) tensor from dense adjacency; optional leading batch axes.
+
+        ``params``: K runs' weights stacked on a leading axis (names as in ``state_dict``); the
+        inputs then lead with the same K axis and the K actors are evaluated in one pass.
+        """
         agg = _Aggregation(
             adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
         )
-        h_dev, h_exit = self.conv1(x_dev, x_exit, agg)
-        h_dev, h_exit = self.conv2(h_dev, h_exit, agg)
+        sub = (lambda prefix: None) if params is None else partial(_sub, params)
+        h_dev, h_exit = self.conv1(x_dev, x_exit, agg, sub("conv1."))
+        h_dev, h_exit = self.conv2(h_dev, h_exit, agg, sub("conv2."))
         # eqs. (13)-(14) for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
         # column blocks applied to each part, so no per-edge gather is needed.
         h2 = h_dev.shape[-1]
-        w = self.mlp1.weight
+        p = self._head if params is None else params
+        w, b = p["mlp1.weight"], p["mlp1.bias"]
         z = (
-            (h_dev @ w[:, :h2].T).unsqueeze(-2)
-            + (h_exit @ w[:, h2 : 2 * h2].T).unsqueeze(-3)
-            + edge_attr_dense @ w[:, 2 * h2 :].T
-            + self.mlp1.bias
+            stacked_linear(h_dev, w[..., :h2]).unsqueeze(-2)
+            + stacked_linear(h_exit, w[..., h2 : 2 * h2]).unsqueeze(-3)
+            + stacked_linear(edge_attr_dense, w[..., 2 * h2 :], b)
         )
-        p = torch.sigmoid(self.mlp2(torch.relu(z))).squeeze(-1)
-        return p * edge_mask
+        z = stacked_linear(torch.relu(z), p["mlp2.weight"], p["mlp2.bias"])
+        return torch.sigmoid(z).squeeze(-1) * edge_mask
+
+    @property
+    def _head(self) -> dict[str, torch.Tensor]:
+        return {
+            "mlp1.weight": self.mlp1.weight,
+            "mlp1.bias": self.mlp1.bias,
+            "mlp2.weight": self.mlp2.weight,
+            "mlp2.bias": self.mlp2.bias,
+        }
+
+    def forward(
+        self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """x̂ (..., M, K) from the dense tensors of :data:`_DENSE_FIELDS` with any leading axes;
+        with ``params`` (stacked weights), K actors at once (the lockstep
+        :class:`~offload.agents.batch.BatchLearner`)."""
+        return self._dense(*dense, params=params)
 
     def relaxed(self, obs: SlotGraph) -> torch.Tensor:
         """(M, K) x̂ of one slot; zero off the graph's edges."""

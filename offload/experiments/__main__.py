@@ -25,10 +25,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from offload.agents import AGENT_NAMES
 from offload.exit_table import load_exit_table
 from offload.experiments import report
 from offload.experiments.convergence import ConvergenceRun, run_convergence
-from offload.experiments.runner import SCENARIOS, Cell, default_exits, run_cell
+from offload.experiments.lockstep import groups_for, run_group
+from offload.experiments.runner import (
+    REFERENCE_METHODS,
+    SCENARIOS,
+    Cell,
+    default_exits,
+    run_cell,
+)
 from offload.experiments.topology import TopologyRun, run_topology
 from offload.sim import MECConfig
 
@@ -124,6 +132,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "are always saved) to <out>/actors",
     )
     p.add_argument(
+        "--engine",
+        choices=("lockstep", "loop"),
+        default="lockstep",
+        help="lockstep (default): the runs of one method at one M step together, batched "
+        "(offload/experiments/lockstep.py); loop: one run at a time (the reference "
+        "implementation, same protocol)",
+    )
+    p.add_argument(
         "--rebuild-report",
         action="store_true",
         help="run nothing: redraw the figures and rewrite the report from the CSVs in --out "
@@ -178,6 +194,7 @@ def build_jobs(
     actors_dir: str,
     sim: tuple = (),
     save_cell_actors: bool = False,
+    engine: str = "lockstep",
 ) -> list[tuple[str, object]]:
     """(kind, run) pairs, longest first; ``sim`` = MECConfig overrides for every run."""
     names = (
@@ -203,20 +220,33 @@ def build_jobs(
                 )
                 jobs.append(("convergence", run))
     if experiment in ("topology", "paper"):
-        for seed in plan.seeds:
-            run = TopologyRun(
-                seed,
-                plan.topology_train_devices,
-                plan.topology_eval_devices,
-                plan.topology_max_devices,
-                30.0,
-                plan.train_slots,
-                plan.eval_slots,
-                exits,
-                actors_dir=actors_dir,
-                sim=sim,
-            )
-            jobs.append(("topology", run))
+        run = TopologyRun(
+            tuple(plan.seeds),
+            plan.topology_train_devices,
+            plan.topology_eval_devices,
+            plan.topology_max_devices,
+            30.0,
+            plan.train_slots,
+            plan.eval_slots,
+            exits,
+            actors_dir=actors_dir,
+            sim=sim,
+        )
+        jobs.append(("topology", run))
+    if engine == "lockstep":
+        groups = groups_for(
+            names,
+            tuple(sorted(plan.devices, reverse=True)),
+            plan.taus,
+            plan.seeds,
+            AGENT_NAMES + REFERENCE_METHODS,
+            train_slots=plan.train_slots,
+            eval_slots=plan.eval_slots,
+            exits_path=exits,
+            actors_dir=actors_dir if save_cell_actors else None,
+            sim=sim,
+        )
+        return jobs + [("group", g) for g in groups if g.runs]
     cells = [
         Cell(
             name,
@@ -243,6 +273,8 @@ def _run(job: tuple[str, object]):
         return kind, run_convergence(run)
     if kind == "topology":
         return kind, pd.DataFrame(run_topology(run))
+    if kind == "group":
+        return "cell", pd.DataFrame(run_group(run))
     return kind, pd.DataFrame(run_cell(run))
 
 
@@ -287,6 +319,9 @@ def header(
         f"{wall_s / 60:.1f} min. Exit table: `{_display_path(args.exits)}`.",
         "",
         "Plan: " + ", ".join(f"{k} = {v}" for k, v in asdict(plan).items()) + ".",
+        "",
+        f"Engine: {getattr(args, 'engine', 'loop')} (`--engine`; lockstep steps the runs of one "
+        "method at one M together, loop runs them one by one; same protocol).",
         "",
         "Simulator readings (`MECConfig` as run, docs/calibration.md): "
         + ", ".join(f"{k} = {getattr(sim_config, k, None)!r}" for k in READINGS)
@@ -334,7 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     sim = tuple(sim_overrides(args).items())
-    jobs = build_jobs(args.experiment, plan, args.exits, str(out / "actors"), sim, args.save_actors)
+    jobs = build_jobs(
+        args.experiment,
+        plan,
+        args.exits,
+        str(out / "actors"),
+        sim,
+        args.save_actors,
+        args.engine,
+    )
     results = run_jobs(jobs, args.workers)
     wall = time.perf_counter() - t0
 

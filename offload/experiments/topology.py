@@ -5,6 +5,10 @@ retraining, at every M of ``eval_devices`` and in a dynamic network where device
 and links go down and up (``MECConfig.dynamic_topology``, up to ``max_devices`` devices). DROOE and
 DROO have a fixed input size: they are evaluated where M equals the training M and get a row
 that says they cannot run everywhere else. The greedy policy is the reference.
+
+The seeds of a run step together (the lockstep engine of :mod:`offload.experiments.lockstep`):
+training and the fixed-M evaluations are batched over the seeds; the dynamic network, whose
+size changes from slot to slot, is evaluated seed by seed with the one-run agents.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 import torch
 
 from offload.agents import AGENT_NAMES, make_agent
+from offload.agents.batch import BatchLearner
 from offload.exit_table import load_exit_table
+from offload.experiments.lockstep import batch_encoder
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     SCENARIOS,
@@ -27,18 +33,18 @@ from offload.experiments.runner import (
     mec_config,
     metric_columns,
     reference_policy,
-    train,
 )
 from offload.sim import OffloadEnv
+from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_score
 
 CANNOT_RUN = "cannot run: DROO's input size is fixed at the training M"
 
 
 @dataclass(frozen=True)
 class TopologyRun:
-    """One seed of the topology experiment."""
+    """The topology experiment over a set of seeds (stepped together)."""
 
-    seed: int
+    seeds: tuple[int, ...]
     train_devices: int  # M during training
     eval_devices: tuple[int, ...]  # M values for evaluation
     max_devices: int  # device slots of the dynamic network (M varies up to this)
@@ -52,10 +58,12 @@ class TopologyRun:
 
 
 def run_topology(run: TopologyRun) -> list[dict]:
-    """One row per (method, evaluation network)."""
+    """One row per (method, evaluation network, seed)."""
     torch.set_num_threads(1)
     table = load_exit_table(run.exits_path)
     sim = dict(run.sim)
+    seeds = list(run.seeds)
+    eval_seeds = [s + EVAL_SEED_OFFSET for s in seeds]
     train_cfg = mec_config(run.experiment, run.train_devices, run.slot_ms, **sim)
     networks = {
         f"M={m}": mec_config(run.experiment, m, run.slot_ms, **sim) for m in run.eval_devices
@@ -70,36 +78,63 @@ def run_topology(run: TopologyRun) -> list[dict]:
     )
     rows = []
     for method in AGENT_NAMES + ("greedy",):
-        policy = None
+        t0 = time.perf_counter()
         if method in AGENT_NAMES:
-            agent = make_agent(
-                name=method,
-                num_exits=table.num_exits,
-                num_devices=run.train_devices,
-                num_servers=train_cfg.num_servers,
-                seed=run.seed,
-            )
-            train(agent, OffloadEnv(table, train_cfg), run.train_slots, run.seed)
-            if run.actors_dir is not None:
-                agent.save(
-                    Path(run.actors_dir) / f"topology_M{run.train_devices}_seed{run.seed}_{method}"
+            agents = [
+                make_agent(
+                    name=method,
+                    num_exits=table.num_exits,
+                    num_devices=run.train_devices,
+                    num_servers=train_cfg.num_servers,
+                    seed=seed,
                 )
-            policy = critic_policy(agent)
+                for seed in seeds
+            ]
+            learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
+            encode = batch_encoder(agents[0].actor)
+            env = BatchEnv(table, [train_cfg] * len(seeds))
+            state = env.reset(seeds)
+            for _ in range(run.train_slots):
+                env.step(
+                    learner.step(encode(state), lambda c, s=state: batch_score(s, c)).decisions
+                )
+                state = env.state
+            learner.unstack([a.actor for a in agents])
+            if run.actors_dir is not None:
+                for seed, agent in zip(seeds, agents, strict=True):
+                    agent.save(
+                        Path(run.actors_dir) / f"topology_M{run.train_devices}_seed{seed}_{method}"
+                    )
+
+            def batch_policy(s, learner=learner, encode=encode):
+                return learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
+
+            policies = [critic_policy(a) for a in agents]
         else:
-            policy = reference_policy(method, run.seed)
+            batch_policy = batch_greedy
+            policies = [reference_policy(method, seed) for seed in seeds]
+        train_wall = time.perf_counter() - t0
         for network, cfg in networks.items():
+            t0 = time.perf_counter()
             fixed_size = method in ("DROOE", "DROO")
             runs = not fixed_size or (network != "dynamic" and cfg.num_devices == run.train_devices)
-            t0 = time.perf_counter()
-            m = (
-                evaluate(
-                    OffloadEnv(table, cfg), policy, run.eval_slots, run.seed + EVAL_SEED_OFFSET
-                )
-                if runs
-                else None
-            )
-            values = metric_columns(m)
-            rows.append(
+            if not runs:
+                results = [None] * len(seeds)
+            elif network == "dynamic":  # M changes from slot to slot: one run at a time
+                results = [
+                    evaluate(OffloadEnv(table, cfg), policy, run.eval_slots, seed)
+                    for policy, seed in zip(policies, eval_seeds, strict=True)
+                ]
+            else:
+                env = BatchEnv(table, [cfg] * len(seeds))
+                state = env.reset(eval_seeds)
+                metrics = BatchMetrics(len(seeds))
+                for _ in range(run.eval_slots):
+                    metrics.add(env.step(batch_policy(state)))
+                    state = env.state
+                results = metrics.result()
+            wall = (time.perf_counter() - t0 + train_wall / len(networks)) / len(seeds)
+            rows += [
                 {
                     "experiment": "topology",
                     "method": method,
@@ -109,12 +144,13 @@ def run_topology(run: TopologyRun) -> list[dict]:
                     "M": cfg.num_devices if network != "dynamic" else np.nan,
                     "train_M": run.train_devices,
                     "tau_ms": run.slot_ms,
-                    "seed": run.seed,
-                    **values,
+                    "seed": seed,
+                    **metric_columns(m),
                     "train_slots": run.train_slots if method in AGENT_NAMES else 0,
                     "eval_slots": run.eval_slots if runs else 0,
                     "note": "" if runs else CANNOT_RUN,
-                    "wall_s": time.perf_counter() - t0,
+                    "wall_s": wall,
                 }
-            )
+                for seed, m in zip(seeds, results, strict=True)
+            ]
     return rows

@@ -1,7 +1,18 @@
 """MEC offloading simulator of the GRLE paper (Sections III-IV, VI): configuration, the
 agent-visible slot state, the vectorised slot evaluator, the exact per-slot optimum, the
-Gymnasium environment, metrics and baselines. It never imports an agent."""
+Gymnasium environment, metrics and baselines, and a lockstep batch of environments. It never
+imports an agent."""
 
+from .batch import (
+    BatchEnv,
+    BatchMetrics,
+    BatchState,
+    BatchStepInfo,
+    batch_greedy,
+    batch_random,
+    batch_score,
+    batch_task_rewards,
+)
 from .config import MECConfig
 from .env import OffloadEnv
 from .evaluator import psi, score_decisions
@@ -9,11 +20,19 @@ from .optimum import Optimum, brute_force_decision, optimal_decision
 from .state import SlotOutcome, SlotState
 
 __all__ = [
+    "BatchEnv",
+    "BatchMetrics",
+    "BatchState",
+    "BatchStepInfo",
     "MECConfig",
     "OffloadEnv",
     "Optimum",
     "SlotOutcome",
     "SlotState",
+    "batch_greedy",
+    "batch_random",
+    "batch_score",
+    "batch_task_rewards",
     "brute_force_decision",
     "optimal_decision",
     "psi",

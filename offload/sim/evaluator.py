@@ -45,8 +45,11 @@ def schedule_slot(
         exec_ms: (S, M) computation time of each task at its ES, ms (eq. (4), capacity applied).
         server: (S, M) int, the ES of each task.
         present: (S, M) bool, False for a task left out of the candidate (partial decisions).
-        server_backlog_ms: (N,) time after the slot start at which each ES is free, ms.
-        deadline_abs_ms: (M,) instant after the slot start by which each task must finish, ms.
+        server_backlog_ms: (N,) time after the slot start at which each ES is free, ms, shared
+            by all candidates, or (S, N), one row per candidate (independent slots scored
+            together, as in `offload.sim.batch`).
+        deadline_abs_ms: (M,) instant after the slot start by which each task must finish, ms,
+            or (S, M), one row per candidate.
         drop_late: True: a task is abandoned at its deadline -- one that would start at or after
             it is not computed, one that would finish after it is aborted at the deadline.
 
@@ -55,12 +58,12 @@ def schedule_slot(
         free_ms: (S, N) instant each ES becomes free after serving the slot.
     """
     num_cand, num_dev = arrival_ms.shape
-    num_srv = len(server_backlog_ms)
+    backlog = np.asarray(server_backlog_ms, dtype=np.float64)
+    deadline = np.asarray(deadline_abs_ms, dtype=np.float64)
+    num_srv = backlog.shape[-1]
     waiting = np.where(present, arrival_ms, np.inf)  # absent tasks never reach an ES
     if num_cand <= _PYTHON_BELOW:
-        return _schedule_python(
-            waiting, exec_ms, server, present, server_backlog_ms, deadline_abs_ms, drop_late
-        )
+        return _schedule_python(waiting, exec_ms, server, present, backlog, deadline, drop_late)
     order = np.argsort(waiting, axis=1, kind="stable")
     # gather once in service order (flat indices are cheaper than take_along_axis); the loop
     # below walks the FCFS queue position by position, all candidates at once
@@ -69,16 +72,17 @@ def schedule_slot(
     arr = waiting.ravel()[flat]
     exe = exec_ms.ravel()[flat]
     slot = server.ravel()[flat] + num_srv * np.arange(num_cand)
-    dls = np.asarray(deadline_abs_ms, dtype=np.float64)[order.T]
+    dls = deadline[order.T] if deadline.ndim == 1 else deadline.ravel()[flat]
     # Absent tasks must leave their ES untouched. With drop_late their deadline (and that of a
-    # task arriving at or after it) becomes -inf: never served; otherwise their arrival and
-    # computation become -inf (they "end" at -inf).
+    # task arriving at or after it) becomes -inf: never served; otherwise their arrival becomes
+    # -inf and their computation 0: they start and end when the ES is free (also at inf, behind
+    # a task over a missing link, where a -inf computation would give nan).
     if drop_late:
         dls[~pre | (arr >= dls)] = -np.inf
     else:
         arr[~pre] = -np.inf
-        exe[~pre] = -np.inf
-    free = np.tile(np.asarray(server_backlog_ms, dtype=np.float64), num_cand)  # (S*N,) flat
+        exe[~pre] = 0.0
+    free = np.tile(backlog, num_cand) if backlog.ndim == 1 else backlog.flatten()  # (S*N,) flat
     starts = np.empty((num_dev, num_cand))
     ends = np.empty((num_dev, num_cand))
     cut = np.empty(num_cand)
@@ -106,16 +110,16 @@ def schedule_slot(
 _PYTHON_BELOW = 8  # fewer candidates than this: a plain Python loop beats numpy's overhead
 
 
-def _schedule_python(
-    waiting, exec_ms, server, present, server_backlog_ms, deadline_abs_ms, drop_late
-):
-    """`schedule_slot` for a few candidates, one task at a time (same rules and arithmetic)."""
+def _schedule_python(waiting, exec_ms, server, present, backlog, deadline, drop_late):
+    """`schedule_slot` for a few candidates, one task at a time (same rules and arithmetic);
+    `backlog` is (N,) or (S, N), `deadline` (M,) or (S, M), float64."""
     num_cand, num_dev = waiting.shape
     finish = np.full((num_cand, num_dev), np.inf)
-    free_all = np.tile(np.asarray(server_backlog_ms, dtype=np.float64), (num_cand, 1))
-    deadlines = np.asarray(deadline_abs_ms, dtype=np.float64).tolist()
+    free_all = np.array(np.broadcast_to(backlog, (num_cand, backlog.shape[-1])))
+    deadline_rows = np.broadcast_to(deadline, (num_cand, num_dev)).tolist()
     for c in range(num_cand):
         arr, exe, srv = waiting[c].tolist(), exec_ms[c].tolist(), server[c].tolist()
+        deadlines = deadline_rows[c]
         pre = present[c].tolist()
         free = free_all[c].tolist()
         fin = finish[c].tolist()
@@ -147,14 +151,20 @@ def check_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
             f"decisions have shape {np.shape(decisions)}; pass an int array of shape "
             f"(S, {state.num_devices}): one option n*L+l per active device."
         )
+    return option_indices(dec, state.num_servers, state.num_exits)
+
+
+def option_indices(dec: np.ndarray, num_servers: int, num_exits: int) -> np.ndarray:
+    """``dec`` (already the right shape) as int64 options in [0, N*L); ValueError otherwise."""
     if dec.size and not np.issubdtype(dec.dtype, np.integer):
         if not np.all(np.isfinite(dec)) or not np.all(dec == np.round(dec)):
             raise ValueError("decisions must be integer option indices o = n*L + l.")
     dec = dec.astype(np.int64)
-    if dec.size and (dec.min() < 0 or dec.max() >= state.num_options):
+    num_options = num_servers * num_exits
+    if dec.size and (dec.min() < 0 or dec.max() >= num_options):
         raise ValueError(
-            f"decision options must lie in [0, {state.num_options}) (N*L = "
-            f"{state.num_servers}*{state.num_exits}); got values in [{dec.min()}, {dec.max()}]."
+            f"decision options must lie in [0, {num_options}) (N*L = "
+            f"{num_servers}*{num_exits}); got values in [{dec.min()}, {dec.max()}]."
         )
     return dec
 

@@ -1,0 +1,171 @@
+"""The lockstep engine: all runs of one method at one M step together (Figs. 5–8).
+
+The cells of :mod:`offload.experiments.runner` are independent runs; most of a slot's cost is
+Python and framework overhead, not arithmetic. A :class:`Group` gathers every (scenario, τ, seed)
+run of one method at one M, K runs in all, and steps them together: one ``BatchEnv`` step, one
+batched actor call (:class:`~offload.agents.batch.BatchLearner`), one quantiser call and one
+scoring call for all K. The protocol is the cell's exactly — train ``train_slots`` slots on the
+training environment (seed), then evaluate frozen for ``eval_slots`` slots on the evaluation
+environment (seed + ``EVAL_SEED_OFFSET``) — and every run keeps its own random streams and its own
+actor, so a run's result does not depend on which other runs share its group, up to float
+rounding of the batched kernels (tested against :func:`~offload.experiments.runner.run_cell`).
+
+Rows are the runner's, one per (method, scenario, M, τ, seed); ``wall_s`` is the group's wall time
+divided by its K runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from offload.agents import AGENT_NAMES, make_agent
+from offload.agents.batch import (
+    BatchLearner,
+    DenseBatch,
+    encode_channel_batch,
+    encode_slot_batch,
+)
+from offload.agents.grle import GRLEConfig
+from offload.exit_table import load_exit_table
+from offload.experiments.runner import (
+    EVAL_SEED_OFFSET,
+    REFERENCE_METHODS,
+    SCENARIOS,
+    mec_config,
+    metric_columns,
+)
+from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
+
+
+@dataclass(frozen=True)
+class Group:
+    """The runs of one method at one M that step together."""
+
+    method: str  # a learning agent (GRLE, GRL, DROOE, DROO) or greedy / random
+    num_devices: int  # M
+    runs: tuple[tuple[str, float, int], ...]  # (experiment, τ ms, seed) of each run
+    train_slots: int  # slots of online training per run (learning agents)
+    eval_slots: int  # slots of frozen evaluation per run
+    exits_path: str  # exit table CSV
+    actors_dir: str | None = None  # save the trained actors here (None = do not save)
+    sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+
+    @property
+    def cost(self) -> float:
+        """Relative cost, for scheduling the longest groups first."""
+        per_slot = {"GRLE": 3.0, "GRL": 2.5, "DROOE": 1.5, "DROO": 1.2}.get(self.method, 0.5)
+        slots = self.eval_slots + (3 * self.train_slots if self.method in AGENT_NAMES else 0)
+        return per_slot * slots * len(self.runs) * self.num_devices
+
+
+def groups_for(
+    experiments: list[str],
+    devices: tuple[int, ...],
+    taus: tuple[float, ...],
+    seeds: tuple[int, ...],
+    methods: tuple[str, ...],
+    **common: Any,
+) -> list[Group]:
+    """One group per (method, M) over every (experiment, τ, seed); longest first."""
+    runs = tuple((e, tau, seed) for e in experiments for tau in taus for seed in seeds)
+    groups = [Group(method, m, runs, **common) for method in methods for m in devices]
+    return sorted(groups, key=lambda g: -g.cost)
+
+
+def run_group(group: Group) -> list[dict]:
+    """Train (learning agents) and evaluate every run of ``group``; one row per run."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    table = load_exit_table(group.exits_path)
+    sim = dict(group.sim)
+    configs = [mec_config(e, group.num_devices, tau, **sim) for e, tau, _ in group.runs]
+    seeds = [seed for _, _, seed in group.runs]
+    eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
+    final_loss = np.full(len(group.runs), np.nan)
+    if group.method in AGENT_NAMES:
+        agents = [
+            make_agent(
+                name=group.method,
+                num_exits=table.num_exits,
+                num_devices=group.num_devices,
+                num_servers=cfg.num_servers,
+                seed=seed,
+            )
+            for cfg, seed in zip(configs, seeds, strict=True)
+        ]
+        learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
+        encode = batch_encoder(agents[0].actor)
+        env = BatchEnv(table, configs)
+        state = env.reset(seeds)
+        losses = []
+        for _ in range(group.train_slots):
+            obs = encode(state)
+            result = learner.step(obs, lambda c, s=state: batch_score(s, c))
+            if result.loss is not None:
+                losses.append(result.loss)
+            env.step(result.decisions)
+            state = env.state
+        if losses:
+            final_loss = np.mean(losses[-10:], axis=0)
+        if group.actors_dir is not None:
+            learner.unstack([a.actor for a in agents])
+            for (e, tau, seed), agent in zip(group.runs, agents, strict=True):
+                tag = f"{e}_M{group.num_devices}_tau{tau:g}_seed{seed}_{group.method}"
+                agent.save(Path(group.actors_dir) / tag)
+
+        def policy(s):
+            return learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
+    elif group.method == "greedy":
+        policy = batch_greedy
+    elif group.method == "random":
+        rngs = [np.random.default_rng(seed) for seed in seeds]
+
+        def policy(s):
+            return batch_random(s, rngs)
+    else:
+        raise ValueError(
+            f"unknown method {group.method!r}; choose one of "
+            f"{', '.join(AGENT_NAMES + REFERENCE_METHODS)}."
+        )
+    env = BatchEnv(table, configs)
+    state = env.reset(eval_seeds)
+    metrics = BatchMetrics(len(group.runs))
+    for _ in range(group.eval_slots):
+        metrics.add(env.step(policy(state)))
+        state = env.state
+    wall = (time.perf_counter() - t0) / len(group.runs)
+    learning = group.method in AGENT_NAMES
+    return [
+        {
+            "experiment": e,
+            "method": group.method,
+            "scenario": SCENARIOS[e],
+            "compute_scale": cfg.compute_scale,
+            "M": group.num_devices,
+            "tau_ms": tau,
+            "seed": seed,
+            **metric_columns(m),
+            "train_slots": group.train_slots if learning else 0,
+            "eval_slots": group.eval_slots,
+            "final_train_loss": float(loss),
+            "wall_s": wall,
+        }
+        for (e, tau, seed), cfg, m, loss in zip(
+            group.runs, configs, metrics.result(), final_loss, strict=True
+        )
+    ]
+
+
+def batch_encoder(actor: torch.nn.Module) -> Callable[[Any], DenseBatch]:
+    """The batched encoder (``BatchState`` -> :class:`DenseBatch`) of an actor's type."""
+    cfg = actor.config
+    if isinstance(cfg, GRLEConfig):
+        return lambda s: encode_slot_batch(s, cfg)
+    return lambda s: encode_channel_batch(s, cfg)

@@ -1,0 +1,297 @@
+"""The lockstep batch of environments: BatchEnv reproduces K OffloadEnv runs (states, step
+numbers, metrics), the batched evaluator, greedy and random policies equal their per-slot
+counterparts exactly, the FCFS schedule with per-row backlogs and deadlines, and errors."""
+
+import copy
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offload.exit_table import load_exit_table
+from offload.sim import (
+    BatchEnv,
+    BatchMetrics,
+    BatchState,
+    MECConfig,
+    OffloadEnv,
+    SlotState,
+    batch_greedy,
+    batch_random,
+    batch_score,
+    batch_task_rewards,
+    evaluator,
+    score_decisions,
+)
+from offload.sim.baselines import greedy_decision, random_decision
+from offload.sim.evaluator import schedule_slot, task_rewards
+from offload.sim.metrics import MetricsAccumulator
+from offload.sim.state import ScoringRules
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
+STATE_FIELDS = (
+    "device_ids",
+    "task_bits",
+    "deadline_ms",
+    "rate_mbps",
+    "link",
+    "device_backlog_ms",
+    "server_backlog_ms",
+    "capacity",
+    "exit_ms",
+    "exit_accuracy",
+)
+READINGS = (
+    {},  # as written, drop, from generation
+    {"late_policy": "send"},
+    {"psi_form": "doubled", "completion_origin": "transmission"},
+)
+RULES = (
+    ScoringRules(1.0, True, False),
+    ScoringRules(1.0, False, False),
+    ScoringRules(2.0, True, True),
+    ScoringRules(2.0, False, True),
+)
+
+
+def mixed_configs(num_devices=5, **readings):
+    """16 configs: scenarios 1-4 x τ 10, 30 ms x compute_scale 1, 4 (rate models alternate)."""
+    return [
+        MECConfig(
+            num_devices=num_devices,
+            max_devices=num_devices + 1,
+            scenario=scenario,
+            slot_ms=slot_ms,
+            compute_scale=scale,
+            rate_model=("iid", "markov")[i % 2],
+            **readings,
+        )
+        for i, (scenario, slot_ms, scale) in enumerate(
+            itertools.product((1, 2, 3, 4), (10.0, 30.0), (1.0, 4.0))
+        )
+    ]
+
+
+def assert_same_state(state: SlotState, expected: SlotState):
+    for name in STATE_FIELDS:
+        assert np.array_equal(getattr(state, name), getattr(expected, name)), name
+    assert state.rules == expected.rules
+
+
+def random_state(rng, rules, num_dev=6, num_srv=3, ties=False):
+    """A slot state with links down, device and ES backlogs (late and dropped tasks) and,
+    with `ties`, identical servers and devices (exactly tied options)."""
+    link = rng.random((num_dev, num_srv)) < 0.7
+    link[np.arange(num_dev), rng.integers(0, num_srv, num_dev)] = True
+    rate = rng.uniform(20.0, 100.0, (num_dev, num_srv))
+    capacity = rng.uniform(0.25, 1.0, num_srv)
+    exit_ms = 4.0 * np.stack([TABLE.latency_of(TABLE.devices[n % 2]) for n in range(num_srv)])
+    bits = rng.uniform(4e5, 8e5, num_dev)
+    backlog = rng.choice([0.0, 0.0, 5.0, 20.0, 29.0, 40.0], num_dev) * rng.uniform(0.5, 1.5)
+    server_backlog = rng.choice([0.0, 10.0, 25.0, 35.0], num_srv)
+    if ties:
+        rate[:] = rate[:, :1]
+        capacity[:] = capacity[0]
+        exit_ms[:] = exit_ms[0]
+        server_backlog[:] = server_backlog[0]
+        half = num_dev // 2
+        bits[:half], backlog[:half], rate[:half] = bits[0], backlog[0], rate[0]
+    return SlotState(
+        device_ids=np.arange(num_dev),
+        task_bits=bits,
+        deadline_ms=np.full(num_dev, 30.0),
+        rate_mbps=rate,
+        link=link,
+        device_backlog_ms=backlog,
+        server_backlog_ms=server_backlog,
+        capacity=capacity,
+        exit_ms=exit_ms,
+        exit_accuracy=TABLE.accuracy.astype(np.float64),
+        rules=rules,
+    )
+
+
+@pytest.mark.parametrize("readings", READINGS)
+def test_batch_env_reproduces_offload_envs(readings):
+    configs = mixed_configs(**readings)
+    seeds = [100 + k for k in range(len(configs))]
+    batch = BatchEnv(TABLE, configs)
+    state = batch.reset(seeds)
+    envs = [OffloadEnv(TABLE, cfg) for cfg in configs]
+    for env, seed in zip(envs, seeds, strict=True):
+        env.reset(seed=seed)
+    metrics = BatchMetrics(len(configs))
+    accumulators = [MetricsAccumulator() for _ in envs]
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        for k, env in enumerate(envs):
+            assert_same_state(state.slot(k), env.slot_state)
+        decisions = rng.integers(0, state.num_options, (state.num_envs, state.num_devices))
+        info = batch.step(decisions)
+        metrics.add(info)
+        for k, env in enumerate(envs):
+            expected = env.step(decisions[k])[4]
+            accumulators[k].add(expected)
+            assert info.num_tasks[k] == expected["num_tasks"]
+            assert info.num_success[k] == expected["num_success"]
+            assert info.accuracy_sum[k] == pytest.approx(expected["accuracy_sum"], rel=1e-12)
+            assert info.q_sum[k] == pytest.approx(expected["q_sum"], rel=1e-12)
+            assert info.slot_ms[k] == expected["slot_ms"]
+        state = batch.state
+    for got, acc in zip(metrics.result(), accumulators, strict=True):
+        want = acc.result()
+        assert (got.slots, got.tasks) == (want.slots, want.tasks)
+        for name in ("avg_accuracy", "ssp", "throughput_per_s", "mean_q"):
+            assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-12), name
+        assert math.isnan(got.mean_normalised_reward) and math.isnan(want.mean_normalised_reward)
+
+
+def test_stack_is_the_inverse_of_slot():
+    rng = np.random.default_rng(2)
+    states = [random_state(rng, RULES[0]) for _ in range(4)]
+    batch = BatchState.stack(states)
+    assert (batch.num_envs, batch.num_devices, batch.num_servers) == (4, 6, 3)
+    assert batch.num_options == 3 * TABLE.num_exits
+    for k, state in enumerate(states):
+        assert_same_state(batch.slot(k), state)
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_batch_rewards_and_score_equal_per_slot_evaluator(rules):
+    rng = np.random.default_rng(3)
+    states = [random_state(rng, rules) for _ in range(5)]
+    batch = BatchState.stack(states)
+    shape = (batch.num_envs, 12, batch.num_devices)
+    decisions = rng.integers(0, batch.num_options, shape)
+    present = rng.random(shape) < 0.6
+    q = batch_task_rewards(batch, decisions, present)
+    full = batch_task_rewards(batch, decisions)
+    score = batch_score(batch, decisions)
+    assert np.isneginf(score).any() and np.isfinite(score).any()  # missing links used
+    for k, state in enumerate(states):
+        assert np.array_equal(q[k], task_rewards(state, decisions[k], present[k]))
+        assert np.array_equal(full[k], task_rewards(state, decisions[k]))
+        assert np.array_equal(score[k], score_decisions(state, decisions[k]))
+
+
+@pytest.mark.parametrize("python_below", [0, 100])  # numpy path, Python fast path
+@pytest.mark.parametrize("drop_late", [True, False])
+def test_schedule_slot_per_row_backlog_and_deadlines(monkeypatch, python_below, drop_late):
+    rng = np.random.default_rng(4)
+    num_cand, num_dev, num_srv = 20, 7, 3
+    arrival = rng.choice([0.0, 5.0, 12.0], (num_cand, num_dev)) + rng.uniform(0, 30, num_dev)
+    arrival[rng.random(arrival.shape) < 0.1] = np.inf  # dropped at the uplink
+    arrival[:, 1] = arrival[:, 0]  # equal arrivals: served in device order
+    exec_ms = rng.uniform(1.0, 15.0, (num_cand, num_dev))
+    server = rng.integers(0, num_srv, (num_cand, num_dev))
+    present = rng.random((num_cand, num_dev)) < 0.8
+    backlog = rng.choice([0.0, 10.0, 40.0], (num_cand, num_srv))
+    deadline = rng.uniform(20.0, 45.0, (num_cand, num_dev))
+    rows = [
+        schedule_slot(
+            arrival[[s]],
+            exec_ms[[s]],
+            server[[s]],
+            present[[s]],
+            backlog[s],
+            deadline[s],
+            drop_late,
+        )
+        for s in range(num_cand)
+    ]  # one candidate: the Python path
+    monkeypatch.setattr(evaluator, "_PYTHON_BELOW", python_below)
+    finish, free = schedule_slot(arrival, exec_ms, server, present, backlog, deadline, drop_late)
+    assert np.array_equal(finish, np.concatenate([f for f, _ in rows]))
+    assert np.array_equal(free, np.concatenate([f for _, f in rows]))
+    # shared (N,) backlog and (M,) deadlines still give the single-slot results
+    shared = schedule_slot(arrival, exec_ms, server, present, backlog[0], deadline[0], drop_late)
+    tiled = schedule_slot(
+        arrival,
+        exec_ms,
+        server,
+        present,
+        np.tile(backlog[0], (num_cand, 1)),
+        np.tile(deadline[0], (num_cand, 1)),
+        drop_late,
+    )
+    assert np.array_equal(shared[0], tiled[0]) and np.array_equal(shared[1], tiled[1])
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_batch_greedy_equals_greedy_decision(rules):
+    rng = np.random.default_rng(5)
+    states = [random_state(rng, rules, ties=k % 2 == 1) for k in range(24)]
+    batch = BatchState.stack(states)
+    decision = batch_greedy(batch)
+    for k, state in enumerate(states):
+        assert np.array_equal(decision[k], greedy_decision(state)), k
+
+
+def test_batch_greedy_equals_greedy_decision_along_a_run():
+    configs = mixed_configs(num_devices=8)
+    batch = BatchEnv(TABLE, configs)
+    batch.reset(range(len(configs)))
+    for _ in range(4):
+        state = batch.state
+        decision = batch_greedy(state)
+        for k in range(state.num_envs):
+            assert np.array_equal(decision[k], greedy_decision(state.slot(k))), k
+        batch.step(decision)
+
+
+def test_batch_random_equals_random_decision():
+    rng = np.random.default_rng(6)
+    states = [random_state(rng, RULES[0]) for _ in range(6)]
+    batch = BatchState.stack(states)
+    rngs = [np.random.default_rng(k) for k in range(6)]
+    clones = copy.deepcopy(rngs)
+    decision = batch_random(batch, rngs)
+    for k, state in enumerate(states):
+        assert np.array_equal(decision[k], random_decision(state, clones[k]))
+        assert rngs[k].uniform() == clones[k].uniform()  # the same draws were consumed
+        assert batch.link[k, np.arange(6), decision[k] // TABLE.num_exits].all()
+
+
+def test_clear_errors():
+    cfg = MECConfig(num_devices=4)
+    with pytest.raises(ValueError, match="num_devices"):
+        BatchEnv(TABLE, [cfg, cfg.replace(num_devices=5)])
+    with pytest.raises(ValueError, match="late_policy"):
+        BatchEnv(TABLE, [cfg, cfg.replace(late_policy="send")])
+    with pytest.raises(ValueError, match="use OffloadEnv for dynamic topology"):
+        BatchEnv(TABLE, [cfg, cfg.replace(dynamic_topology=True)])
+    with pytest.raises(ValueError, match="no configs"):
+        BatchEnv(TABLE, [])
+    batch = BatchEnv(TABLE, [cfg, cfg.replace(scenario=3)])
+    with pytest.raises(ValueError, match="one per environment"):
+        batch.reset([0])
+    state = batch.reset([0, 1])
+    for bad in (np.zeros(4, dtype=int), np.zeros((2, 5), dtype=int), np.zeros((2, 1, 4), int)):
+        with pytest.raises(ValueError, match=r"pass an int array of shape \(2, 4\)"):
+            batch.step(bad)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 10\)"):
+        batch.step(np.full((2, 4), 10))
+    with pytest.raises(ValueError, match="integer option indices"):
+        batch.step(np.full((2, 4), 0.5))
+    with pytest.raises(ValueError, match=r"shape \(2, S, 4\)"):
+        batch_score(state, np.zeros((2, 4), dtype=int))
+    with pytest.raises(ValueError, match="present has shape"):
+        batch_task_rewards(state, np.zeros((2, 3, 4), int), np.ones((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match="one per environment"):
+        batch_random(state, [np.random.default_rng(0)])
+    rng = np.random.default_rng(7)
+    with pytest.raises(ValueError, match=r"\(M, N, L\)"):
+        BatchState.stack([random_state(rng, RULES[0]), random_state(rng, RULES[0], num_dev=5)])
+    with pytest.raises(ValueError, match="same reward readings"):
+        BatchState.stack([random_state(rng, RULES[0]), random_state(rng, RULES[1])])
+    orphan = random_state(rng, RULES[0])
+    orphan.link[2] = False
+    with pytest.raises(ValueError, match="device 2 of environment 1 has no link"):
+        batch_greedy(BatchState.stack([random_state(rng, RULES[0]), orphan]))
+    # a missing link is not an error in scoring: the candidate gets -inf, as in score_decisions
+    down = random_state(rng, RULES[0])
+    down.link[0] = [False, True, True]
+    assert batch_score(BatchState.stack([down]), np.zeros((1, 1, 6), int))[0, 0] == -np.inf
