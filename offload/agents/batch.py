@@ -263,11 +263,10 @@ class BatchLearner:
             )
         self.config = config
         self.num_runs = len(actors)
+        named = [dict(a.named_parameters()) for a in actors]
         self.params = {
-            name: torch.stack([dict(a.named_parameters())[name].detach() for a in actors])
-            .clone()
-            .requires_grad_(True)
-            for name, _ in actors[0].named_parameters()
+            name: torch.stack([n[name].detach() for n in named]).requires_grad_(True)
+            for name in named[0]
         }
         self._actor = actors[0]  # evaluates the stacked weights (its own are not used)
         self.optimizer = torch.optim.Adam(self.params.values(), lr=config.lr)
@@ -275,7 +274,6 @@ class BatchLearner:
         self._store: list[torch.Tensor] | None = None  # observation tensors (K, capacity, ...)
         self._mask: torch.Tensor | None = None  # (K, capacity, M, O) bool
         self._decision: torch.Tensor | None = None  # (K, capacity, M) int64
-        self._size = 0
         self.slot = 0
         self.train_chunk = train_chunk
 
@@ -320,15 +318,15 @@ class BatchLearner:
             store[:, pos] = t
         self._mask[:, pos] = torch.from_numpy(obs.mask)
         self._decision[:, pos] = torch.from_numpy(np.asarray(decisions, dtype=np.int64))
-        self._size = min(self._size + 1, cap)
 
     def train_step(self) -> np.ndarray:
         """One Adam step of every run on its own mini-batch (eq. 16); returns the (K,) losses."""
-        if self._size == 0:
+        stored = min(self.slot, self.config.memory_size)  # entries in every replay memory
+        if stored == 0:
             raise ValueError("the replay memory is empty; step() before train_step().")
-        size = min(self.config.batch_size, self._size)
+        size = min(self.config.batch_size, stored)
         idx = torch.from_numpy(
-            np.stack([rng.choice(self._size, size=size, replace=False) for rng in self._rngs])
+            np.stack([rng.choice(stored, size=size, replace=False) for rng in self._rngs])
         )
         self.optimizer.zero_grad(set_to_none=True)
         losses = np.empty(self.num_runs)

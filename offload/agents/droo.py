@@ -70,28 +70,19 @@ class DROOActor(nn.Module):
         options = np.arange(self.num_options)
         if config.main_branch_only:
             options = options[options % l_ == l_ - 1]
-        self.options = torch.from_numpy(options.astype(np.int64))
-        # x̂ over all K options = outputs @ selection (exact: one 1 per column at most); a plain
-        # tensor, not a buffer, so that stacked (lockstep) copies of the actor share it
+        self.num_outputs = len(options)  # per device
+        # x̂ over all K options = outputs @ selection (exact: one 1 per column at most)
         self._selection = torch.zeros((len(options), self.num_options))
-        self._selection[torch.arange(len(options)), self.options] = 1.0
+        self._selection[torch.arange(len(options)), torch.from_numpy(options)] = 1.0
         h1, h2 = config.hidden_channels
         self.net = nn.Sequential(
             nn.Linear(m * n, h1),
             nn.ReLU(),
             nn.Linear(h1, h2),
             nn.ReLU(),
-            nn.Linear(h2, m * len(options)),
+            nn.Linear(h2, m * self.num_outputs),
             nn.Sigmoid(),
         )
-
-    def _dense(self, p: torch.Tensor) -> torch.Tensor:
-        """(B, M·|A|) → (B·M, K) with zeros at options the actor does not output."""
-        m = self.config.num_devices
-        p = p.reshape(-1, m, len(self.options))
-        out = torch.zeros((p.shape[0], m, self.num_options), dtype=p.dtype)
-        out = out.index_copy(2, self.options, p)
-        return out.reshape(-1, self.num_options)
 
     def forward(
         self, x: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
@@ -108,13 +99,13 @@ class DROOActor(nn.Module):
                     p = stacked_linear(p, params[f"net.{i}.weight"], params[f"net.{i}.bias"])
                 else:
                     p = layer(p)
-        p = p.unflatten(-1, (self.config.num_devices, len(self.options)))
+        p = p.unflatten(-1, (self.config.num_devices, self.num_outputs))
         return p @ self._selection
 
     def relaxed(self, obs: ChannelObs) -> torch.Tensor:
         """(M, K) x̂ of one slot."""
-        return self._dense(self.net(obs.x[None, :]))
+        return self(obs.x[None])[0]
 
     def relaxed_batch(self, batch: Sequence[ChannelObs]) -> torch.Tensor:
         """(B·M, K) x̂ of several slots."""
-        return self._dense(self.net(torch.stack([o.x for o in batch])))
+        return self(torch.stack([o.x for o in batch])).flatten(0, 1)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -202,7 +201,7 @@ class BipartiteConv(nn.Module):
         graph: _Aggregation,
         params: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        p = params if params is not None else self._own
+        p = params if params is not None else dict(self.named_parameters())
         # node dimension -2, features -1: works for one graph and for stacked same-size graphs
         to_dev = torch.cat([graph.to_device(h_exit), graph.edge_mean_device], -1)
         to_exit = torch.cat([graph.to_exit(h_dev), graph.edge_mean_exit], -1)
@@ -213,15 +212,6 @@ class BipartiteConv(nn.Module):
             torch.cat([h_exit, to_exit], -1), p["lin_exit.weight"], p["lin_exit.bias"]
         )
         return torch.relu(new_dev), torch.relu(new_exit)
-
-    @property
-    def _own(self) -> dict[str, torch.Tensor]:
-        return {
-            "lin_device.weight": self.lin_device.weight,
-            "lin_device.bias": self.lin_device.bias,
-            "lin_exit.weight": self.lin_exit.weight,
-            "lin_exit.bias": self.lin_exit.bias,
-        }
 
 
 class _Aggregation(NamedTuple):
@@ -256,6 +246,9 @@ class GRLEActor(nn.Module):
         self.conv2 = BipartiteConv(h1, h1, EDGE_FEATURES, h2)
         self.mlp1 = nn.Linear(2 * h2 + EDGE_FEATURES, config.classifier_channels)
         self.mlp2 = nn.Linear(config.classifier_channels, 1)
+        # name -> Parameter, looked up once (named_parameters() costs ~30 µs a call); the
+        # Parameter objects stay the same through load_state_dict and .to()
+        self._own_params = dict(self.named_parameters())
 
     def edge_probs(
         self,
@@ -292,13 +285,12 @@ class GRLEActor(nn.Module):
         agg = _Aggregation(
             adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
         )
-        sub = (lambda prefix: None) if params is None else partial(_sub, params)
-        h_dev, h_exit = self.conv1(x_dev, x_exit, agg, sub("conv1."))
-        h_dev, h_exit = self.conv2(h_dev, h_exit, agg, sub("conv2."))
+        p = params if params is not None else self._own_params
+        h_dev, h_exit = self.conv1(x_dev, x_exit, agg, _sub(p, "conv1."))
+        h_dev, h_exit = self.conv2(h_dev, h_exit, agg, _sub(p, "conv2."))
         # eqs. (13)-(14) for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
         # column blocks applied to each part, so no per-edge gather is needed.
         h2 = h_dev.shape[-1]
-        p = self._head if params is None else params
         w, b = p["mlp1.weight"], p["mlp1.bias"]
         z = (
             stacked_linear(h_dev, w[..., :h2]).unsqueeze(-2)
@@ -307,15 +299,6 @@ class GRLEActor(nn.Module):
         )
         z = stacked_linear(torch.relu(z), p["mlp2.weight"], p["mlp2.bias"])
         return torch.sigmoid(z).squeeze(-1) * edge_mask
-
-    @property
-    def _head(self) -> dict[str, torch.Tensor]:
-        return {
-            "mlp1.weight": self.mlp1.weight,
-            "mlp1.bias": self.mlp1.bias,
-            "mlp2.weight": self.mlp2.weight,
-            "mlp2.bias": self.mlp2.bias,
-        }
 
     def forward(
         self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None

@@ -320,7 +320,7 @@ def header(
         "",
         "Plan: " + ", ".join(f"{k} = {v}" for k, v in asdict(plan).items()) + ".",
         "",
-        f"Engine: {getattr(args, 'engine', 'loop')} (`--engine`; lockstep steps the runs of one "
+        f"Engine: {args.engine} (`--engine`; lockstep steps the runs of one "
         "method at one M together, loop runs them one by one; same protocol).",
         "",
         "Simulator readings (`MECConfig` as run, docs/calibration.md): "

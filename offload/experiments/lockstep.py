@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offload.agents import AGENT_NAMES, make_agent
+from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.agents.batch import (
     BatchLearner,
     DenseBatch,
@@ -33,7 +33,7 @@ from offload.agents.batch import (
     encode_slot_batch,
 )
 from offload.agents.grle import GRLEConfig
-from offload.exit_table import load_exit_table
+from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     REFERENCE_METHODS,
@@ -41,7 +41,12 @@ from offload.experiments.runner import (
     mec_config,
     metric_columns,
 )
+from offload.sim import MECConfig
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
+from offload.sim.metrics import Metrics
+
+BatchPolicy = Callable[[Any], np.ndarray]
+"""Decides for K runs at once: ``BatchState`` -> (K, M) int options."""
 
 
 @dataclass(frozen=True)
@@ -79,69 +84,101 @@ def groups_for(
     return sorted(groups, key=lambda g: -g.cost)
 
 
+def train_lockstep(
+    method: str,
+    table: ExitTable,
+    configs: list[MECConfig],
+    seeds: list[int],
+    slots: int,
+) -> tuple[list[LearningAgent], BatchLearner, np.ndarray]:
+    """Algorithm 1 for the K runs (configs[k], seeds[k]) of one learning agent in lockstep.
+
+    Each run's actor is initialised as ``make_agent(seed=seeds[k])`` and its environment is
+    reset with ``seeds[k]``, as in :func:`~offload.experiments.runner.train`. Returns the
+    agents (trained weights written back), the learner (to act with) and the (K,) mean loss of
+    the last 10 trainings (NaN if none).
+    """
+    agents = [
+        make_agent(
+            name=method,
+            num_exits=table.num_exits,
+            num_devices=cfg.num_devices,
+            num_servers=cfg.num_servers,
+            seed=seed,
+        )
+        for cfg, seed in zip(configs, seeds, strict=True)
+    ]
+    learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
+    encode = batch_encoder(agents[0].actor)
+    env = BatchEnv(table, configs)
+    state = env.reset(seeds)
+    losses = []
+    for _ in range(slots):
+        result = learner.step(encode(state), lambda c, s=state: batch_score(s, c))
+        if result.loss is not None:
+            losses.append(result.loss)
+        env.step(result.decisions)
+        state = env.state
+    learner.unstack([a.actor for a in agents])
+    final = np.mean(losses[-10:], axis=0) if losses else np.full(len(seeds), np.nan)
+    return agents, learner, final
+
+
+def batch_critic_policy(learner: BatchLearner, actor: torch.nn.Module) -> BatchPolicy:
+    """The frozen actors' decision rule for K runs: actor + quantiser + critic (eq. 15)."""
+    encode = batch_encoder(actor)
+    return lambda s: learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
+
+
+def batch_reference_policy(name: str, seeds: list[int]) -> BatchPolicy:
+    """greedy, or random with one generator per run seeded as ``reference_policy`` seeds it."""
+    if name == "greedy":
+        return batch_greedy
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    return lambda s: batch_random(s, rngs)
+
+
+def evaluate_lockstep(
+    table: ExitTable, configs: list[MECConfig], policy: BatchPolicy, slots: int, seeds: list[int]
+) -> list[Metrics]:
+    """:func:`~offload.experiments.runner.evaluate` for K runs at once."""
+    env = BatchEnv(table, configs)
+    state = env.reset(seeds)
+    metrics = BatchMetrics(len(configs))
+    for _ in range(slots):
+        metrics.add(env.step(policy(state)))
+        state = env.state
+    return metrics.result()
+
+
 def run_group(group: Group) -> list[dict]:
     """Train (learning agents) and evaluate every run of ``group``; one row per run."""
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     table = load_exit_table(group.exits_path)
-    sim = dict(group.sim)
-    configs = [mec_config(e, group.num_devices, tau, **sim) for e, tau, _ in group.runs]
+    configs = [mec_config(e, group.num_devices, tau, **dict(group.sim)) for e, tau, _ in group.runs]
     seeds = [seed for _, _, seed in group.runs]
-    eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
-    final_loss = np.full(len(group.runs), np.nan)
-    if group.method in AGENT_NAMES:
-        agents = [
-            make_agent(
-                name=group.method,
-                num_exits=table.num_exits,
-                num_devices=group.num_devices,
-                num_servers=cfg.num_servers,
-                seed=seed,
-            )
-            for cfg, seed in zip(configs, seeds, strict=True)
-        ]
-        learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
-        encode = batch_encoder(agents[0].actor)
-        env = BatchEnv(table, configs)
-        state = env.reset(seeds)
-        losses = []
-        for _ in range(group.train_slots):
-            obs = encode(state)
-            result = learner.step(obs, lambda c, s=state: batch_score(s, c))
-            if result.loss is not None:
-                losses.append(result.loss)
-            env.step(result.decisions)
-            state = env.state
-        if losses:
-            final_loss = np.mean(losses[-10:], axis=0)
+    learning = group.method in AGENT_NAMES
+    if learning:
+        agents, learner, final_loss = train_lockstep(
+            group.method, table, configs, seeds, group.train_slots
+        )
         if group.actors_dir is not None:
-            learner.unstack([a.actor for a in agents])
             for (e, tau, seed), agent in zip(group.runs, agents, strict=True):
                 tag = f"{e}_M{group.num_devices}_tau{tau:g}_seed{seed}_{group.method}"
                 agent.save(Path(group.actors_dir) / tag)
-
-        def policy(s):
-            return learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
-    elif group.method == "greedy":
-        policy = batch_greedy
-    elif group.method == "random":
-        rngs = [np.random.default_rng(seed) for seed in seeds]
-
-        def policy(s):
-            return batch_random(s, rngs)
+        policy = batch_critic_policy(learner, agents[0].actor)
+    elif group.method in REFERENCE_METHODS:
+        final_loss = np.full(len(seeds), np.nan)
+        policy = batch_reference_policy(group.method, seeds)
     else:
         raise ValueError(
             f"unknown method {group.method!r}; choose one of "
             f"{', '.join(AGENT_NAMES + REFERENCE_METHODS)}."
         )
-    env = BatchEnv(table, configs)
-    state = env.reset(eval_seeds)
-    metrics = BatchMetrics(len(group.runs))
-    for _ in range(group.eval_slots):
-        metrics.add(env.step(policy(state)))
-        state = env.state
+    eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
+    results = evaluate_lockstep(table, configs, policy, group.eval_slots, eval_seeds)
     wall = (time.perf_counter() - t0) / len(group.runs)
-    learning = group.method in AGENT_NAMES
     return [
         {
             "experiment": e,
@@ -158,7 +195,7 @@ def run_group(group: Group) -> list[dict]:
             "wall_s": wall,
         }
         for (e, tau, seed), cfg, m, loss in zip(
-            group.runs, configs, metrics.result(), final_loss, strict=True
+            group.runs, configs, results, final_loss, strict=True
         )
     ]
 

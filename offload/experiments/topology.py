@@ -21,10 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from offload.agents import AGENT_NAMES, make_agent
-from offload.agents.batch import BatchLearner
+from offload.agents import AGENT_NAMES
 from offload.exit_table import load_exit_table
-from offload.experiments.lockstep import batch_encoder
+from offload.experiments.lockstep import (
+    batch_critic_policy,
+    batch_reference_policy,
+    evaluate_lockstep,
+    train_lockstep,
+)
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     SCENARIOS,
@@ -35,7 +39,6 @@ from offload.experiments.runner import (
     reference_policy,
 )
 from offload.sim import OffloadEnv
-from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_score
 
 CANNOT_RUN = "cannot run: DROO's input size is fixed at the training M"
 
@@ -80,38 +83,18 @@ def run_topology(run: TopologyRun) -> list[dict]:
     for method in AGENT_NAMES + ("greedy",):
         t0 = time.perf_counter()
         if method in AGENT_NAMES:
-            agents = [
-                make_agent(
-                    name=method,
-                    num_exits=table.num_exits,
-                    num_devices=run.train_devices,
-                    num_servers=train_cfg.num_servers,
-                    seed=seed,
-                )
-                for seed in seeds
-            ]
-            learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
-            encode = batch_encoder(agents[0].actor)
-            env = BatchEnv(table, [train_cfg] * len(seeds))
-            state = env.reset(seeds)
-            for _ in range(run.train_slots):
-                env.step(
-                    learner.step(encode(state), lambda c, s=state: batch_score(s, c)).decisions
-                )
-                state = env.state
-            learner.unstack([a.actor for a in agents])
+            agents, learner, _ = train_lockstep(
+                method, table, [train_cfg] * len(seeds), seeds, run.train_slots
+            )
             if run.actors_dir is not None:
                 for seed, agent in zip(seeds, agents, strict=True):
                     agent.save(
                         Path(run.actors_dir) / f"topology_M{run.train_devices}_seed{seed}_{method}"
                     )
-
-            def batch_policy(s, learner=learner, encode=encode):
-                return learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
-
+            batch_policy = batch_critic_policy(learner, agents[0].actor)
             policies = [critic_policy(a) for a in agents]
         else:
-            batch_policy = batch_greedy
+            batch_policy = batch_reference_policy(method, seeds)
             policies = [reference_policy(method, seed) for seed in seeds]
         train_wall = time.perf_counter() - t0
         for network, cfg in networks.items():
@@ -126,13 +109,10 @@ def run_topology(run: TopologyRun) -> list[dict]:
                     for policy, seed in zip(policies, eval_seeds, strict=True)
                 ]
             else:
-                env = BatchEnv(table, [cfg] * len(seeds))
-                state = env.reset(eval_seeds)
-                metrics = BatchMetrics(len(seeds))
-                for _ in range(run.eval_slots):
-                    metrics.add(env.step(batch_policy(state)))
-                    state = env.state
-                results = metrics.result()
+                configs = [cfg] * len(seeds)
+                results = evaluate_lockstep(
+                    table, configs, batch_policy, run.eval_slots, eval_seeds
+                )
             wall = (time.perf_counter() - t0 + train_wall / len(networks)) / len(seeds)
             rows += [
                 {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -27,9 +26,18 @@ from gymnasium.utils import seeding
 from ..exit_table import ExitTable
 from .config import MECConfig
 from .dynamics import draw_slot, initial_fading, update_topology
-from .evaluator import option_indices, psi, schedule_slot
+from .env import scoring_rules, server_exit_ms
+from .evaluator import (
+    as_options,
+    batch_score,
+    batch_task_rewards,
+    candidate_rewards,
+    predicted,
+    psi,
+    schedule_slot,
+)
 from .metrics import Metrics, MetricsAccumulator
-from .state import ScoringRules, SlotState
+from .state import BatchState
 
 __all__ = [
     "BatchEnv",
@@ -51,239 +59,6 @@ _SHARED_FIELDS = (
     "late_policy",
     "completion_origin",
 )
-
-
-@dataclass(frozen=True)
-class BatchState:
-    """K slot states with the same M, N, L (leading axis = environment); the batched
-    `SlotState`, over devices 0..M-1 of every environment. All arrays are float64 unless noted."""
-
-    task_bits: np.ndarray  # (K, M) task size d, bits
-    deadline_ms: np.ndarray  # (K, M) deadline δ, ms
-    rate_mbps: np.ndarray  # (K, M, N) uplink rate r as the policy knows it, Mbit/s
-    link: np.ndarray  # (K, M, N) bool, device m can reach ES n this slot
-    device_backlog_ms: np.ndarray  # (K, M) time until device m's uplink is free (eq. (6)), ms
-    server_backlog_ms: np.ndarray  # (K, N) time until ES n has finished its queue (eq. (7)), ms
-    capacity: np.ndarray  # (K, N) available fraction of ES n's capacity, in (0, 1]
-    exit_ms: np.ndarray  # (K, N, L) nominal computation time at full capacity, ms
-    exit_accuracy: np.ndarray  # (L,) accuracy φ_l (the same table for all environments)
-    rules: ScoringRules  # reward readings, shared by all environments
-
-    @property
-    def num_envs(self) -> int:
-        """K, environments."""
-        return int(self.task_bits.shape[0])
-
-    @property
-    def num_devices(self) -> int:
-        """M, devices of every environment."""
-        return int(self.task_bits.shape[1])
-
-    @property
-    def num_servers(self) -> int:
-        """N, edge servers."""
-        return int(self.capacity.shape[1])
-
-    @property
-    def num_exits(self) -> int:
-        """L, candidate exits."""
-        return int(self.exit_accuracy.shape[0])
-
-    @property
-    def num_options(self) -> int:
-        """N*L options per device."""
-        return self.num_servers * self.num_exits
-
-    def slot(self, k: int) -> SlotState:
-        """The `SlotState` of environment k (device_ids = 0..M-1; arrays are views)."""
-        return SlotState(
-            device_ids=np.arange(self.num_devices),
-            task_bits=self.task_bits[k],
-            deadline_ms=self.deadline_ms[k],
-            rate_mbps=self.rate_mbps[k],
-            link=self.link[k],
-            device_backlog_ms=self.device_backlog_ms[k],
-            server_backlog_ms=self.server_backlog_ms[k],
-            capacity=self.capacity[k],
-            exit_ms=self.exit_ms[k],
-            exit_accuracy=self.exit_accuracy,
-            rules=self.rules,
-        )
-
-    @classmethod
-    def stack(cls, states: Sequence[SlotState]) -> BatchState:
-        """Stack slot states into one batch (the inverse of `slot`; device ids are dropped).
-
-        Raises:
-            ValueError: no states, or states that differ in M, N, L, rules or exit_accuracy.
-        """
-        if len(states) == 0:
-            raise ValueError("BatchState.stack got no states; pass at least one SlotState.")
-        first = states[0]
-        shape = (first.num_devices, first.num_servers, first.num_exits)
-        for k, state in enumerate(states):
-            other = (state.num_devices, state.num_servers, state.num_exits)
-            if other != shape:
-                raise ValueError(
-                    f"state {k} has (M, N, L) = {other} but state 0 has {shape}; stack only "
-                    "slot states of the same size (score the others separately)."
-                )
-            if state.rules != first.rules:
-                raise ValueError(
-                    f"state {k} has rules {state.rules} but state 0 has {first.rules}; stack "
-                    "only slot states with the same reward readings."
-                )
-            if not np.array_equal(state.exit_accuracy, first.exit_accuracy):
-                raise ValueError(
-                    f"state {k} has other exit accuracies than state 0; stack only slot "
-                    "states built from the same exit table."
-                )
-        return cls(
-            task_bits=np.stack([s.task_bits for s in states]).astype(np.float64, copy=False),
-            deadline_ms=np.stack([s.deadline_ms for s in states]).astype(np.float64, copy=False),
-            rate_mbps=np.stack([s.rate_mbps for s in states]).astype(np.float64, copy=False),
-            link=np.stack([s.link for s in states]).astype(bool, copy=False),
-            device_backlog_ms=np.stack([s.device_backlog_ms for s in states]).astype(
-                np.float64, copy=False
-            ),
-            server_backlog_ms=np.stack([s.server_backlog_ms for s in states]).astype(
-                np.float64, copy=False
-            ),
-            capacity=np.stack([s.capacity for s in states]).astype(np.float64, copy=False),
-            exit_ms=np.stack([s.exit_ms for s in states]).astype(np.float64, copy=False),
-            exit_accuracy=np.asarray(first.exit_accuracy, dtype=np.float64),
-            rules=first.rules,
-        )
-
-
-class _Predicted(NamedTuple):
-    """What eqs. (1), (4), (6) predict for a `BatchState`, as `task_rewards` computes it, over
-    C device columns per environment (all M devices, or a subset for a partial decision)."""
-
-    deadline: np.ndarray  # (K, C) deadline δ
-    origin: np.ndarray  # (K, C) instant from which completion is counted (eq. (8))
-    deadline_abs: np.ndarray  # (K, C) absolute deadline after the slot start
-    arrival: np.ndarray  # (K, C, N) arrival at each ES; inf without link or (drop) too late
-    compute: np.ndarray  # (K, N*L) computation time of option o = n*L + l, capacity applied
-
-    def columns(self, devices: np.ndarray) -> _Predicted:
-        """The same predictions over the devices (K, C') of each environment."""
-        env = np.arange(devices.shape[0])[:, None]
-        return _Predicted(
-            self.deadline[env, devices],
-            self.origin[env, devices],
-            self.deadline_abs[env, devices],
-            self.arrival[env, devices],
-            self.compute,
-        )
-
-
-def _predict(state: BatchState) -> _Predicted:
-    rules = state.rules
-    backlog = state.device_backlog_ms
-    origin = backlog if rules.from_transmission else np.zeros_like(backlog)
-    deadline_abs = origin + state.deadline_ms
-    with np.errstate(divide="ignore"):
-        tx = state.task_bits[:, :, None] / (state.rate_mbps * 1e3)  # eq. (1), bits / (bit/ms)
-    arrival = backlog[:, :, None] + np.where(state.link, tx, np.inf)  # eq. (6)
-    if rules.drop_late:
-        arrival[arrival >= deadline_abs[:, :, None]] = np.inf
-    compute = (state.exit_ms / state.capacity[:, :, None]).reshape(state.num_envs, -1)  # eq. (4)
-    return _Predicted(state.deadline_ms, origin, deadline_abs, arrival, compute)
-
-
-def _rewards(
-    state: BatchState, pred: _Predicted, dec: np.ndarray, present: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(K, S, C) reward terms Φ ψ(t) of eq. (9) of checked decisions `dec` over the device
-    columns of `pred` (no missing-link or absence masking), and the arrivals they imply."""
-    num_envs, num_cand, num_col = dec.shape
-    num_srv = state.num_servers
-    rows = num_envs * num_cand
-    server, exit_index = np.divmod(dec, state.num_exits)
-    env = np.arange(num_envs)[:, None, None]
-    pick = (env * num_col + np.arange(num_col)) * num_srv + server  # flat (k, column, n)
-    arrival = pred.arrival.ravel()[pick]
-    exec_ms = pred.compute.ravel()[env * state.num_options + dec]
-    finish, _ = schedule_slot(
-        arrival.reshape(rows, num_col),
-        exec_ms.reshape(rows, num_col),
-        server.reshape(rows, num_col),
-        present.reshape(rows, num_col),
-        np.repeat(state.server_backlog_ms, num_cand, axis=0),
-        np.repeat(pred.deadline_abs, num_cand, axis=0),
-        state.rules.drop_late,
-    )
-    completion = finish.reshape(dec.shape) - pred.origin[:, None]  # eq. (8)
-    q = state.exit_accuracy[exit_index] * psi(
-        completion, pred.deadline[:, None], state.rules.psi_scale
-    )  # eq. (9)
-    return q, arrival
-
-
-def _as_options(
-    decisions: np.ndarray, shape: tuple[int | None, ...], state: BatchState
-) -> np.ndarray:
-    """`decisions` as int64 of `shape` (None = any length); ValueError if malformed."""
-    dec = np.asarray(decisions)
-    if dec.ndim != len(shape) or any(
-        s is not None and s != d for s, d in zip(shape, dec.shape, strict=True)
-    ):
-        want = ", ".join("S" if s is None else str(s) for s in shape)
-        raise ValueError(
-            f"decisions have shape {dec.shape}; pass an int array of shape ({want}): one "
-            "option n*L+l per environment (and candidate) and device."
-        )
-    return option_indices(dec, state.num_servers, state.num_exits)
-
-
-def batch_task_rewards(
-    state: BatchState, decisions: np.ndarray, present: np.ndarray | None = None
-) -> np.ndarray:
-    """(K, S, M) predicted reward term Φ ψ(t) (eq. (9)) of each task; -inf on a missing link.
-
-    Equal to `task_rewards(state.slot(k), decisions[k], present[k])` for every k: the K*S
-    candidates go through one FCFS schedule (eqs. (7)-(8)) with per-row ES backlogs.
-
-    Args:
-        state: K slot states.
-        decisions: int (K, S, M), option o = n*L + l per device.
-        present: (K, S, M) bool, the devices each partial decision includes (others score 0
-            and take no resources); None means all.
-
-    Raises:
-        ValueError: decisions or present of the wrong shape, options outside [0, N*L).
-    """
-    dec = _as_options(decisions, (state.num_envs, None, state.num_devices), state)
-    all_present = present is None
-    if all_present:
-        present = np.ones(dec.shape, dtype=bool)
-    else:
-        present = np.asarray(present, dtype=bool)
-        if present.shape != dec.shape:
-            raise ValueError(
-                f"present has shape {present.shape}; pass a bool array of the decisions' "
-                f"shape {dec.shape}, or None."
-            )
-    q, _ = _rewards(state, _predict(state), dec, present)
-    server = dec // state.num_exits
-    env = np.arange(state.num_envs)[:, None, None]
-    missing = ~state.link[env, np.arange(state.num_devices), server]
-    if not all_present:
-        q[~present] = 0.0
-        missing &= present
-    q[missing] = -np.inf
-    return q
-
-
-def batch_score(state: BatchState, decisions: np.ndarray) -> np.ndarray:
-    """(K, S) predicted Q of eq. (9) of S candidate decisions (K, S, M) in each environment,
-    equal to `score_decisions(state.slot(k), decisions[k])`; -inf where a missing link is used.
-
-    Raises:
-        ValueError: decisions of the wrong shape or with options outside [0, N*L).
-    """
-    return batch_task_rewards(state, decisions).sum(axis=2)
 
 
 def batch_greedy(state: BatchState) -> np.ndarray:
@@ -309,7 +84,7 @@ def batch_greedy(state: BatchState) -> np.ndarray:
             f"device {m} of environment {k} has no link; give every device at least one "
             "link before asking for a greedy decision."
         )
-    pred = _predict(state)
+    pred = predicted(state)
     order = np.argsort(pred.arrival.min(axis=2), axis=1, kind="stable")  # earliest arrival
     env = np.arange(num_envs)
     options = np.arange(num_opt)
@@ -326,7 +101,7 @@ def batch_greedy(state: BatchState) -> np.ndarray:
         cand[env, :, col] = options
         present = np.ones(cand.shape, dtype=bool)
         present[env, :, col] = reach  # an option over a missing link is not scheduled
-        q, arrival = _rewards(state, pred.columns(cols), cand, present)
+        q, arrival = candidate_rewards(state, pred.columns(cols), cand, present)
         on_server = present & (cand // num_exits == option_server[:, None])
         fcfs = np.argsort(np.where(present, arrival, np.inf), axis=2, kind="stable")
         terms = np.take_along_axis(np.where(on_server, q, 0.0), fcfs, axis=2)
@@ -408,18 +183,9 @@ class BatchEnv:
                     )
         self.configs = tuple(configs)
         self.table = table
-        self.exit_ms = np.stack(
-            [
-                cfg.compute_scale * np.stack([table.latency_of(dev) for dev in cfg.server_devices])
-                for cfg in self.configs
-            ]
-        )  # (K, N, L), as OffloadEnv.exit_ms per environment
+        self.exit_ms = np.stack([server_exit_ms(table, cfg) for cfg in self.configs])  # (K, N, L)
         self.exit_accuracy = table.accuracy.astype(np.float64)
-        self.rules = ScoringRules(
-            psi_scale=2.0 if first.psi_form == "doubled" else 1.0,
-            drop_late=first.late_policy == "drop",
-            from_transmission=first.completion_origin == "transmission",
-        )
+        self.rules = scoring_rules(first)
         self.slot_ms = np.array([cfg.slot_ms for cfg in self.configs])
         self.deadline_ms = np.array([cfg.deadline_ms for cfg in self.configs])
         # the fixed topology of every environment: the first M of D padded devices, all links up
@@ -475,7 +241,7 @@ class BatchEnv:
         assert self._state is not None, "call reset() before step()"
         state = self._state
         num_envs, num_dev = state.num_envs, state.num_devices
-        dec = _as_options(decisions, (num_envs, num_dev), state)
+        dec = as_options(decisions, (num_envs, num_dev), state)
         server, exit_index = np.divmod(dec, state.num_exits)
         env = np.arange(num_envs)[:, None]
         dev = np.arange(num_dev)

@@ -46,6 +46,22 @@ __all__ = ["OffloadEnv"]
 _BIG_MS = 1e6  # observation cap of backlogs, ms (they grow without bound with late_policy="send")
 
 
+def server_exit_ms(table: ExitTable, cfg: MECConfig) -> np.ndarray:
+    """(N, L) computation time of every candidate exit on each ES at full capacity, ms: the
+    table's latency column of the ES's device type × ``compute_scale``."""
+    return cfg.compute_scale * np.stack([table.latency_of(dev) for dev in cfg.server_devices])
+
+
+def scoring_rules(cfg: MECConfig) -> ScoringRules:
+    """The reward readings of a configuration (``psi_form``, ``late_policy``,
+    ``completion_origin``) as the evaluator uses them."""
+    return ScoringRules(
+        psi_scale=2.0 if cfg.psi_form == "doubled" else 1.0,
+        drop_late=cfg.late_policy == "drop",
+        from_transmission=cfg.completion_origin == "transmission",
+    )
+
+
 class OffloadEnv(gym.Env):
     """The MEC offloading environment (see the module docstring).
 
@@ -63,15 +79,9 @@ class OffloadEnv(gym.Env):
         super().__init__()
         self.config = cfg = config if config is not None else MECConfig()
         self.table = table
-        self.exit_ms = cfg.compute_scale * np.stack(
-            [table.latency_of(dev) for dev in cfg.server_devices]
-        )
+        self.exit_ms = server_exit_ms(table, cfg)
         self.exit_accuracy = table.accuracy.astype(np.float64)
-        self.rules = ScoringRules(
-            psi_scale=2.0 if cfg.psi_form == "doubled" else 1.0,
-            drop_late=cfg.late_policy == "drop",
-            from_transmission=cfg.completion_origin == "transmission",
-        )
+        self.rules = scoring_rules(cfg)
         num_dev, num_srv, num_exits = cfg.padded_devices, cfg.num_servers, table.num_exits
         big = np.float32(_BIG_MS)
         max_bits = cfg.task_kb[1] * cfg.bits_per_kb

@@ -1,5 +1,6 @@
 """Slot evaluator: completion times (eqs. (1), (4)-(8)) and reward Q (eq. (9)) of many
-candidate decisions for the same slot, vectorised over the candidates.
+candidate decisions for the same slot, vectorised over the candidates -- and over K slots at
+once (`batch_task_rewards`, `batch_score`; one slot is a batch of one).
 
 The same FCFS schedule serves two callers: `score_decisions` predicts Q from what a policy can
 know (a `SlotState`), and the environment computes true outcomes from the true rates and
@@ -11,11 +12,21 @@ first-come-first-served by arrival time; equal arrivals are served in device ord
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .state import SlotState
+from .state import BatchState, SlotState
 
-__all__ = ["psi", "score_decisions", "task_rewards", "schedule_slot", "check_decisions"]
+__all__ = [
+    "psi",
+    "score_decisions",
+    "task_rewards",
+    "schedule_slot",
+    "check_decisions",
+    "batch_score",
+    "batch_task_rewards",
+]
 
 
 def psi(t_ms: np.ndarray, deadline_ms: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -175,34 +186,151 @@ def task_rewards(
     """(S, M) predicted reward term Φ ψ(t) (eq. (9)) of each task; -inf on a missing link.
 
     `present` (S, M) bool marks the devices a partial decision includes (others score 0
-    and take no resources); None means all.
+    and take no resources); None means all. One slot of `batch_task_rewards`.
     """
     dec = check_decisions(state, decisions)
-    n, ex = np.divmod(dec, state.num_exits)
-    all_present = present is None
-    if all_present:
-        present = np.ones(dec.shape, dtype=bool)
+    if present is not None:
+        present = np.asarray(present, dtype=bool)[None]
+    return _checked_rewards(BatchState.of(state), dec[None], present)[0]
+
+
+class _Predicted(NamedTuple):
+    """What eqs. (1), (4), (6) predict for a `BatchState`, as `task_rewards` computes it, over
+    C device columns per environment (all M devices, or a subset for a partial decision)."""
+
+    deadline: np.ndarray  # (K, C) deadline δ
+    origin: np.ndarray  # (K, C) instant from which completion is counted (eq. (8))
+    deadline_abs: np.ndarray  # (K, C) absolute deadline after the slot start
+    arrival: np.ndarray  # (K, C, N) arrival at each ES; inf without link or (drop) too late
+    compute: np.ndarray  # (K, N*L) computation time of option o = n*L + l, capacity applied
+
+    def columns(self, devices: np.ndarray) -> _Predicted:
+        """The same predictions over the devices (K, C') of each environment."""
+        env = np.arange(devices.shape[0])[:, None]
+        return _Predicted(
+            self.deadline[env, devices],
+            self.origin[env, devices],
+            self.deadline_abs[env, devices],
+            self.arrival[env, devices],
+            self.compute,
+        )
+
+
+def predicted(state: BatchState) -> _Predicted:
     rules = state.rules
     backlog = state.device_backlog_ms
     origin = backlog if rules.from_transmission else np.zeros_like(backlog)
     deadline_abs = origin + state.deadline_ms
-    arrival_mn = backlog[:, None] + state.transmission_ms()  # eqs. (1), (6), per (m, n)
+    with np.errstate(divide="ignore"):
+        tx = state.task_bits[:, :, None] / (state.rate_mbps * 1e3)  # eq. (1), bits / (bit/ms)
+    arrival = backlog[:, :, None] + np.where(state.link, tx, np.inf)  # eq. (6)
     if rules.drop_late:
-        arrival_mn[arrival_mn >= deadline_abs[:, None]] = np.inf
-    pick = n + state.num_servers * np.arange(state.num_devices)  # flat (m, n) index
-    arrival = arrival_mn.ravel()[pick]
-    exec_ms = state.compute_ms().ravel()[dec]  # eq. (4), capacity applied; o = n*L + l
+        arrival[arrival >= deadline_abs[:, :, None]] = np.inf
+    compute = (state.exit_ms / state.capacity[:, :, None]).reshape(state.num_envs, -1)  # eq. (4)
+    return _Predicted(state.deadline_ms, origin, deadline_abs, arrival, compute)
+
+
+def candidate_rewards(
+    state: BatchState, pred: _Predicted, dec: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K, S, C) reward terms Φ ψ(t) of eq. (9) of checked decisions `dec` over the device
+    columns of `pred` (no missing-link or absence masking), and the arrivals they imply."""
+    num_envs, num_cand, num_col = dec.shape
+    num_srv = state.num_servers
+    rows = num_envs * num_cand
+    server, exit_index = np.divmod(dec, state.num_exits)
+    env = np.arange(num_envs)[:, None, None]
+    pick = (env * num_col + np.arange(num_col)) * num_srv + server  # flat (k, column, n)
+    arrival = pred.arrival.ravel()[pick]
+    exec_ms = pred.compute.ravel()[env * state.num_options + dec]
     finish, _ = schedule_slot(
-        arrival, exec_ms, n, present, state.server_backlog_ms, deadline_abs, rules.drop_late
+        arrival.reshape(rows, num_col),
+        exec_ms.reshape(rows, num_col),
+        server.reshape(rows, num_col),
+        present.reshape(rows, num_col),
+        # one slot: the rows share its backlog and deadlines; K slots: one row each
+        state.server_backlog_ms[0]
+        if num_envs == 1
+        else np.repeat(state.server_backlog_ms, num_cand, 0),
+        pred.deadline_abs[0] if num_envs == 1 else np.repeat(pred.deadline_abs, num_cand, 0),
+        state.rules.drop_late,
     )
-    completion = finish - origin  # eq. (8)
-    q = state.exit_accuracy[ex] * psi(completion, state.deadline_ms, rules.psi_scale)  # eq. (9)
-    missing = ~state.link.ravel()[pick]
+    completion = finish.reshape(dec.shape) - pred.origin[:, None]  # eq. (8)
+    q = state.exit_accuracy[exit_index] * psi(
+        completion, pred.deadline[:, None], state.rules.psi_scale
+    )  # eq. (9)
+    return q, arrival
+
+
+def as_options(
+    decisions: np.ndarray, shape: tuple[int | None, ...], state: BatchState
+) -> np.ndarray:
+    """`decisions` as int64 of `shape` (None = any length); ValueError if malformed."""
+    dec = np.asarray(decisions)
+    if dec.ndim != len(shape) or any(
+        s is not None and s != d for s, d in zip(shape, dec.shape, strict=True)
+    ):
+        want = ", ".join("S" if s is None else str(s) for s in shape)
+        raise ValueError(
+            f"decisions have shape {dec.shape}; pass an int array of shape ({want}): one "
+            "option n*L+l per environment (and candidate) and device."
+        )
+    return option_indices(dec, state.num_servers, state.num_exits)
+
+
+def batch_task_rewards(
+    state: BatchState, decisions: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
+    """(K, S, M) predicted reward term Φ ψ(t) (eq. (9)) of each task; -inf on a missing link.
+
+    Equal to `task_rewards(state.slot(k), decisions[k], present[k])` for every k: the K*S
+    candidates go through one FCFS schedule (eqs. (7)-(8)) with per-row ES backlogs.
+
+    Args:
+        state: K slot states.
+        decisions: int (K, S, M), option o = n*L + l per device.
+        present: (K, S, M) bool, the devices each partial decision includes (others score 0
+            and take no resources); None means all.
+
+    Raises:
+        ValueError: decisions or present of the wrong shape, options outside [0, N*L).
+    """
+    dec = as_options(decisions, (state.num_envs, None, state.num_devices), state)
+    return _checked_rewards(state, dec, present)
+
+
+def _checked_rewards(state: BatchState, dec: np.ndarray, present: np.ndarray | None) -> np.ndarray:
+    """`batch_task_rewards` of decisions already checked by `as_options` or `check_decisions`."""
+    all_present = present is None
+    if all_present:
+        present = np.ones(dec.shape, dtype=bool)
+    else:
+        present = np.asarray(present, dtype=bool)
+        if present.shape != dec.shape:
+            raise ValueError(
+                f"present has shape {present.shape}; pass a bool array of the decisions' "
+                f"shape {dec.shape}, or None."
+            )
+    q, _ = candidate_rewards(state, predicted(state), dec, present)
+    server = dec // state.num_exits
+    env = np.arange(state.num_envs)[:, None, None]
+    pick = (env * state.num_devices + np.arange(state.num_devices)) * state.num_servers + server
+    missing = ~state.link.ravel()[pick]  # flat (k, m, n) index: cheaper than a 3-axis gather
     if not all_present:
         q[~present] = 0.0
         missing &= present
     q[missing] = -np.inf
     return q
+
+
+def batch_score(state: BatchState, decisions: np.ndarray) -> np.ndarray:
+    """(K, S) predicted Q of eq. (9) of S candidate decisions (K, S, M) in each environment,
+    equal to `score_decisions(state.slot(k), decisions[k])`; -inf where a missing link is used.
+
+    Raises:
+        ValueError: decisions of the wrong shape or with options outside [0, N*L).
+    """
+    return batch_task_rewards(state, decisions).sum(axis=2)
 
 
 def score_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SlotState", "SlotOutcome", "ScoringRules"]
+__all__ = ["BatchState", "SlotState", "SlotOutcome", "ScoringRules"]
 
 
 class ScoringRules(NamedTuple):
@@ -84,3 +85,114 @@ class SlotOutcome(NamedTuple):
     success: np.ndarray  # (M,) bool, completed within the deadline (eq. (11))
     accuracy: np.ndarray  # (M,) φ_l if successful else 0
     q: np.ndarray  # (M,) reward term Φ ψ(t) of eq. (9)
+
+
+#: the `SlotState` fields that vary per slot (a `BatchState` stacks them on a leading axis)
+_PER_SLOT = (
+    "task_bits",
+    "deadline_ms",
+    "rate_mbps",
+    "link",
+    "device_backlog_ms",
+    "server_backlog_ms",
+    "capacity",
+    "exit_ms",
+)
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """K slot states with the same M, N, L (leading axis = environment); the batched
+    `SlotState`, over devices 0..M-1 of every environment. All arrays are float64 unless noted."""
+
+    task_bits: np.ndarray  # (K, M) task size d, bits
+    deadline_ms: np.ndarray  # (K, M) deadline δ, ms
+    rate_mbps: np.ndarray  # (K, M, N) uplink rate r as the policy knows it, Mbit/s
+    link: np.ndarray  # (K, M, N) bool, device m can reach ES n this slot
+    device_backlog_ms: np.ndarray  # (K, M) time until device m's uplink is free (eq. (6)), ms
+    server_backlog_ms: np.ndarray  # (K, N) time until ES n has finished its queue (eq. (7)), ms
+    capacity: np.ndarray  # (K, N) available fraction of ES n's capacity, in (0, 1]
+    exit_ms: np.ndarray  # (K, N, L) nominal computation time at full capacity, ms
+    exit_accuracy: np.ndarray  # (L,) accuracy φ_l (the same table for all environments)
+    rules: ScoringRules  # reward readings, shared by all environments
+
+    @property
+    def num_envs(self) -> int:
+        """K, environments."""
+        return int(self.task_bits.shape[0])
+
+    @property
+    def num_devices(self) -> int:
+        """M, devices of every environment."""
+        return int(self.task_bits.shape[1])
+
+    @property
+    def num_servers(self) -> int:
+        """N, edge servers."""
+        return int(self.capacity.shape[1])
+
+    @property
+    def num_exits(self) -> int:
+        """L, candidate exits."""
+        return int(self.exit_accuracy.shape[0])
+
+    @property
+    def num_options(self) -> int:
+        """N*L options per device."""
+        return self.num_servers * self.num_exits
+
+    def slot(self, k: int) -> SlotState:
+        """The `SlotState` of environment k (device_ids = 0..M-1; arrays are views)."""
+        per_slot = {name: getattr(self, name)[k] for name in _PER_SLOT}
+        return SlotState(
+            device_ids=np.arange(self.num_devices),
+            **per_slot,
+            exit_accuracy=self.exit_accuracy,
+            rules=self.rules,
+        )
+
+    @classmethod
+    def of(cls, state: SlotState) -> BatchState:
+        """One slot as a batch of one (views, no copies, no checks)."""
+        per_slot = {name: getattr(state, name)[None] for name in _PER_SLOT}
+        return cls(**per_slot, exit_accuracy=state.exit_accuracy, rules=state.rules)
+
+    @classmethod
+    def stack(cls, states: Sequence[SlotState]) -> BatchState:
+        """Stack slot states into one batch (the inverse of `slot`; device ids are dropped).
+
+        Raises:
+            ValueError: no states, or states that differ in M, N, L, rules or exit_accuracy.
+        """
+        if len(states) == 0:
+            raise ValueError("BatchState.stack got no states; pass at least one SlotState.")
+        first = states[0]
+        shape = (first.num_devices, first.num_servers, first.num_exits)
+        for k, state in enumerate(states):
+            other = (state.num_devices, state.num_servers, state.num_exits)
+            if other != shape:
+                raise ValueError(
+                    f"state {k} has (M, N, L) = {other} but state 0 has {shape}; stack only "
+                    "slot states of the same size (score the others separately)."
+                )
+            if state.rules != first.rules:
+                raise ValueError(
+                    f"state {k} has rules {state.rules} but state 0 has {first.rules}; stack "
+                    "only slot states with the same reward readings."
+                )
+            if not np.array_equal(state.exit_accuracy, first.exit_accuracy):
+                raise ValueError(
+                    f"state {k} has other exit accuracies than state 0; stack only slot "
+                    "states built from the same exit table."
+                )
+        per_slot = {
+            name: np.stack([getattr(st, name) for st in states]).astype(
+                bool if name == "link" else np.float64, copy=False
+            )
+            for name in _PER_SLOT
+        }
+        return cls(
+            **per_slot,
+            exit_accuracy=np.asarray(first.exit_accuracy, dtype=np.float64),
+            rules=first.rules,
+        )
