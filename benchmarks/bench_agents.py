@@ -1,4 +1,4 @@
-"""Decision time per slot and training step time of GRLE, GRL, DROOE and DROO (one CPU thread).
+"""Decision time per slot and training step time of the learning agents (one CPU thread).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_agents.py [--devices 14] [--repeats 300]
 
@@ -10,6 +10,9 @@ For each agent on slots of the paper's network (M devices, N = 2 ESs, L = 5 exit
 - ``decide``: actor + quantiser (S = M·N·L) + critic scoring of all S candidates + best
   (the decision Algorithm 1 acts with);
 - ``train``: one Adam step of eq. (16) on a mini-batch of 64 (memory full).
+
+Agents: the experiments' GRLE, GRL, DROOE, DROO (GRLE/GRL with ``offload.agents.agent.GRAPH_ACTOR``),
+``GRLE-paper`` (the paper's actor, eqs. 12-14 as written), ``GRLE+`` and ``GRLE-MLP``.
 
 It also times the simulator calls the critic uses (``score_decisions`` for S candidates) so the
 agent's own share is visible, and prints ratios against the 1 ms target for GRLE.
@@ -30,13 +33,22 @@ import time
 import numpy as np
 import torch
 
-from offload.agents import AGENT_NAMES, make_agent, quantise
+from offload.agents import AGENT_NAMES, ALL_AGENT_NAMES, make_agent, quantise
 from offload.agents.batch import BatchLearner
 from offload.exit_table import load_exit_table
 from offload.experiments.lockstep import batch_encoder
 from offload.experiments.runner import SCENARIOS, default_exits, mec_config
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.batch import BatchEnv, batch_score
+
+#: benchmark label -> (method name, actor kind or None for the method's default)
+AGENTS = {name: (name, None) for name in ALL_AGENT_NAMES} | {"GRLE-paper": ("GRLE", "grle_paper")}
+
+
+def build(label: str, **kwargs):
+    """make_agent for a benchmark label."""
+    name, kind = AGENTS[label]
+    return make_agent(name=name, actor=kind, **kwargs)
 
 
 def median_ms(fn, states, repeats: int) -> float:
@@ -55,7 +67,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--devices", type=int, default=14)
     p.add_argument("--repeats", type=int, default=300)
-    p.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
+    p.add_argument(
+        "--agents", nargs="+", default=[*AGENT_NAMES, "GRLE-paper"], choices=list(AGENTS)
+    )
     p.add_argument("--lockstep", type=int, default=24, help="runs stepped together (0: skip)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -78,10 +92,10 @@ def main() -> None:
     )
     score_ms = median_ms(lambda s: score_decisions(s, cands), states, args.repeats)
     print(f"simulator score_decisions of S candidates: {score_ms:.3f} ms")
-    print(f"{'agent':6s} {'actor ms':>9s} {'decide ms':>10s} {'train ms':>9s}")
+    print(f"{'agent':10s} {'actor ms':>9s} {'decide ms':>10s} {'train ms':>9s}")
     for name in args.agents:
-        agent = make_agent(
-            name=name, num_exits=table.num_exits, num_devices=args.devices, num_servers=2, seed=0
+        agent = build(
+            name, num_exits=table.num_exits, num_devices=args.devices, num_servers=2, seed=0
         )
         for s in states[:128]:  # fill the replay memory (and train a little)
             agent.learn(s, lambda c, s=s: score_decisions(s, c))
@@ -92,9 +106,9 @@ def main() -> None:
         train = median_ms(
             lambda s, a=agent: a.learner.train_step(), states, max(args.repeats // 5, 20)
         )
-        print(f"{name:6s} {actor:9.3f} {decide:10.3f} {train:9.2f}")
-        if name == "GRLE":
-            print(f"       GRLE actor decision / 1 ms target = {actor:.2f}")
+        print(f"{name:10s} {actor:9.3f} {decide:10.3f} {train:9.2f}")
+        if name in ("GRLE", "GRLE-paper"):
+            print(f"           {name} actor decision / 1 ms target = {actor:.2f}")
     if args.lockstep:
         lockstep(args, table)
 
@@ -109,11 +123,11 @@ def lockstep(args: argparse.Namespace, table) -> None:
         f"\nlockstep: K={len(runs)} runs (scenarios 1-4, tau 10/30 ms, compute_scale 4), "
         f"M={args.devices}; ms per run and slot, median of {args.repeats // 10} lockstep slots"
     )
-    print(f"{'agent':6s} {'loop slot':>10s} {'lockstep':>9s} {'ratio':>6s} {'train/run':>10s}")
+    print(f"{'agent':10s} {'loop slot':>10s} {'lockstep':>9s} {'ratio':>6s} {'train/run':>10s}")
     for name in args.agents:
         agents = [
-            make_agent(
-                name=name,
+            build(
+                name,
                 num_exits=table.num_exits,
                 num_devices=args.devices,
                 num_servers=2,
@@ -144,7 +158,7 @@ def lockstep(args: argparse.Namespace, table) -> None:
         batched = median_ms(batched_slot, slots, max(args.repeats // 10, 20)) / len(runs)
         loop = median_ms(loop_slot, slots, args.repeats)
         train = median_ms(lambda _, lr=learner: lr.train_step(), slots, 20) / len(runs)
-        print(f"{name:6s} {loop:10.3f} {batched:9.3f} {loop / batched:6.1f} {train:10.2f}")
+        print(f"{name:10s} {loop:10.3f} {batched:9.3f} {loop / batched:6.1f} {train:10.2f}")
 
 
 if __name__ == "__main__":

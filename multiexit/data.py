@@ -4,22 +4,24 @@ Sources (``source=``):
 
 - ``"torchvision"``: the original CIFAR-10 via ``torchvision.datasets.CIFAR10(root)``
   (``download=True`` where there is internet).
-- ``"pack"``: the JPEG pack ``<repo>/../shared/data/cifar10_jpeg.npz`` (path overridable by
-  argument, ``--pack`` or the ``GRLE_CIFAR_PACK`` environment variable), sha256-checked and
+- ``"pack"``: the JPEG pack ``../shared/data/cifar10_jpeg.npz``, relative to the source checkout
+  or else to the working directory (path overridable by argument, ``--pack`` or the
+  ``GRLE_CIFAR_PACK`` environment variable; :func:`pack_path_candidates`), sha256-checked and
   decoded once to a uint8 cache under ``<repo>/data/`` (git-ignored), written atomically.
   Accuracies measured on it are "CIFAR-10 (JPEG copy)" accuracies.
 - ``"auto"`` (default): torchvision if ``cifar_root`` holds the data, else the pack.
 
 The whole uint8 set lives on the training device (GPU when training there); a
-:class:`TensorLoader` draws batches by index, then crops (4-pixel zero padding) and flips the
-whole batch with tensor ops and normalises it. No Python work per image anywhere.
+:class:`~multiexit.loader.TensorLoader` (re-exported here) draws batches by index, then crops
+(4-pixel zero padding) and flips the whole batch with tensor ops and normalises it. No Python
+work per image anywhere.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,13 +31,21 @@ import torch
 
 from multiexit.errors import ChecksumError, DataNotFoundError
 from multiexit.export import atomic_write, sha256_file
+from multiexit.loader import (  # noqa: F401 - re-exported: part of multiexit.data's API
+    CIFAR_MEAN,
+    CIFAR_STD,
+    Augmentation,
+    TensorLoader,
+    augment_batch,
+    draw_augmentation,
+    shard,
+    shard_size,
+)
 
 # sha256 of cifar10_jpeg.npz as published in ../shared/data/README.md.
 PACK_SHA256 = "f6a62fbe121d76145b17a94a4527507307019a8ea76347530d75d22a3d957a0b"
 PACK_ENV = "GRLE_CIFAR_PACK"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the CIFAR-10 training images
-CIFAR_STD = (0.2470, 0.2435, 0.2616)  # per-channel standard deviation of the same
 SOURCES = ("auto", "pack", "torchvision")
 
 
@@ -49,10 +59,23 @@ class CifarArrays(NamedTuple):
     source: str  # human-readable provenance for manifests and reports
 
 
-def default_pack_path() -> Path:
-    """``$GRLE_CIFAR_PACK`` if set, else ``<repo root>/../shared/data/cifar10_jpeg.npz``."""
+def pack_path_candidates() -> list[Path]:
+    """Where the pack is looked for, in order: ``$GRLE_CIFAR_PACK`` alone when set; else
+    ``../shared/data/cifar10_jpeg.npz`` relative to the source checkout (``__file__``, right
+    for a clone or an editable install), then relative to the working directory (right for a
+    regular install run from the repository root, where ``__file__`` is in site-packages)."""
     env = os.environ.get(PACK_ENV)
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "cifar10_jpeg.npz"
+    if env:
+        return [Path(env)]
+    rel = Path("shared") / "data" / "cifar10_jpeg.npz"
+    candidates = [REPO_ROOT.parent / rel, Path.cwd().resolve().parent / rel]
+    return list(dict.fromkeys(candidates))
+
+
+def default_pack_path() -> Path:
+    """The first of :func:`pack_path_candidates` that is a file, else the first candidate."""
+    candidates = pack_path_candidates()
+    return next((p for p in candidates if p.is_file()), candidates[0])
 
 
 def _decode_split(header: np.ndarray, payload: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
@@ -101,6 +124,38 @@ def _pack_source(path: str | os.PathLike, digest: str) -> str:
     return f"CIFAR-10 (JPEG copy) {Path(path).name} sha256:{digest}"
 
 
+def cache_path(cache_dir: str | os.PathLike | None, expected_sha256: str = PACK_SHA256) -> Path:
+    """The decoded cache of the pack with sha256 ``expected_sha256``; its own sha256 is kept
+    beside it in ``<name>.sha256`` (``sha256sum`` format)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else REPO_ROOT / "data"
+    return cache_dir / f"cifar10_jpeg_{expected_sha256[:12]}_uint8.npz"
+
+
+def _read_cache(cache: Path) -> list[torch.Tensor]:
+    """The four tensors of a verified cache.
+
+    Raises:
+        ValueError: the checksum file is missing or differs, or the arrays are malformed.
+    """
+    sidecar = cache.with_name(cache.name + ".sha256")
+    if not sidecar.is_file():
+        raise ValueError(f"it has no checksum file {sidecar.name}")
+    recorded = sidecar.read_text().split()[:1]
+    digest = sha256_file(cache)
+    if recorded != [digest]:
+        raise ValueError(f"its sha256 {digest[:12]}... differs from {sidecar.name}")
+    try:
+        with np.load(cache) as z:
+            arrays = {k: z[k] for k in CifarArrays._fields[:4]}
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and key errors all mean "unreadable"
+        raise ValueError(f"it cannot be read ({type(exc).__name__}: {exc})") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dtype != np.uint8 or x.shape[1:] != (3, 32, 32) or y.shape != (len(x),):
+            raise ValueError(f"its {split} arrays have the wrong dtype or shape")
+    return [torch.from_numpy(arrays[k]) for k in CifarArrays._fields[:4]]
+
+
 def load_pack(
     path: str | os.PathLike,
     *,
@@ -109,18 +164,26 @@ def load_pack(
 ) -> CifarArrays:
     """The pack's images, decoded once to ``<cache_dir>/cifar10_jpeg_<sha12>_uint8.npz``.
 
-    The pack's checksum is verified on every call (about 0.1 s); the cache is keyed by it.
+    The pack's checksum is verified on every call (about 0.1 s); the cache is keyed by it. The
+    cache is verified against the sha256 written beside it (``<cache>.sha256``) and checked
+    for shape; a missing, truncated or corrupt cache is rebuilt from the pack, with a message
+    on stderr. The cache and then its checksum file are each written atomically, so a cache
+    without its checksum (an interrupted write) also counts as bad.
 
     Raises:
         ChecksumError: the pack's sha256 differs from ``expected_sha256``.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else REPO_ROOT / "data"
-    cache = cache_dir / f"cifar10_jpeg_{expected_sha256[:12]}_uint8.npz"
+    cache = cache_path(cache_dir, expected_sha256)
     digest = check_pack(path, expected_sha256)
     if cache.is_file():
-        with np.load(cache) as z:
-            tensors = [torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")]
-        return CifarArrays(*tensors, _pack_source(path, digest))
+        try:
+            return CifarArrays(*_read_cache(cache), _pack_source(path, digest))
+        except ValueError as exc:
+            print(
+                f"The decoded CIFAR-10 cache {cache} is unusable ({exc}); rebuilding it from "
+                f"{path}.",
+                file=sys.stderr,
+            )
     arrays = decode_pack(path, expected_sha256=expected_sha256)
 
     def write(tmp: str) -> None:
@@ -129,6 +192,8 @@ def load_pack(
         Path(tmp).write_bytes(buf.getvalue())
 
     atomic_write(cache, write)
+    line = f"{sha256_file(cache)}  {cache.name}\n"
+    atomic_write(cache.with_name(cache.name + ".sha256"), lambda tmp: Path(tmp).write_text(line))
     return arrays
 
 
@@ -148,6 +213,42 @@ def _torchvision_present(root: str | os.PathLike) -> bool:
     return (Path(root) / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
+def resolve_source(
+    source: str = "auto",
+    *,
+    pack_path: str | os.PathLike | None = None,
+    cifar_root: str | os.PathLike | None = None,
+    download: bool = False,
+) -> tuple[str, Path]:
+    """Which source :func:`load_cifar10` would read, without reading it.
+
+    Returns:
+        ``("torchvision", root)`` or ``("pack", path of the pack)``.
+
+    Raises:
+        DataNotFoundError: no source has the data (the message lists what was tried).
+        ValueError: unknown ``source``.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"Unknown data source {source!r}; choose one of {', '.join(SOURCES)}.")
+    tried = []
+    if source in ("auto", "torchvision"):
+        if cifar_root is not None and (download or _torchvision_present(cifar_root)):
+            return "torchvision", Path(cifar_root)
+        tried.append(f"torchvision CIFAR-10 in {cifar_root or '(no --cifar-root given)'}")
+    if source in ("auto", "pack"):
+        packs = [Path(pack_path)] if pack_path is not None else pack_path_candidates()
+        for pack in packs:
+            if pack.is_file():
+                return "pack", pack
+        tried.append("JPEG pack " + " or ".join(str(p) for p in packs))
+    raise DataNotFoundError(
+        f"No CIFAR-10 data found (tried: {'; '.join(tried)}); pass --pack PATH or set "
+        f"{PACK_ENV} to cifar10_jpeg.npz, or pass --cifar-root DIR (with --download where "
+        "there is internet)."
+    )
+
+
 def load_cifar10(
     *,
     source: str = "auto",
@@ -164,117 +265,12 @@ def load_cifar10(
         ChecksumError: the pack exists but its sha256 is wrong.
         ValueError: unknown ``source``.
     """
-    if source not in SOURCES:
-        raise ValueError(f"Unknown data source {source!r}; choose one of {', '.join(SOURCES)}.")
-    tried = []
-    if source in ("auto", "torchvision"):
-        if cifar_root is not None and (download or _torchvision_present(cifar_root)):
-            return load_torchvision(cifar_root, download=download)
-        tried.append(f"torchvision CIFAR-10 in {cifar_root or '(no --cifar-root given)'}")
-    if source in ("auto", "pack"):
-        pack = Path(pack_path) if pack_path is not None else default_pack_path()
-        if pack.is_file():
-            return load_pack(pack, cache_dir=cache_dir, expected_sha256=expected_sha256)
-        tried.append(f"JPEG pack {pack}")
-    raise DataNotFoundError(
-        f"No CIFAR-10 data found (tried: {'; '.join(tried)}); pass --pack PATH or set "
-        f"{PACK_ENV} to cifar10_jpeg.npz, or pass --cifar-root DIR (with --download where "
-        "there is internet)."
+    kind, path = resolve_source(
+        source, pack_path=pack_path, cifar_root=cifar_root, download=download
     )
-
-
-class Augmentation(NamedTuple):
-    """Per-image random choices of crop-and-flip augmentation (tensors of length n)."""
-
-    dy: torch.Tensor  # crop offset in the padded image, rows, int64 in [0, 2 * pad]
-    dx: torch.Tensor  # crop offset in the padded image, columns, int64 in [0, 2 * pad]
-    flip: torch.Tensor  # whether to flip horizontally, bool
-
-
-def draw_augmentation(n: int, generator: torch.Generator, pad: int = 4) -> Augmentation:
-    """Random offsets and flips for n images from a CPU generator (device-independent)."""
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=generator)
-    return Augmentation(dy, dx, torch.rand(n, generator=generator) < 0.5)
-
-
-def augment_batch(x: torch.Tensor, aug: Augmentation, pad: int = 4) -> torch.Tensor:
-    """Crop with ``pad`` pixels of zero padding and flip horizontally, one gather per batch.
-
-    ``x`` is (B, C, H, W) of any dtype on any device; ``aug`` holds B choices on that device.
-    """
-    b, c, h, w = x.shape
-    dev = x.device
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    rows = (aug.dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-    cols = aug.dx[:, None] + torch.arange(w, device=dev)
-    cols = torch.where(aug.flip[:, None], cols.flip(1), cols)[:, None, None, :]
-    bi = torch.arange(b, device=dev)[:, None, None, None]
-    ci = torch.arange(c, device=dev)[None, :, None, None]
-    return padded[bi, ci, rows, cols]
-
-
-class TensorLoader:
-    """Batches from uint8 tensors on one device: shuffle, augment, normalise, all batched.
-
-    The order and augmentation of epoch e depend only on ``(seed, e)``, so a resumed run
-    sees the same batches as an uninterrupted one. With ``world_size > 1`` each rank takes
-    every ``world_size``-th sample of the permutation (padded to equal length).
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        batch_size: int,
-        shuffle: bool = False,
-        augment: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        channels_last: bool = False,
-        epoch_fn: Callable[[], int] | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.images, self.labels = images, labels.to(images.device)
-        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
-        self.drop_last, self.seed, self.channels_last = drop_last, seed, channels_last
-        self.epoch_fn = epoch_fn or (lambda: 0)
-        self.rank, self.world_size = rank, world_size
-        dev = images.device
-        self.mean = torch.tensor(CIFAR_MEAN, device=dev).view(1, 3, 1, 1) * 255
-        self.inv_std = 1 / (torch.tensor(CIFAR_STD, device=dev).view(1, 3, 1, 1) * 255)
-
-    def _per_rank(self) -> int:
-        return -(-len(self.labels) // self.world_size)
-
-    def __len__(self) -> int:
-        n = self._per_rank()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch_fn())
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        if self.world_size > 1:
-            order = torch.cat([order, order[: self._per_rank() * self.world_size - n]])
-            order = order[self.rank :: self.world_size]
-        dev = self.images.device
-        order = order.to(dev)
-        # all random choices of the epoch cross to the device at once: no per-batch sync
-        aug = None
-        if self.augment:
-            aug = Augmentation(*(t.to(dev) for t in draw_augmentation(len(order), g)))
-        for b in range(len(self)):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            idx = order[sl]
-            x = self.images[idx]
-            if aug is not None:
-                x = augment_batch(x, Augmentation(aug.dy[sl], aug.dx[sl], aug.flip[sl]))
-            x = (x.float() - self.mean) * self.inv_std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+    if kind == "torchvision":
+        return load_torchvision(path, download=download)
+    return load_pack(path, cache_dir=cache_dir, expected_sha256=expected_sha256)
 
 
 class CIFAR10DataModule(pl.LightningDataModule):
@@ -371,19 +367,31 @@ class CIFAR10DataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> TensorLoader:
         h = self.hparams
         trainer = getattr(self, "trainer", None)
+        rank = trainer.global_rank if trainer is not None else 0
+        world_size = trainer.world_size if trainer is not None else 1
         x, y = self.splits[split]
+        batch_size = h.batch_size if train else h.eval_batch_size
+        if not train and len(y) < world_size:
+            raise ValueError(
+                f"The {split} split has {len(y)} images, fewer than the {world_size} devices; "
+                "use fewer devices or a larger --limit-eval."
+            )
+        # Drop the incomplete last batch only when this rank's share holds a full batch:
+        # comparing the global count would leave a rank with zero training batches.
+        share = shard_size(len(y), rank, world_size, pad=train)
         return TensorLoader(
             x,
             y,
-            batch_size=h.batch_size if train else h.eval_batch_size,
+            batch_size=batch_size,
             shuffle=train,
             augment=train and h.augment,
-            drop_last=train and len(y) >= h.batch_size,
+            drop_last=train and share >= batch_size,
             seed=h.seed,
             channels_last=h.channels_last,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
+            rank=rank,
+            world_size=world_size,
+            pad=train,
         )
 
     def train_dataloader(self) -> TensorLoader:

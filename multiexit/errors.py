@@ -17,3 +17,19 @@ class UnknownStageError(ValueError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's tensors do not fit the model built from its configuration."""
+
+
+class RunSettingsMismatchError(ValueError):
+    """A run name is reused with settings other than those its saved stages were trained with."""
+
+
+class OutputPathError(OSError):
+    """An output path (run folder, export folder, CSV) cannot be created or written."""
+
+
+class ManifestError(ValueError):
+    """An exported run's ``manifest.json`` is unreadable or lacks a required field."""
+
+
+class DeviceRecipeError(ValueError):
+    """The training settings do not fit the devices (e.g. a global batch that does not split)."""

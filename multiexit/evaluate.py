@@ -2,19 +2,30 @@
 
 Writes the accuracy table (``exit, layer, accuracy, params, macs``) as CSV — by default to
 stdout — for any data source (e.g. re-evaluate a run trained on the JPEG pack on the original
-CIFAR-10 with ``--source torchvision --cifar-root DIR``).
+CIFAR-10 with ``--source torchvision --cifar-root DIR``). With ``--out`` the CSV goes to that
+file (checked for writability before any work) and stdout gets a short summary: the accuracy
+of every exit, the file written and the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+import warnings
+from pathlib import Path
 
 import torch
 
 from multiexit.data import SOURCES, TensorLoader, load_cifar10
-from multiexit.errors import CheckpointMismatchError, ChecksumError, DataNotFoundError
-from multiexit.export import atomic_write, load_run
+from multiexit.errors import (
+    CheckpointMismatchError,
+    ChecksumError,
+    DataNotFoundError,
+    ManifestError,
+    OutputPathError,
+)
+from multiexit.export import atomic_write, check_output_dir, load_run
 from multiexit.lit import accuracy_frame
 from multiexit.model import VGG16MultiExit
 
@@ -42,23 +53,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=None, help="CSV path (default: print to stdout)")
     args = p.parse_args(argv)
+    start = time.perf_counter()
     try:
+        if args.out:
+            check_output_dir(Path(args.out).parent, "the folder of --out")
+            if Path(args.out).is_dir():
+                raise OutputPathError(
+                    f"Cannot write --out {args.out} (it is a folder); name a file."
+                )
         model, manifest = load_run(args.run)
         data = load_cifar10(source=args.source, pack_path=args.pack, cifar_root=args.cifar_root)
-    except (FileNotFoundError, ChecksumError, CheckpointMismatchError, DataNotFoundError) as err:
+    except (
+        FileNotFoundError,
+        ChecksumError,
+        CheckpointMismatchError,
+        DataNotFoundError,
+        ManifestError,
+        OutputPathError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     device = torch.device(args.device)
     model = model.to(device)
     loader = TensorLoader(data.test_x.to(device), data.test_y, batch_size=args.batch_size)
     frame = accuracy_frame(model, evaluate_exits(model, loader))
-    print(f"# {args.run} on {data.source}, test set", file=sys.stderr)
-    if args.out:
-        atomic_write(args.out, lambda tmp: frame.to_csv(tmp, index=False))
-    else:
+    seconds = time.perf_counter() - start
+    if not args.out:
+        print(f"# {args.run} on {data.source}, test set", file=sys.stderr)
         frame.to_csv(sys.stdout, index=False)
+        print(f"# wall time {seconds:.1f} s", file=sys.stderr)
+        return 0
+    atomic_write(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    print(f"test accuracy of {args.run} on {data.source} ({len(data.test_y)} images):")
+    print(" exit  layer     accuracy")
+    for r in frame.itertuples():
+        print(f" {r.exit:4d}  {r.layer:<8s}  {r.accuracy:.4f}")
+    print(f"wrote {args.out}")
+    print(f"wall time: {seconds:.1f} s")
     return 0
 
 
 if __name__ == "__main__":
+    # upstream deprecations a user cannot act on; the command line only, not in-process callers
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     sys.exit(main())

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from multiexit.errors import CheckpointMismatchError, ChecksumError
+from multiexit.errors import CheckpointMismatchError, ChecksumError, ManifestError, OutputPathError
 from multiexit.model import VGG16MultiExit, build_vgg16_multiexit
 
 WEIGHTS_FILE = "model.safetensors"
@@ -54,6 +54,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """Check, without creating anything, that the folder ``path`` can be created or written.
+
+    ``what`` names the path in the message (e.g. ``"--export"``). Called before any work, so
+    a bad path costs a second, not a training run.
+
+    Raises:
+        OutputPathError: an ancestor is a file, or the nearest existing folder is not writable.
+    """
+    folder = Path(path).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return folder
+    raise OutputPathError(f"Cannot write {what} {path} ({problem}); choose another path.")
 
 
 def model_config(model: VGG16MultiExit) -> dict[str, Any]:
@@ -118,64 +140,143 @@ def export_run(
     return out
 
 
+def weights_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ``width``, ``head`` and ``num_classes`` that a VGG-16 state dict was built with.
+
+    Read from tensor shapes: the main classifier's linear layer (``512 * width`` inputs,
+    ``num_classes`` outputs) and whether exit 1's head starts with a convolution. A value that
+    cannot be read (e.g. no heads in the state) is left out.
+    """
+    found: dict[str, Any] = {}
+    linear = state.get("classifier.2.weight")
+    if linear is not None and linear.dim() == 2:
+        found["num_classes"] = int(linear.shape[0])
+        found["width"] = float(linear.shape[1]) / 512  # conv5_3 has 512 * width channels
+    if any(k.startswith("heads.0.") for k in state):
+        first = state.get("heads.0.0.0.weight")
+        found["head"] = "conv_pool" if first is not None and first.dim() == 4 else "pool_linear"
+    return found
+
+
+def _differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """One phrase per setting (width, head, num_classes) whose values differ."""
+    return [
+        f"{name} {_fmt(found[name])} in the checkpoint but {_fmt(expected[name])} here"
+        for name in ("width", "head", "num_classes")
+        if name in found and name in expected and found[name] != expected[name]
+    ]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def load_state_into(
     model: torch.nn.Module,
     state: dict[str, torch.Tensor],
     source: str,
     *,
     skip: tuple[str, ...] = (),
+    hint: str | None = None,
 ) -> None:
     """``load_state_dict`` with one clear error when the tensors do not fit.
 
     Tensors whose names start with a prefix in ``skip`` are ignored on both sides (stage
     ``exits`` takes only the backbone from a main-stage checkpoint: ``skip=("heads.",)``).
+    The error names which of width, head and num_classes differ between the checkpoint (read
+    from its tensor shapes) and ``model``; ``hint`` replaces its default advice.
 
     Raises:
         CheckpointMismatchError: missing, unexpected or wrongly shaped tensors.
     """
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
-    state = {k: v for k, v in state.items() if not k.startswith(skip)}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    kept = {k: v for k, v in state.items() if not k.startswith(skip)}
+    missing = sorted(set(own) - set(kept))
+    unexpected = sorted(set(kept) - set(own))
+    wrong = sorted(k for k in set(own) & set(kept) if own[k].shape != kept[k].shape)
     if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
-            if keys
-        )
+        expected = weights_config(model.state_dict())
+        found = {k: v for k, v in weights_config(state).items() if not (skip and k == "head")}
+        diffs = _differences(expected, found)
+        if diffs:
+            detail = "; ".join(diffs)
+            advice = hint or (
+                "build the model with the checkpoint's settings ("
+                + ", ".join(
+                    f"{k}={_fmt(found[k])}" for k in ("width", "head", "num_classes") if k in found
+                )
+                + ") or use a checkpoint trained with this model's"
+            )
+        else:
+            detail = "; ".join(
+                f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for name, keys in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("shape", wrong),
+                )
+                if keys
+            )
+            advice = hint or (
+                "it was not saved from a multi-exit VGG-16 of this package; use a checkpoint "
+                "written by multiexit.train or multiexit.export"
+            )
         raise CheckpointMismatchError(
-            f"The checkpoint {source} does not fit this model ({detail}); build the model with "
-            "the width/head/num_classes it was trained with (see its manifest or hparams)."
+            f"The checkpoint {source} does not fit this model ({detail}); {advice}."
         )
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=not skip)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in kept.items()}, strict=not skip)
 
 
 def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
     """Load an exported run: ``(model in eval mode, float32, CPU; manifest dict)``.
 
+    This is the one loader of exported runs (``multiexit.evaluate``, ``--init-from`` and
+    ``profiling.measure`` use it), so every caller shows the same messages.
+
     Raises:
-        FileNotFoundError: ``path`` has no ``manifest.json`` or weights file.
+        FileNotFoundError: ``path`` is not a folder, has no ``manifest.json`` or no weights file.
+        ManifestError: ``manifest.json`` is not a manifest written by :func:`export_run`.
         ChecksumError: the weights file's sha256 differs from the manifest's.
-        CheckpointMismatchError: the weights do not fit the configured model.
+        CheckpointMismatchError: the weights do not fit the manifest's model (the message names
+            which of width, head and num_classes differ).
     """
     run = Path(path)
     manifest_path = run / MANIFEST_FILE
+    if not run.is_dir():
+        raise FileNotFoundError(
+            f"{run} is not a folder; pass an exported run folder such as checkpoints/<run> "
+            "(written by `python -m multiexit.train --export`)."
+        )
     if not manifest_path.is_file():
         raise FileNotFoundError(
-            f"No {MANIFEST_FILE} in {run}; pass a folder written by multiexit.export "
-            "(e.g. checkpoints/<run>) or export one with `python -m multiexit.train --export`."
+            f"The folder {run} has no {MANIFEST_FILE}, so it is not an exported run; pass a "
+            "folder written by `python -m multiexit.train --export` (e.g. checkpoints/<run>)."
         )
-    manifest = json.loads(manifest_path.read_text())
-    weights = run / manifest["weights"]["file"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        weights = run / manifest["weights"]["file"]
+        expected_sha = manifest["weights"]["sha256"]
+        config = dict(manifest["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(
+            f"{manifest_path} is not a manifest written by multiexit.export ({type(exc).__name__}:"
+            f" {exc}); re-export the run with `python -m multiexit.train --export`."
+        ) from None
     if not weights.is_file():
-        raise FileNotFoundError(f"The weights file {weights} named by {manifest_path} is missing.")
+        raise FileNotFoundError(
+            f"The weights file {weights} named by {manifest_path} is missing; re-export the run."
+        )
     digest = sha256_file(weights)
-    if digest != manifest["weights"]["sha256"]:
+    if digest != expected_sha:
         raise ChecksumError(
             f"{weights} has sha256 {digest} but its manifest says "
-            f"{manifest['weights']['sha256']}; the file is corrupt or was replaced, re-export it."
+            f"{expected_sha}; the file is corrupt or was replaced, re-export it."
         )
-    model = build_vgg16_multiexit(**manifest["config"])
-    load_state_into(model, load_file(str(weights)), str(weights))
+    model = build_vgg16_multiexit(**config)
+    load_state_into(
+        model,
+        load_file(str(weights)),
+        str(weights),
+        hint=f"the weights and {manifest_path} disagree, so re-export the run",
+    )
     return model.eval(), manifest

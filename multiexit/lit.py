@@ -4,7 +4,8 @@ Stages (paper Sec. VI-B: "we first train the main branch ... then use it as the 
 model to train the sub-models of early-exits"):
 
 - ``main``: backbone + main classifier (exit 17), cross-entropy, SGD with Nesterov momentum
-  and a one-cycle learning-rate schedule.
+  and a one-cycle learning-rate schedule. The 16 heads are frozen (``requires_grad_(False)``):
+  the loss never uses them, and DDP requires every parameter that needs a gradient to get one.
 - ``exits``: the backbone (features + main classifier) is frozen — ``requires_grad_(False)``
   and kept in ``eval()`` (re-asserted at every epoch and batch start, so BatchNorm statistics
   never move) — and all 16 heads are trained together from one no-grad backbone pass per
@@ -69,9 +70,15 @@ class MultiExitModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         if stage == "exits":
             self.model.backbone().requires_grad_(False)
+        else:
+            # Stage main never runs the heads. Freezing them (instead of DDP's
+            # find_unused_parameters, which searches the autograd graph at every step) keeps
+            # them out of the optimiser and out of DDP's gradient buckets, so plain DDP works.
+            self.model.heads.requires_grad_(False)
         self._correct = torch.zeros(self.model.num_exits, dtype=torch.long)
         self._count = torch.zeros((), dtype=torch.long)
         self.test_accuracy: list[float] | None = None
+        self.test_count: int | None = None  # images counted in the last test, over all ranks
 
     # -- frozen backbone ---------------------------------------------------------------------
     def _freeze_backbone(self) -> None:
@@ -127,9 +134,15 @@ class MultiExitModule(pl.LightningModule):
         self._correct += torch.stack([(z.argmax(1) == y).sum() for z in logits])
         self._count += len(y)
 
-    def _accuracies(self) -> torch.Tensor:
+    def _reduced_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correct predictions per exit and images, summed over all ranks. The evaluation
+        loaders shard the images without padding, so every image is counted exactly once."""
         correct = self.trainer.strategy.reduce(self._correct, reduce_op="sum")
         count = self.trainer.strategy.reduce(self._count, reduce_op="sum")
+        return correct, count
+
+    def _accuracies(self) -> torch.Tensor:
+        correct, count = self._reduced_counts()
         return correct.double() / count.clamp_min(1)
 
     def on_validation_epoch_start(self) -> None:
@@ -152,7 +165,9 @@ class MultiExitModule(pl.LightningModule):
         self._count_batch(batch)
 
     def on_test_epoch_end(self) -> None:
-        acc = self._accuracies()
+        correct, count = self._reduced_counts()
+        acc = correct.double() / count.clamp_min(1)
+        self.test_count = int(count)
         self.test_accuracy = [float(a) for a in acc]
         self.log_dict({f"test_acc_exit{i + 1}": a.float() for i, a in enumerate(acc)})
 

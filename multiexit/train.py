@@ -7,7 +7,10 @@ Layout of a run (``runs/`` is git-ignored)::
     runs/<run>/main/exit_accuracy.csv                 test accuracy of every exit
     runs/<run>/exits/...                              the same for stage exits
 
-A stage whose ``last.ckpt`` exists resumes from it (``--no-resume`` starts over). Stage
+A stage whose ``last.ckpt`` exists resumes from it, only with the settings it started with
+(``runs/<run>/<stage>/settings.json``, see :mod:`multiexit.runs`); ``--no-resume`` starts over
+after moving the old stage folder to ``<stage>.replaced-<UTC time>``. Every check runs before
+a folder is created, and the command ends with a summary (per-exit accuracy, paths, time). Stage
 ``exits`` starts from the best ``main`` checkpoint of the same run (or ``--init-from``: a
 ``.ckpt`` or an exported ``checkpoints/<run>`` folder). ``--export DIR`` writes the final
 model as safetensors + ``manifest.json`` + ``exit_accuracy.csv`` (see ``multiexit.export``).
@@ -18,9 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
+import logging
 import re
 import shlex
 import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +35,25 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import load_file
 
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
+from multiexit.devices import device_recipe, precision_for
 from multiexit.errors import (
     CheckpointMismatchError,
     ChecksumError,
     DataNotFoundError,
+    DeviceRecipeError,
+    ManifestError,
+    OutputPathError,
+    RunSettingsMismatchError,
     UnknownStageError,
 )
-from multiexit.export import MANIFEST_FILE, atomic_write, export_run, load_run, load_state_into
+from multiexit.export import atomic_write, export_run, load_run, load_state_into
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
 from multiexit.model import HEADS
+from multiexit.runs import SETTINGS_FILE, archive, check_run, init_path, stage_settings
 
 ALL_STAGES = ("main", "exits", "all")
 
@@ -60,7 +74,7 @@ class TrainConfig:
     lr_exits: float = 1e-3  # peak one-cycle learning rate, stage exits (Adam)
     weight_decay_main: float = 5e-4  # weight decay, stage main
     weight_decay_exits: float = 1e-4  # weight decay, stage exits
-    batch_size: int = 256  # training images per device per step
+    batch_size: int = 256  # training images per optimiser step, all devices together
     seed: int = 0  # seed of initialisation, split, order and augmentation
     source: str = "auto"  # data source: auto, pack, torchvision
     pack: str | None = None  # path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)
@@ -73,7 +87,7 @@ class TrainConfig:
     accelerator: str = "auto"  # Lightning accelerator: auto, cpu, gpu
     devices: str = "auto"  # Lightning devices: auto, 1, 8, "0,1"
     strategy: str = "auto"  # Lightning strategy: auto, ddp, ...
-    precision: str = "auto"  # auto = bf16-mixed on GPU, 32-true on CPU
+    precision: str = "auto"  # auto = bf16-mixed on GPUs >= sm80, 16-mixed on older, 32-true on CPU
     resume: bool = True  # resume a stage from its last.ckpt when present
     init_from: str | None = None  # stage exits: main-stage .ckpt or exported run folder
     export: str | None = None  # write the final model to this folder (checkpoints/<run>)
@@ -95,15 +109,44 @@ def _devices(value: str) -> int | str | list[int]:
     return int(value)
 
 
+def _first_cuda_index(devices: int | str | list[int]) -> int:
+    return devices[0] if isinstance(devices, list) and devices else 0
+
+
+def _device_options(cfg: TrainConfig, gpu: bool) -> dict:
+    """The Trainer's accelerator, devices, strategy, precision and cuDNN settings.
+
+    ``--precision auto``: :func:`multiexit.devices.precision_for` of the first GPU used
+    (bf16-mixed from compute capability 8.0, else 16-mixed; 32-true on the CPU). On a GPU,
+    cuDNN autotuning is on: every batch has the same shape, so the search pays off at once.
+    """
+    devices = _devices(cfg.devices)
+    precision = cfg.precision
+    if precision == "auto":
+        capability = torch.cuda.get_device_capability(_first_cuda_index(devices)) if gpu else None
+        precision = precision_for(gpu, capability)
+    return {
+        "accelerator": cfg.accelerator,
+        "devices": devices,
+        "strategy": cfg.strategy,
+        "precision": precision,
+        "benchmark": True if gpu else None,
+    }
+
+
 def _init_weights(module: MultiExitModule, path: str) -> None:
     """Load the backbone (features + main classifier) of a main-stage checkpoint.
 
     ``path`` is a Lightning ``.ckpt``, a ``.safetensors`` file or an exported run folder. The
     heads keep their fresh initialisation, so any head design can be trained on one backbone.
+
+    Raises:
+        FileNotFoundError: no such file, or a folder without ``manifest.json``.
+        CheckpointMismatchError: the backbone's width or classes differ from ``module``'s.
     """
     p = Path(path)
-    if (p / MANIFEST_FILE).is_file():
-        state = load_run(p)[0].state_dict()  # checks the weights' sha256
+    if p.is_dir():
+        state = load_run(p)[0].state_dict()  # says so if the folder has no manifest
     elif p.is_file() and p.suffix == ".safetensors":
         state = load_file(str(p))
     elif p.is_file():
@@ -118,7 +161,12 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
             f"No checkpoint at {p} to start stage exits from; train stage main first "
             "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
         )
-    load_state_into(module.model, state, str(p), skip=("heads.",))
+    model = module.model
+    load_state_into(
+        model, state, str(p), skip=("heads.",),
+        hint=f"pass the checkpoint's --width/--num-classes (this run has --width {model.width:g} "
+        f"--num-classes {model.num_classes}), or --init-from a checkpoint trained with these",
+    )  # fmt: skip
 
 
 def run_stage(
@@ -133,37 +181,7 @@ def run_stage(
     gpu = _on_gpu(cfg)
     stage_dir = Path(cfg.runs_dir) / cfg.run / stage
     pl.seed_everything(cfg.seed, workers=True)
-    dm = CIFAR10DataModule(
-        source=cfg.source,
-        pack_path=cfg.pack,
-        cifar_root=cfg.cifar_root,
-        download=cfg.download,
-        val_size=cfg.val_size,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        limit_train=cfg.limit_train,
-        limit_eval=cfg.limit_eval,
-        channels_last=gpu,
-        arrays=arrays,
-    )
     main = stage == "main"
-    module = MultiExitModule(
-        stage=stage,
-        num_classes=cfg.num_classes,
-        width=cfg.width,
-        head=cfg.head,
-        optimizer="sgd" if main else "adam",
-        lr=cfg.lr_main if main else cfg.lr_exits,
-        weight_decay=cfg.weight_decay_main if main else cfg.weight_decay_exits,
-        channels_last=gpu,
-    )
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    resume = cfg.resume and last.is_file()
-    if not main and not resume:
-        init = cfg.init_from or str(
-            Path(cfg.runs_dir) / cfg.run / "main" / "checkpoints" / "best.ckpt"
-        )
-        _init_weights(module, init)
     checkpoint = ModelCheckpoint(
         dirpath=stage_dir / "checkpoints",
         filename="best",
@@ -177,13 +195,9 @@ def run_stage(
     )
     if cfg.progress:  # reading metrics for the bar syncs the GPU: not on every step
         callbacks = [TQDMProgressBar(refresh_rate=10), *callbacks]
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
     trainer = pl.Trainer(
+        **_device_options(cfg, gpu),
         max_epochs=cfg.epochs_main if main else cfg.epochs_exits,
-        accelerator=cfg.accelerator,
-        devices=_devices(cfg.devices),
-        strategy=cfg.strategy,
-        precision=precision,
         callbacks=[checkpoint, latest, *callbacks],
         logger=CSVLogger(save_dir=str(Path(cfg.runs_dir) / cfg.run), name=stage),
         limit_train_batches=cfg.limit_train_batches,
@@ -192,6 +206,43 @@ def run_stage(
         num_sanity_val_steps=0,
         enable_model_summary=False,
     )
+    lr = cfg.lr_main if main else cfg.lr_exits
+    recipe = device_recipe(trainer.world_size, batch_size=cfg.batch_size, lr=lr)
+    if trainer.is_global_zero:
+        print(recipe.describe(stage), flush=True)
+    dm = CIFAR10DataModule(
+        source=cfg.source,
+        pack_path=cfg.pack,
+        cifar_root=cfg.cifar_root,
+        download=cfg.download,
+        val_size=cfg.val_size,
+        batch_size=recipe.per_device_batch,
+        seed=cfg.seed,
+        limit_train=cfg.limit_train,
+        limit_eval=cfg.limit_eval,
+        channels_last=gpu,
+        arrays=arrays,
+    )
+    module = MultiExitModule(
+        stage=stage,
+        num_classes=cfg.num_classes,
+        width=cfg.width,
+        head=cfg.head,
+        optimizer="sgd" if main else "adam",
+        lr=recipe.lr,
+        weight_decay=cfg.weight_decay_main if main else cfg.weight_decay_exits,
+        channels_last=gpu,
+    )
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    check_run(cfg, [stage], data=arrays is None)
+    resume = cfg.resume and last.is_file()
+    if not main and not resume:
+        _init_weights(module, init_path(cfg))  # may still refuse the backbone: before archive
+    if not cfg.resume:
+        archive(stage_dir)
+    if rank_zero_only.rank == 0:  # the first file of the stage: every check has passed
+        text = json.dumps(stage_settings(cfg, stage), indent=2) + "\n"
+        atomic_write(stage_dir / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(text))
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     best = checkpoint.best_model_path or str(last)
     best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")
@@ -207,6 +258,7 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
     """Run ``cfg.stage`` (``all`` = main then exits) and export if asked; returns the module."""
     check_stage(cfg.stage, ALL_STAGES)
     stages = ["main", "exits"] if cfg.stage == "all" else [cfg.stage]
+    check_run(cfg, stages, data=arrays is None)  # before any folder is created
     for stage in stages:
         module, dm, accuracy = run_stage(cfg, stage, arrays=arrays)
     if cfg.export and module.trainer.is_global_zero:
@@ -261,22 +313,58 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return cfg
 
 
+def summary(cfg: TrainConfig, module: MultiExitModule, seconds: float) -> str:
+    """The lines printed at the end of ``python -m multiexit.train``: the test accuracy of
+    every exit of the last stage, where its weights are, and the wall time."""
+    stage = module.hparams.stage
+    frame = accuracy_frame(module.model, module.test_accuracy or [])
+    lines = [f"test accuracy of stage {stage} ({module.test_count or '?'} images):"]
+    lines += [" exit  layer     accuracy"]
+    lines += [f" {r.exit:4d}  {r.layer:<8s}  {r.accuracy:.4f}" for r in frame.itertuples()]
+    ckpt = Path(cfg.runs_dir) / cfg.run / stage / "checkpoints"
+    lines.append(f"checkpoints: {ckpt}/{{best,last}}.ckpt")
+    lines.append(f"exported to: {cfg.export}" if cfg.export else "not exported (no --export)")
+    lines.append(f"wall time: {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def quiet_upstream() -> None:
+    """Hide what a user of the CLIs cannot act on: Lightning's tips and info lines (GPU/TPU
+    available, "Trainer.fit stopped: max_epochs reached", litmodels adverts) and upstream
+    deprecation warnings. Only ``python -m multiexit.train`` calls this (not :func:`main`), so
+    tests and library callers see everything."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning(_fabric)?(\..*)?")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: user errors print one sentence and exit with status 2."""
+    """CLI entry point: user errors print one sentence and exit with status 2; a finished run
+    prints :func:`summary`."""
+    start = time.perf_counter()
     try:
         cfg = parse_args(argv)
-        train(cfg)
+        module = train(cfg)
     except (
         DataNotFoundError,
         ChecksumError,
         UnknownStageError,
         CheckpointMismatchError,
+        DeviceRecipeError,
+        ManifestError,
+        OutputPathError,
+        RunSettingsMismatchError,
         FileNotFoundError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if rank_zero_only.rank == 0:
+        print(summary(cfg, module, time.perf_counter() - start), flush=True)
     return 0
 
 
 if __name__ == "__main__":
+    quiet_upstream()  # the command line only: in-process callers keep their own settings
     sys.exit(main())

@@ -1,29 +1,50 @@
-"""Validated reader of an exit table (docs/interfaces.md, section 1).
+"""The exit-table schema (docs/interfaces.md, section 1): its one set of rules, messages and
+error type, and the simulator's reader.
 
-`offload` runs on an exit table alone: this module imports neither torch, torchvision,
-`multiexit` nor `profiling`. A table has one row per exit, the columns `exit`, `layer`,
-`accuracy` and one `latency_ms:<DEVICE>` column per device (milliseconds, median latency of
-prefix + head). Every row of the table is a candidate exit for the simulator; use
-`ExitTable.select` to keep fewer.
+Every reader of an exit table goes through :func:`read_table_frame` / :func:`validate_frame`
+here: ``offload.exit_table.load_exit_table`` (the simulator's) and
+``profiling.table.read_exit_table`` (which adds the JSON sidecar). Both raise
+:class:`ExitTableError` with the same message for the same fault. This module needs only numpy
+and pandas: it imports neither torch, torchvision, `multiexit` nor `profiling`.
+
+Schema, columns in this order: ``exit`` (int >= 1, unique, rows sorted by it), ``layer``
+(non-empty), ``accuracy`` (in [0, 1]; absent only in a latency-only table, which the simulator
+cannot use) and one ``latency_ms:<DEVICE>`` column per device (median latency of prefix + head,
+ms, > 0; ``<DEVICE>`` without spaces or colons). Out-of-order rows are an error for every reader,
+not silently sorted: a table written by hand in the wrong order is more likely a mistake than
+a choice. Every row is a candidate exit for the simulator; use `ExitTable.select` to keep fewer.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ExitTable", "ExitTableError", "load_exit_table", "exit_table_from_frame"]
+__all__ = [
+    "ExitTable",
+    "ExitTableError",
+    "check_header",
+    "exit_table_from_frame",
+    "load_exit_table",
+    "read_table_frame",
+    "validate_frame",
+]
 
 LATENCY_PREFIX = "latency_ms:"
-REQUIRED_COLUMNS = ("exit", "layer", "accuracy")
+_DEVICE_ID = re.compile(r"^[^\s:]+$")
 
 
 class ExitTableError(ValueError):
-    """An exit table does not follow the schema of docs/interfaces.md, section 1."""
+    """An exit table is missing, unreadable or breaks the schema of docs/interfaces.md, section 1;
+    the message names the file once, the row and column, and says what to do."""
 
 
 @dataclass(frozen=True)
@@ -88,108 +109,169 @@ class ExitTable:
         )
 
 
-def _fail(where: str, what: str, todo: str) -> ExitTableError:
-    return ExitTableError(f"{where}: {what}; {todo}.")
+def _cell_number(value: Any, where: str, column: str) -> float:
+    text = value.strip() if isinstance(value, str) else value
+    if text is None or (isinstance(text, str) and text == ""):
+        raise ExitTableError(f"{where}, column {column!r}: the value is empty; fill it in.")
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ExitTableError(f"{where}, column {column!r}: {value!r} is not a number.") from None
+    if math.isnan(number):
+        raise ExitTableError(f"{where}, column {column!r}: the value is NaN; fill it in.")
+    if math.isinf(number):
+        raise ExitTableError(f"{where}, column {column!r}: the value is infinite.")
+    return number
+
+
+def check_header(columns: Sequence[Any], name: str) -> list[str]:
+    """Check the column names and their order; returns them as strings.
+
+    Raises:
+        ExitTableError: a required column is missing, repeated, unknown or out of order.
+    """
+    columns = [str(c) for c in columns]
+    for required in ("exit", "layer"):
+        if required not in columns:
+            raise ExitTableError(f"{name}: missing column {required!r}; see docs/interfaces.md §1.")
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise ExitTableError(f"{name}: column {dup[0]!r} appears more than once.")
+    latency = [c for c in columns if c.startswith(LATENCY_PREFIX)]
+    if not latency:
+        raise ExitTableError(
+            f"{name}: missing latency column; add at least one 'latency_ms:<DEVICE>' column."
+        )
+    for col in columns:
+        if col.startswith(LATENCY_PREFIX):
+            if not _DEVICE_ID.match(col[len(LATENCY_PREFIX) :]):
+                raise ExitTableError(
+                    f"{name}: column {col!r} needs a device identifier without spaces or colons."
+                )
+        elif col not in ("exit", "layer", "accuracy"):
+            raise ExitTableError(
+                f"{name}: unknown column {col!r}; allowed are exit, layer, accuracy and "
+                "latency_ms:<DEVICE>."
+            )
+    expected = ["exit", "layer"] + (["accuracy"] if "accuracy" in columns else []) + latency
+    if columns != expected:
+        raise ExitTableError(
+            f"{name}: columns must be in the order {', '.join(expected)} (got {', '.join(columns)})."
+        )
+    return columns
+
+
+def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataFrame:
+    """Check ``frame`` against the schema and return a typed copy (int exits, float values).
+
+    Raises:
+        ExitTableError: naming ``name``, the 1-based data row, the exit and the column at fault.
+    """
+    columns = check_header(list(frame.columns), name)
+    if len(frame) == 0:
+        raise ExitTableError(f"{name}: the table has no rows; add one row per exit.")
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for r, raw in enumerate(frame.itertuples(index=False, name=None), start=1):
+        record = dict(zip(columns, raw, strict=True))
+        where = f"{name} row {r}"
+        exit_value = _cell_number(record["exit"], where, "exit")
+        if exit_value != int(exit_value) or exit_value < 1:
+            raise ExitTableError(
+                f"{where}, column 'exit': {record['exit']!r} is not an integer >= 1."
+            )
+        exit_no = int(exit_value)
+        where = f"{name} row {r} (exit {exit_no})"
+        if exit_no in seen:
+            raise ExitTableError(
+                f"{where}, column 'exit': exit {exit_no} already appears in row {seen[exit_no]}; "
+                "keep one row per exit."
+            )
+        if seen and exit_no < max(seen):
+            raise ExitTableError(
+                f"{where}, column 'exit': rows must be sorted by exit; reorder the rows."
+            )
+        seen[exit_no] = r
+        layer = record["layer"]
+        if not isinstance(layer, str) or not layer.strip():
+            raise ExitTableError(f"{where}, column 'layer': the layer name is empty; fill it in.")
+        out: dict[str, Any] = {"exit": exit_no, "layer": layer.strip()}
+        for col in columns[2:]:
+            value = _cell_number(record[col], where, col)
+            if col == "accuracy" and not 0.0 <= value <= 1.0:
+                raise ExitTableError(
+                    f"{where}, column 'accuracy': {value} is outside [0, 1]; "
+                    "write accuracy as a fraction (0.935, not 93.5)."
+                )
+            if col.startswith(LATENCY_PREFIX) and value <= 0.0:
+                raise ExitTableError(
+                    f"{where}, column {col!r}: latency {value} ms is not positive."
+                )
+            out[col] = value
+        rows.append(out)
+    typed = pd.DataFrame(rows, columns=columns)
+    typed["exit"] = typed["exit"].astype(np.int64)
+    return typed
+
+
+def read_table_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and validate the CSV of an exit table (no sidecar); returns the typed frame.
+
+    Raises:
+        ExitTableError: no file at ``path``, an empty or non-text file, a row with the wrong
+            number of fields (e.g. a truncated last row), or any schema fault; the message
+            names ``path`` once.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise ExitTableError(
+            f"{name}: no such file; pass the path of an exit table CSV such as "
+            "checkpoints/paper_table1.csv."
+        )
+    try:
+        with open(name, newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
+            lines = [row for row in csv.reader(handle) if row]
+    except UnicodeDecodeError as exc:
+        raise ExitTableError(
+            f"{name}: not a text file (byte {exc.start} is not UTF-8); pass the exit table CSV."
+        ) from None
+    except (OSError, csv.Error) as exc:
+        raise ExitTableError(f"{name}: not a readable CSV file ({exc}).") from None
+    if not lines:
+        raise ExitTableError(f"{name}: the file is empty; write the header and one row per exit.")
+    header = [c.strip() for c in lines[0]]
+    for r, row in enumerate(lines[1:], start=1):
+        if len(row) != len(header):
+            cut = " (the last row: is the file truncated?)" if r == len(lines) - 1 else ""
+            raise ExitTableError(
+                f"{name} row {r}: {len(row)} fields but the header has {len(header)}{cut}; "
+                "write one value per column."
+            )
+    check_header(header, name)  # before pandas, which would rename duplicate columns
+    return validate_frame(pd.DataFrame(lines[1:], columns=header, dtype=object), name=name)
 
 
 def exit_table_from_frame(frame: pd.DataFrame, *, source: str = "") -> ExitTable:
-    """Validate a data frame in the exit-table schema and return an `ExitTable`.
+    """Validate a data frame in the exit-table schema and return an `ExitTable` for the
+    simulator (which needs the accuracy column).
 
     Raises:
-        ExitTableError: a column is missing, a value is missing or out of range, an exit
-            number repeats, or there is no latency column; the message names the row and
-            column and says what to fix.
+        ExitTableError: the frame breaks the schema or has no accuracy column.
     """
-    where = f"exit table {source}" if source else "exit table"
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise _fail(
-            where,
-            f"missing column(s) {missing} (columns present: {list(frame.columns)})",
-            "write the columns exit, layer, accuracy and latency_ms:<DEVICE> "
-            "(docs/interfaces.md section 1); a latency-only table needs its accuracy joined first",
+    name = source or "exit table"
+    typed = validate_frame(frame, name=name)
+    if "accuracy" not in typed.columns:
+        raise ExitTableError(
+            f"{name}: missing column 'accuracy' (a latency-only table); the simulator needs "
+            "each exit's accuracy: measure a trained run (profiling.measure --run) or join them."
         )
-    latency_cols = [c for c in frame.columns if str(c).startswith(LATENCY_PREFIX)]
-    if not latency_cols:
-        raise _fail(
-            where,
-            "no latency column",
-            f"add at least one '{LATENCY_PREFIX}<DEVICE>' column with latencies in milliseconds",
-        )
-    if len(frame) == 0:
-        raise _fail(where, "the table has no rows", "write one row per candidate exit")
-    devices = []
-    for col in latency_cols:
-        dev = col[len(LATENCY_PREFIX) :]
-        if not dev or any(ch.isspace() for ch in dev) or ":" in dev:
-            raise _fail(
-                where,
-                f"column {col!r} has an invalid device name",
-                "use a short identifier without spaces or colons, e.g. latency_ms:RTX_2080TI",
-            )
-        devices.append(dev)
-
-    def numeric(col: str) -> np.ndarray:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        for row, (raw, val) in enumerate(zip(frame[col].tolist(), values, strict=True)):
-            if not math.isfinite(val):
-                raise _fail(
-                    where,
-                    f"row {row + 1} (data row, 1-based), column {col!r} holds {raw!r}, not a finite number",
-                    "fill in the value or drop the row",
-                )
-        return values
-
-    exit_values = numeric("exit")
-    for row, val in enumerate(exit_values):
-        if val != int(val) or val < 1:
-            raise _fail(
-                where,
-                f"row {row + 1}, column 'exit' holds {float(val)!r}",
-                "exit numbers are integers >= 1",
-            )
-    exits = exit_values.astype(np.int64)
-    seen: dict[int, int] = {}
-    for row, ex in enumerate(exits.tolist()):
-        if ex in seen:
-            raise _fail(
-                where,
-                f"rows {seen[ex] + 1} and {row + 1} both describe exit {ex}",
-                "keep one row per exit",
-            )
-        seen[ex] = row
-    accuracy = numeric("accuracy")
-    for row, acc in enumerate(accuracy):
-        if not 0.0 <= acc <= 1.0:
-            raise _fail(
-                where,
-                f"row {row + 1}, column 'accuracy' holds {float(acc)!r}, outside [0, 1]",
-                "write accuracy as a fraction (0.935, not 93.5)",
-            )
-    latency = np.stack([numeric(col) for col in latency_cols])
-    for d, col in enumerate(latency_cols):
-        for row, lat in enumerate(latency[d]):
-            if lat <= 0.0:
-                raise _fail(
-                    where,
-                    f"row {row + 1}, column {col!r} holds {float(lat)!r}, not a positive latency",
-                    "latencies are medians in milliseconds and must be > 0",
-                )
-    layers = [str(v) for v in frame["layer"].tolist()]
-    for row, lay in enumerate(frame["layer"].tolist()):
-        if lay is None or (isinstance(lay, float) and math.isnan(lay)) or not str(lay).strip():
-            raise _fail(
-                where,
-                f"row {row + 1}, column 'layer' is empty",
-                "name the backbone layer the exit sits after (e.g. pool1)",
-            )
-    order = np.argsort(exits, kind="stable")
+    latency_cols = [c for c in typed.columns if c.startswith(LATENCY_PREFIX)]
     return ExitTable(
-        exits=exits[order],
-        layers=tuple(layers[i] for i in order),
-        accuracy=accuracy[order],
-        devices=tuple(devices),
-        latency_ms=latency[:, order],
+        exits=typed["exit"].to_numpy(dtype=np.int64),
+        layers=tuple(typed["layer"].tolist()),
+        accuracy=typed["accuracy"].to_numpy(dtype=np.float64),
+        devices=tuple(c[len(LATENCY_PREFIX) :] for c in latency_cols),
+        latency_ms=typed[latency_cols].to_numpy(dtype=np.float64).T.copy(),
         source=source,
     )
 
@@ -201,19 +283,7 @@ def load_exit_table(path: str | os.PathLike[str]) -> ExitTable:
         path: the CSV file; its JSON sidecar (provenance) is not needed.
 
     Raises:
-        FileNotFoundError: no file at `path`.
-        ExitTableError: the table breaks the schema (the message says where and what to do).
+        ExitTableError: no file at `path`, or the table breaks the schema (the message names
+            the file once, the row and column, and says what to do).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no exit table at {path!r}; pass the path of a CSV such as checkpoints/paper_table1.csv."
-        )
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ExitTableError(
-            f"exit table {path}: cannot be parsed as CSV ({err}); write it as comma-separated "
-            "text with a header row."
-        ) from err
-    return exit_table_from_frame(frame, source=path)
+    return exit_table_from_frame(read_table_frame(path), source=os.fspath(path))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shlex
 import sys
 import time
@@ -196,6 +197,22 @@ def _device_metadata(target: Target, threads: int) -> dict[str, Any]:
     return meta.cpu_metadata(threads)
 
 
+def _record_load(info: dict[str, Any], when: str, threads: int, device_id: str) -> None:
+    """Store the load average ``when`` ("before"/"after") and whether the machine was busy
+    (:func:`profiling.metadata.busy_reason`); warn on stderr when it was."""
+    load = meta.load_average()
+    reason = meta.busy_reason(load, os.cpu_count(), threads)
+    info[f"load_average_{when}"] = load  # 1, 5 and 15 minutes
+    info[f"busy_{when}"] = reason
+    if reason:
+        print(
+            f"warning: the machine was busy {when} timing {device_id} ({reason}); other work "
+            "inflates latencies, so measure on a quiet machine (or add --cpu-clock process "
+            "--interleave on the CPU).",
+            file=sys.stderr,
+        )
+
+
 def measure_model(
     model: nn.Module,
     targets: Sequence[Target],
@@ -218,6 +235,9 @@ def measure_model(
         if target.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotune during warm-up, as deployed servers do
         info = _device_metadata(target, threads)
+        used = threads if target.device.type == "cpu" else 1  # a GPU run drives it from 1 thread
+        info["cpu_governor"] = meta.cpu_governor()
+        _record_load(info, "before", used, target.device_id)
         bar = tqdm(
             total=model.num_exits, desc=f"timing {target.device_id}", disable=not show_progress
         )
@@ -227,8 +247,7 @@ def measure_model(
         bar.close()
         if target.device.type == "cuda":
             info["nvml_after"] = meta.nvml_snapshot(target.device.index)
-        else:
-            info["load_average_after"] = meta.load_average()
+        _record_load(info, "after", used, target.device_id)
         info["timing_mode"] = mode
         info["latency_stats_ms"] = [
             {"exit": i, **s.as_dict()} for i, s in enumerate(stats, start=1)
@@ -266,11 +285,10 @@ def _load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], li
     run = Path(args.run)
     try:
         model, manifest = load_run(run)
-    except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
-        raise ProfilingError(
-            f"could not load the run {run} ({exc}); pass a folder written by multiexit.export "
-            "(model.safetensors + manifest.json) or use --untrained for latency only."
-        ) from None
+    except (OSError, ValueError) as exc:
+        # multiexit's loader says what is wrong and what to do (missing manifest, checksum,
+        # which of width/head/classes differ): one message, the same as multiexit's CLIs.
+        raise ProfilingError(str(exc)) from None
     weights = run / manifest["weights"]["file"]
     info = {
         "run": str(run),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 
@@ -51,7 +52,7 @@ def cpu_metadata(threads: int) -> dict[str, Any]:
         "requested_threads": threads,
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "mkldnn_enabled": bool(torch.backends.mkldnn.is_available()),
-        "load_average_1_5_15_min": load_average(),
+        "cpu_governor": cpu_governor(),
     }
 
 
@@ -62,6 +63,41 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+CPUFREQ_ROOT = Path("/sys/devices/system/cpu")
+
+
+def cpu_governor(root: Path | None = None) -> str | None:
+    """The cpufreq scaling governor of the logical CPUs (``"performance"``, ``"powersave"``,
+    ...; several joined by ``+`` when they differ), or None where Linux does not expose it
+    (containers, most VMs). ``root`` defaults to :data:`CPUFREQ_ROOT`."""
+    found = set()
+    for path in (root or CPUFREQ_ROOT).glob("cpu[0-9]*/cpufreq/scaling_governor"):
+        try:
+            found.add(path.read_text().strip())
+        except OSError:
+            continue
+    return "+".join(sorted(found)) if found else None
+
+
+def busy_reason(load: list[float] | None, logical_cpus: int | None, threads: int) -> str | None:
+    """Why the machine counts as busy for a measurement using ``threads`` threads, or None.
+
+    Rule: busy when the 1-minute load average (runnable processes, ours included once the
+    measurement runs) exceeds the logical CPUs minus the threads the measurement uses plus
+    one for this process: other work then competes for the measurement's cores. Unknown
+    readings (no load average or CPU count) never count as busy.
+    """
+    if not load or not logical_cpus:
+        return None
+    spare = logical_cpus - threads + 1
+    if load[0] <= spare:
+        return None
+    return (
+        f"1-minute load average {load[0]:g} > {spare} "
+        f"({logical_cpus} logical CPUs - {threads} measuring thread(s) + 1)"
+    )
 
 
 def _nvml_handle(pynvml: Any, cuda_index: int) -> tuple[Any, str]:
@@ -99,6 +135,28 @@ def _read(fn: Any, *args: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def mig_status(pynvml: Any, handle: Any) -> dict[str, Any]:
+    """Whether the matched NVML device is part of a MIG (Multi-Instance GPU) setup, and so
+    whose readings the snapshot holds.
+
+    A handle that is itself a MIG instance reads ``"MIG instance"``. A handle of a physical GPU
+    whose MIG mode is on means torch's device is one of its instances but NVML matched the
+    parent (by PCI bus id or index): clocks, temperature and power are then the whole GPU's,
+    shared with the other instances, and say ``"parent GPU"``. Otherwise ``{"mig": False}``.
+    """
+    if _read(pynvml.nvmlDeviceIsMigDeviceHandle, handle):
+        return {"mig": True, "readings_of": "MIG instance"}
+    mode = _read(pynvml.nvmlDeviceGetMigMode, handle)  # (current, pending); 1 = enabled
+    current = mode[0] if isinstance(mode, (list, tuple)) else mode
+    if current == getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1):
+        return {
+            "mig": True,
+            "readings_of": "parent GPU (NVML fell back to the physical GPU of this MIG "
+            "instance; clocks, temperature and power are shared with the other instances)",
+        }
+    return {"mig": False}
+
+
 def nvml_snapshot(cuda_index: int) -> dict[str, Any]:
     """NVML readings for torch's CUDA device ``cuda_index``: name, driver and CUDA driver
     versions, SM/memory clocks (MHz), temperature (deg C), power draw and limit (W), P-state.
@@ -119,6 +177,7 @@ def nvml_snapshot(cuda_index: int) -> dict[str, Any]:
         return {
             "available": True,
             "matched_by": matched_by,
+            **mig_status(pynvml, handle),
             "name": _read(pynvml.nvmlDeviceGetName, handle),
             "uuid": _read(pynvml.nvmlDeviceGetUUID, handle),
             "driver_version": _read(pynvml.nvmlSystemGetDriverVersion),

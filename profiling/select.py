@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt=figure.suffix.lstrip(".") or "png",
         device=args.figure_device,
         candidates=selection.exits,
+        source=str(source),
     )
     write_files_atomically(writers)
     print(f"candidate exits: {list(selection.exits)} (dominated: {list(selection.dominated)})")

@@ -20,9 +20,7 @@ the full latency statistics), the checkpoint's sha256, and so on.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,16 +30,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# the schema's one set of rules and messages, shared with the simulator's reader (numpy and
+# pandas only; importing it pulls in no part of the simulator)
+from offload import exit_table as schema
+from offload.exit_table import LATENCY_PREFIX
 from profiling.errors import ProfilingError
 from profiling.fileio import write_files_atomically
 
-LATENCY_PREFIX = "latency_ms:"
 SOURCES = ("transcribed", "measured", "mixed")
-_DEVICE_ID = re.compile(r"^[^\s:]+$")
 
 
-class ExitTableError(ProfilingError):
-    """An exit table violates the schema; the message names the file, row and column."""
+class ExitTableError(ProfilingError, schema.ExitTableError):
+    """An exit table violates the schema; the message names the file, row and column.
+
+    A :class:`offload.exit_table.ExitTableError` too: every reader raises that type with the same
+    message for the same fault; being a :class:`ProfilingError` lets the profiling CLIs print it.
+    """
+
+
+def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataFrame:
+    """Check ``frame`` against the schema and return a typed copy (int exits, float values).
+
+    Raises:
+        ExitTableError: naming ``name``, the 1-based data row, the exit and the column at fault.
+    """
+    try:
+        return schema.validate_frame(frame, name=name)
+    except schema.ExitTableError as exc:
+        raise ExitTableError(str(exc)) from None
 
 
 def device_id_from_name(name: str) -> str:
@@ -111,104 +127,6 @@ class ExitTable:
         return ExitTable(frame, dict(self.metadata) if metadata is None else metadata)
 
 
-def _cell_number(value: Any, where: str, column: str) -> float:
-    text = value.strip() if isinstance(value, str) else value
-    if text is None or (isinstance(text, str) and text == ""):
-        raise ExitTableError(f"{where}, column {column!r}: the value is empty; fill it in.")
-    try:
-        number = float(text)
-    except (TypeError, ValueError):
-        raise ExitTableError(f"{where}, column {column!r}: {value!r} is not a number.") from None
-    if math.isnan(number):
-        raise ExitTableError(f"{where}, column {column!r}: the value is NaN; fill it in.")
-    if math.isinf(number):
-        raise ExitTableError(f"{where}, column {column!r}: the value is infinite.")
-    return number
-
-
-def _check_header(columns: Sequence[str], name: str) -> list[str]:
-    columns = [str(c) for c in columns]
-    for required in ("exit", "layer"):
-        if required not in columns:
-            raise ExitTableError(f"{name}: missing column {required!r}; see docs/interfaces.md §1.")
-    if len(set(columns)) != len(columns):
-        dup = sorted({c for c in columns if columns.count(c) > 1})
-        raise ExitTableError(f"{name}: column {dup[0]!r} appears more than once.")
-    latency = [c for c in columns if c.startswith(LATENCY_PREFIX)]
-    if not latency:
-        raise ExitTableError(
-            f"{name}: missing latency column; add at least one 'latency_ms:<DEVICE>' column."
-        )
-    for col in columns:
-        if col.startswith(LATENCY_PREFIX):
-            if not _DEVICE_ID.match(col[len(LATENCY_PREFIX) :]):
-                raise ExitTableError(
-                    f"{name}: column {col!r} needs a device identifier without spaces or colons."
-                )
-        elif col not in ("exit", "layer", "accuracy"):
-            raise ExitTableError(
-                f"{name}: unknown column {col!r}; allowed are exit, layer, accuracy and "
-                "latency_ms:<DEVICE>."
-            )
-    expected = ["exit", "layer"] + (["accuracy"] if "accuracy" in columns else []) + latency
-    if columns != expected:
-        raise ExitTableError(
-            f"{name}: columns must be in the order {', '.join(expected)} (got {', '.join(columns)})."
-        )
-    return columns
-
-
-def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataFrame:
-    """Check ``frame`` against the schema and return a typed copy (int exits, float values).
-
-    Raises:
-        ExitTableError: naming ``name``, the 1-based data row, the exit and the column at fault.
-    """
-    columns = _check_header(list(frame.columns), name)
-    if len(frame) == 0:
-        raise ExitTableError(f"{name}: the table has no rows; add one row per exit.")
-    rows: list[dict[str, Any]] = []
-    seen: dict[int, int] = {}
-    for r, raw in enumerate(frame.itertuples(index=False, name=None), start=1):
-        record = dict(zip(columns, raw, strict=True))
-        where = f"{name} row {r}"
-        exit_value = _cell_number(record["exit"], where, "exit")
-        if exit_value != int(exit_value) or exit_value < 1:
-            raise ExitTableError(
-                f"{where}, column 'exit': {record['exit']!r} is not an integer >= 1."
-            )
-        exit_no = int(exit_value)
-        where = f"{name} row {r} (exit {exit_no})"
-        if exit_no in seen:
-            raise ExitTableError(
-                f"{where}, column 'exit': exit {exit_no} already appears in row {seen[exit_no]}; "
-                "keep one row per exit."
-            )
-        if seen and exit_no < max(seen):
-            raise ExitTableError(f"{where}, column 'exit': rows must be sorted by exit.")
-        seen[exit_no] = r
-        layer = record["layer"]
-        if not isinstance(layer, str) or not layer.strip():
-            raise ExitTableError(f"{where}, column 'layer': the layer name is empty; fill it in.")
-        out: dict[str, Any] = {"exit": exit_no, "layer": layer.strip()}
-        for col in columns[2:]:
-            value = _cell_number(record[col], where, col)
-            if col == "accuracy" and not 0.0 <= value <= 1.0:
-                raise ExitTableError(
-                    f"{where}, column 'accuracy': {value} is outside [0, 1]; "
-                    "write accuracy as a fraction (0.935, not 93.5)."
-                )
-            if col.startswith(LATENCY_PREFIX) and value <= 0.0:
-                raise ExitTableError(
-                    f"{where}, column {col!r}: latency {value} ms is not positive."
-                )
-            out[col] = value
-        rows.append(out)
-    typed = pd.DataFrame(rows, columns=columns)
-    typed["exit"] = typed["exit"].astype(np.int64)
-    return typed
-
-
 def _check_metadata(metadata: Any, frame: pd.DataFrame, name: str) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ExitTableError(f"{name}: the JSON sidecar must hold an object.")
@@ -274,25 +192,10 @@ def read_exit_table(path: Path | str, *, require_sidecar: bool = False) -> ExitT
             row and column).
     """
     path = Path(path)
-    name = str(path)
-    if not path.is_file():
-        raise ExitTableError(f"{name}: no such file; pass the path of an exit table CSV.")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
-            lines = [row for row in csv.reader(handle) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ExitTableError(f"{name}: not a readable CSV file ({exc}).") from None
-    if not lines:
-        raise ExitTableError(f"{name}: the file is empty; write the header and one row per exit.")
-    header = [c.strip() for c in lines[0]]
-    for r, row in enumerate(lines[1:], start=1):
-        if len(row) != len(header):
-            raise ExitTableError(
-                f"{name} row {r}: {len(row)} fields but the header has {len(header)}."
-            )
-    _check_header(header, name)  # before pandas, which would rename duplicate columns
-    raw = pd.DataFrame(lines[1:], columns=header, dtype=object)
-    frame = validate_frame(raw, name=name)
+        frame = schema.read_table_frame(path)
+    except schema.ExitTableError as exc:
+        raise ExitTableError(str(exc)) from None
     meta_path = sidecar_path(path)
     if meta_path.is_file():
         try:
@@ -300,7 +203,7 @@ def read_exit_table(path: Path | str, *, require_sidecar: bool = False) -> ExitT
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ExitTableError(f"{meta_path}: not valid JSON ({exc}).") from None
     elif require_sidecar:
-        raise ExitTableError(f"{name}: the JSON sidecar {meta_path} is missing.")
+        raise ExitTableError(f"{path}: the JSON sidecar {meta_path} is missing.")
     else:
         metadata = {}
     return ExitTable(frame, _check_metadata(metadata, frame, str(meta_path)))

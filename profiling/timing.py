@@ -138,6 +138,13 @@ class CudaEventTimer:
         self._start = torch.cuda.Event(enable_timing=True)
         self._end = torch.cuda.Event(enable_timing=True)
 
+    def synchronize(self) -> None:
+        """Wait until the device is idle. :func:`time_callable` calls it after the warm-up, so
+        that queued warm-up kernels cannot delay the first timed call's start event."""
+        import torch
+
+        torch.cuda.synchronize(self.device)
+
     def time_once(self, fn: Callable[[], Any]) -> float:
         import torch
 
@@ -154,23 +161,33 @@ def capture_cuda_graph(fn: Callable[[], Any], device: Any, *, warmup: int = 3) -
     """Capture the device work of ``fn`` into a CUDA graph and return a function replaying it.
 
     ``fn`` must use static input tensors (allocated before the capture); the warm-up runs on a
-    side stream, as CUDA-graph capture requires.
+    side stream, as CUDA-graph capture requires. The capture runs on a stream of ``device``
+    itself: without ``stream=``, ``torch.cuda.graph`` uses one capture stream shared by all
+    graphs, created on whichever device was current at the first capture, so a second GPU's
+    graph would be captured on the first GPU. The replay makes ``device`` current, because a
+    graph is launched on the current device's stream.
     """
     import torch
 
     device = torch.device(device)
     with torch.cuda.device(device):
-        side = torch.cuda.Stream(device)
+        side = torch.cuda.Stream(device=device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(max(1, warmup)):
                 fn()
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        capture_stream = torch.cuda.Stream(device=device)
+        with torch.cuda.graph(graph, stream=capture_stream):
             fn()
         torch.cuda.synchronize(device)
-    return graph.replay
+
+    def replay() -> None:
+        with torch.cuda.device(device):
+            graph.replay()
+
+    return replay
 
 
 def time_callable(

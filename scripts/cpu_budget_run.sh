@@ -9,17 +9,22 @@
 # The CPU-budget settings below are what produced checkpoints/vgg16_cpu_budget. For the full
 # recipe on a GPU: RUN=vgg16 TRAIN_FLAGS="" MEASURE_FLAGS="--gpu 0" LATENCY_NAME=latency_gpu0
 # (the multiexit defaults: 60 + 25 epochs on all 45,000 training images; docs/artifacts.md,
-# "Replacing the CPU-budget run").
+# "Replacing the CPU-budget run"). An empty TRAIN_FLAGS or MEASURE_FLAGS is honoured as empty
+# (${VAR-default}); only an unset one takes the CPU-budget default.
+# Interpreter: $PYTHON (or $PY) if set, else .venv/bin/python if present, else python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PY:-.venv/bin/python}
+PY=${PYTHON:-${PY:-}}
+if [[ -z $PY ]]; then
+    if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 RUN=${RUN:-vgg16_cpu_budget}
 RUNS_DIR=${RUNS_DIR:-runs}  # Lightning checkpoints and logs (git-ignored; never committed)
-TRAIN_FLAGS=${TRAIN_FLAGS:---epochs-main 2 --epochs-exits 1 --limit-train 20000 --batch-size 128}
+TRAIN_FLAGS=${TRAIN_FLAGS---epochs-main 2 --epochs-exits 1 --limit-train 20000 --batch-size 128}
 OUT=checkpoints/$RUN
 LATENCY=$OUT/${LATENCY_NAME:-latency_cpu_1t}
-MEASURE_FLAGS=${MEASURE_FLAGS:---device cpu --threads 1 --repeats 200 --warmup 20 --interleave --cpu-clock process}
+MEASURE_FLAGS=${MEASURE_FLAGS---device cpu --threads 1 --repeats 200 --warmup 20 --interleave --cpu-clock process}
 OFFLOAD_OUT=${OFFLOAD_OUT:-results/measured_cpu_budget}
 STEP=${1:-all}
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from offload.exit_table import load_exit_table
 from offload.experiments.runner import SCENARIOS, Cell, run_cell
+from offload.experiments.store import OutputError, check_writable
 
 FIGURE = {"devices": "Fig. 5", "capacity": "Fig. 6", "fluctuation": "Fig. 7", "csi": "Fig. 8"}
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in tables.values():
             server_devices(path)
-    except (OSError, ValueError) as err:
+        check_writable(Path(args.out))  # before the work, not after it
+    except (OSError, ValueError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     jobs = [(label, c) for label, path in tables.items() for c in cells_for(path, args)]

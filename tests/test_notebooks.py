@@ -3,6 +3,14 @@
 Each notebook is executed with nbclient on the ``python3`` kernel (from the project's virtual
 environment), with ``notebooks/`` as the working directory. The checks parse the printed output
 of tagged cells and compare it with values computed here from the committed CSVs.
+
+The notebooks are committed WITH their outputs, so that a reader browsing the repository sees
+the figures. The tests check that those outputs are current: every code cell's printed text in
+the committed notebook equals that of a fresh execution, and it shows as many figures (the PNG
+bytes themselves depend on the matplotlib build, so they are not compared). After changing a
+notebook or the files it reads, refresh the committed outputs with
+
+    .venv/bin/python tests/test_notebooks.py        # executes both notebooks and saves them
 """
 
 from __future__ import annotations
@@ -22,16 +30,29 @@ RESULTS = REPO / "results"
 TIMEOUT_S = 120  # per cell; each notebook runs in well under a minute
 
 
+NAMES = ("exits.ipynb", "offloading.ipynb")
+
+
 def execute(name: str) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(
         nb,
         timeout=TIMEOUT_S,
         kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        record_timing=False,  # no timestamps: a re-run changes a committed notebook only if
+        resources={"metadata": {"path": str(NOTEBOOKS)}},  # what it shows changed
     )
-    client.execute()  # raises CellExecutionError on the first failing cell
+    client.execute()  # raises CellExecutionError on the first failing cell (outputs replaced)
     return nb
+
+
+def shown(nb: nbformat.NotebookNode) -> list[tuple[str, int]]:
+    """(printed text, number of figures) of every code cell."""
+    return [
+        (stdout(c), sum("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
+        for c in nb.cells
+        if c.cell_type == "code"
+    ]
 
 
 def stdout(cell: nbformat.NotebookNode) -> str:
@@ -68,6 +89,16 @@ def exits_nb() -> nbformat.NotebookNode:
 @pytest.fixture(scope="module")
 def offloading_nb() -> nbformat.NotebookNode:
     return execute("offloading.ipynb")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_outputs_are_current(request, name):
+    fresh = request.getfixturevalue("exits_nb" if name == "exits.ipynb" else "offloading_nb")
+    committed = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert figures(committed) > 0, f"{name} is committed without outputs"
+    assert shown(committed) == shown(fresh), (
+        f"the committed outputs of {name} are stale: run `.venv/bin/python tests/test_notebooks.py`"
+    )
 
 
 def test_exits_notebook_prints_the_committed_exit_table(exits_nb):
@@ -125,3 +156,9 @@ def test_offloading_notebook_prints_the_committed_results(offloading_nb):
     assert f"cells.csv: {len(measured)} rows" in text
     assert "cpu_1t+cpu_1t" in text
     assert figures(offloading_nb) == 7
+
+
+if __name__ == "__main__":  # refresh the committed outputs (see the module docstring)
+    for notebook in NAMES:
+        nbformat.write(execute(notebook), NOTEBOOKS / notebook)
+        print(f"executed and saved notebooks/{notebook}")

@@ -1,10 +1,30 @@
-"""Offloading agents: the Algorithm 1 learner and the GRLE, GRL, DROOE and DROO actors."""
+"""Offloading agents: the Algorithm 1 learner and the GRLE (paper and GRLE+), GRL, DROOE and DROO
+actors."""
 
-from offload.agents.agent import AGENT_NAMES, LearningAgent, load_agent, make_agent
-from offload.agents.learner import Learner, LearnerConfig, ReplayMemory, StepResult, quantise
+from offload.agents.agent import (
+    ACTOR_KINDS,
+    AGENT_NAMES,
+    ALL_AGENT_NAMES,
+    GRAPH_ACTOR,
+    LearningAgent,
+    load_agent,
+    make_agent,
+)
+from offload.agents.learner import (
+    DROO_PUBLISHED,
+    Learner,
+    LearnerConfig,
+    ReplayMemory,
+    StepResult,
+    quantise,
+)
 
 __all__ = [
+    "ACTOR_KINDS",
     "AGENT_NAMES",
+    "ALL_AGENT_NAMES",
+    "DROO_PUBLISHED",
+    "GRAPH_ACTOR",
     "Learner",
     "LearnerConfig",
     "LearningAgent",

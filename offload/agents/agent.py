@@ -1,18 +1,36 @@
 """Agents for the MEC simulator: an actor, its slot encoder and the Algorithm 1 learner in one.
 
-``make_agent(name="GRLE" | "GRL" | "DROOE" | "DROO", ...)`` builds an agent; ``agent.learn(state,
-score)`` runs one slot of Algorithm 1 (decide and train), ``agent.act(state, score)`` decides
-with the frozen actor and the critic (the quantised candidates scored by ``score``), and
-``agent.greedy_action(state)`` is the actor's own argmax (no critic). Actors are saved as
-safetensors with a JSON sidecar and reloaded with :func:`load_agent`.
+``make_agent(name=..., ...)`` builds an agent; ``agent.learn(state, score)`` runs one slot of
+Algorithm 1 (decide and train), ``agent.act(state, score)`` decides with the frozen actor and the
+critic (the quantised candidates scored by ``score``), and ``agent.greedy_action(state)`` is the
+actor's own argmax (no critic). Actors are saved as safetensors with a JSON sidecar and reloaded
+with :func:`load_agent`.
+
+Methods and actor kinds (docs/offload-agents.md):
+
+========  ==============  ==========================================================================
+method    actor kind      network
+========  ==============  ==========================================================================
+GRLE      ``GRAPH_ACTOR`` the graph actor below, all exits
+GRL       ``GRAPH_ACTOR`` the same, main branch only
+GRLE+     ``grle_plus``   :class:`~offload.agents.grle.GRLEActor`: typed weights, engineered edge
+                          features (not the paper's eqs. 12–13); all exits
+GRL+      ``grle_plus``   the same, main branch only
+GRLE-MLP  ``edge_mlp``    :class:`~offload.agents.edge_mlp.EdgeMLPActor` on GRLE+'s features, no
+                          message passing (ablation)
+DROOE     ``droo``        :class:`~offload.agents.droo.DROOActor`, all exits
+DROO      ``droo``        the same, main branch only
+========  ==============  ==========================================================================
+
+``grle_paper`` is :class:`~offload.agents.grle_paper.GRLEPaperActor`, eqs. (12)–(14) as written.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +39,30 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from offload.agents.droo import DROOActor, DROOConfig, encode_channel
+from offload.agents.edge_mlp import EdgeMLPActor
 from offload.agents.grle import GRLEActor, GRLEConfig, encode_slot
+from offload.agents.grle_paper import GRLEPaperActor, GRLEPaperConfig, encode_paper_slot
 from offload.agents.learner import Learner, LearnerConfig, ScoreFn, StepResult
 
-AGENT_NAMES = ("GRLE", "GRL", "DROOE", "DROO")
+#: the learning methods the experiments run (``offload.experiments``). The results/ committed
+#: before issue 10 were made with GRLE, GRL, DROOE, DROO and ``GRAPH_ACTOR = "grle_plus"``, so
+#: their "GRLE" is today's GRLE+.
+AGENT_NAMES = ("GRLE", "GRLE+", "GRL", "DROOE", "DROO")
+#: every method :func:`make_agent` builds
+ALL_AGENT_NAMES = AGENT_NAMES + ("GRL+", "GRLE-MLP")
+ACTOR_KINDS = ("grle_paper", "grle_plus", "edge_mlp", "droo")
+#: The actor kind behind the method names "GRLE" and "GRL": "grle_paper", the paper's actor
+#: (eqs. 12-14 as written); "grle_plus" gives the actor of the results/ committed before issue 10.
+GRAPH_ACTOR = "grle_paper"
+
+_MAIN_BRANCH_ONLY = {"GRL", "GRL+", "DROO"}
+_DEFAULT_KIND = {"GRLE+": "grle_plus", "GRL+": "grle_plus", "GRLE-MLP": "edge_mlp"}
+_DEFAULT_KIND |= {"DROOE": "droo", "DROO": "droo"}
+
+
+def actor_kind(name: str) -> str:
+    """The actor kind a method name builds by default (``GRAPH_ACTOR`` for GRLE and GRL)."""
+    return _DEFAULT_KIND.get(name, GRAPH_ACTOR)
 
 
 class LearningAgent:
@@ -51,10 +89,11 @@ class LearningAgent:
         obs = self.encode(state)
         return self.learner.step(obs, obs.mask, score)
 
-    def act(self, state: Any, score: ScoreFn) -> StepResult:
-        """Decide with the actor and the critic (best quantised candidate), no learning."""
+    def act(self, state: Any, score: ScoreFn, *, num_candidates: int | None = None) -> StepResult:
+        """Decide with the actor and the critic (best quantised candidate), no learning;
+        ``num_candidates`` overrides the learner's S for this decision."""
         obs = self.encode(state)
-        return self.learner.decide(obs, obs.mask, score)
+        return self.learner.decide(obs, obs.mask, score, num_candidates=num_candidates)
 
     def greedy_action(self, state: Any) -> np.ndarray:
         """The actor's own argmax over the valid options (no critic), (M,) int."""
@@ -84,56 +123,111 @@ def make_agent(
     num_servers: int | None = None,
     seed: int = 0,
     learner: LearnerConfig = LearnerConfig(),
+    actor: str | None = None,
+    actor_options: Mapping[str, Any] | None = None,
 ) -> LearningAgent:
-    """Build GRLE, GRL, DROOE or DROO with freshly initialised weights (seeded).
+    """Build one of :data:`ALL_AGENT_NAMES` with freshly initialised weights (seeded).
 
-    ``num_devices`` and ``num_servers`` are needed only by the DROO-type agents (fixed input).
+    Args:
+        name: the method (decides the option set: main branch only for GRL, GRL+, DROO).
+        num_exits: L, exits per ES.
+        num_devices, num_servers: M and N, needed only by the DROO-type actors (fixed input).
+        seed: seeds the weights and the replay sampling.
+        learner: Algorithm 1's hyper-parameters.
+        actor: actor kind (:data:`ACTOR_KINDS`); default :func:`actor_kind` of ``name``.
+        actor_options: fields of the actor's config dataclass to override, e.g.
+            ``{"per_user_sigmoid": True, "max_devices": 20}`` for DROO.
+
+    Raises:
+        ValueError: unknown name, kind or option, or a DROO without M and N.
     """
-    if name not in AGENT_NAMES:
-        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(AGENT_NAMES)}.")
+    if name not in ALL_AGENT_NAMES:
+        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(ALL_AGENT_NAMES)}.")
+    kind = actor_kind(name) if actor is None else actor
+    if kind not in ACTOR_KINDS:
+        raise ValueError(f"unknown actor kind {kind!r}; choose one of {', '.join(ACTOR_KINDS)}.")
+    main_branch_only = name in _MAIN_BRANCH_ONLY
+    if kind == "grle_paper":
+        cfg: Any = GRLEPaperConfig(main_branch_only=main_branch_only)
+    elif kind in ("grle_plus", "edge_mlp"):
+        cfg = GRLEConfig(main_branch_only=main_branch_only)
+    else:
+        if num_devices is None or num_servers is None:
+            raise ValueError(f"{name} has a fixed input size: pass num_devices and num_servers.")
+        cfg = DROOConfig(
+            num_devices=num_devices,
+            num_servers=num_servers,
+            num_exits=num_exits,
+            main_branch_only=main_branch_only,
+        )
+    if actor_options:
+        known = {f.name for f in fields(cfg)}
+        unknown = sorted(set(actor_options) - known)
+        if unknown:
+            raise ValueError(
+                f"actor option(s) {', '.join(unknown)} do not exist for a {kind} actor; choose "
+                f"from {', '.join(sorted(known))}."
+            )
+        cfg = replace(cfg, **actor_options)
+    return _build(name, kind, cfg, num_exits=num_exits, seed=seed, learner=learner)
+
+
+def _build(
+    name: str, kind: str, cfg: Any, *, num_exits: int, seed: int, learner: LearnerConfig
+) -> LearningAgent:
     torch.manual_seed(seed)
     meta: dict[str, Any] = {
         "name": name,
+        "actor": kind,
         "num_exits": num_exits,
         "seed": seed,
         "learner": asdict(learner),
+        "config": asdict(cfg),
     }
-    if name in ("GRLE", "GRL"):
-        cfg = GRLEConfig(main_branch_only=name == "GRL")
-        actor: torch.nn.Module = GRLEActor(cfg)
-        meta["config"] = asdict(cfg)
-        return LearningAgent(
-            name, actor, lambda s: encode_slot(s, cfg), learner, seed=seed, meta=meta
-        )
-    if num_devices is None or num_servers is None:
-        raise ValueError(f"{name} has a fixed input size: pass num_devices and num_servers.")
-    dcfg = DROOConfig(
-        num_devices=num_devices,
-        num_servers=num_servers,
-        num_exits=num_exits,
-        main_branch_only=name == "DROO",
-    )
-    actor = DROOActor(dcfg)
-    meta["config"] = asdict(dcfg)
-    return LearningAgent(
-        name, actor, lambda s: encode_channel(s, dcfg), learner, seed=seed, meta=meta
-    )
+    if kind == "grle_plus":
+        net: torch.nn.Module = GRLEActor(cfg)
+        encode: Callable[[Any], Any] = lambda s: encode_slot(s, cfg)  # noqa: E731
+    elif kind == "edge_mlp":
+        net = EdgeMLPActor(cfg)
+        encode = lambda s: encode_slot(s, cfg)  # noqa: E731
+    elif kind == "grle_paper":
+        net = GRLEPaperActor(cfg)
+        encode = lambda s: encode_paper_slot(s, cfg)  # noqa: E731
+    else:
+        net = DROOActor(cfg)
+        encode = lambda s: encode_channel(s, cfg)  # noqa: E731
+    return LearningAgent(name, net, encode, learner, seed=seed, meta=meta)
+
+
+_CONFIGS = {
+    "grle_paper": GRLEPaperConfig,
+    "grle_plus": GRLEConfig,
+    "edge_mlp": GRLEConfig,
+    "droo": DROOConfig,
+}
 
 
 def load_agent(path: str | os.PathLike) -> LearningAgent:
-    """Rebuild an agent saved by :meth:`LearningAgent.save` (weights and configuration)."""
+    """Rebuild an agent saved by :meth:`LearningAgent.save` (weights and configuration).
+
+    Raises:
+        FileNotFoundError: no saved actor at ``path``.
+    """
     path = Path(path).with_suffix(".safetensors")
     if not path.exists():
         raise FileNotFoundError(f"no saved actor at {path}; run an experiment with --out first.")
     meta = json.loads(path.with_suffix(".json").read_text())
-    cfg = meta["config"]
-    agent = make_agent(
-        name=meta["name"],
+    # actors saved before actor kinds existed: GRLE/GRL were the grle_plus actor
+    kind = meta.get("actor", "droo" if meta["name"] in ("DROOE", "DROO") else "grle_plus")
+    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+    learner = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["learner"].items()}
+    agent = _build(
+        meta["name"],
+        kind,
+        _CONFIGS[kind](**tuples),
         num_exits=meta["num_exits"],
-        num_devices=cfg.get("num_devices"),
-        num_servers=cfg.get("num_servers"),
         seed=meta["seed"],
-        learner=LearnerConfig(**meta["learner"]),
+        learner=LearnerConfig(**learner),
     )
     agent.actor.load_state_dict(load_file(str(path)))
     return agent

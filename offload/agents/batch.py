@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from offload.agents.droo import DROOConfig
+from offload.agents.droo import DROOConfig, device_rows
 from offload.agents.grle import EDGE_FEATURES, GRLEConfig, psi
-from offload.agents.learner import LearnerConfig
+from offload.agents.grle_paper import GRLEPaperConfig, encode_paper_batch
+from offload.agents.learner import LearnerConfig, first_occurrences
 
 BatchScoreFn = Callable[[np.ndarray], np.ndarray]
 """Scores candidates of K runs: int (K, S, M) -> float (K, S) (higher is better, -inf infeasible)."""
@@ -47,7 +48,11 @@ class DenseBatch(NamedTuple):
 # Quantiser
 # ---------------------------------------------------------------------------------------------
 def quantise_batch(
-    relaxed: np.ndarray, mask: np.ndarray, num_candidates: int | None = None
+    relaxed: np.ndarray,
+    mask: np.ndarray,
+    num_candidates: int | None = None,
+    *,
+    distinct: bool = True,
 ) -> np.ndarray:
     """:func:`~offload.agents.learner.quantise` for K runs at once.
 
@@ -55,12 +60,15 @@ def quantise_batch(
         relaxed: (K, M, O) float, the actors' x̂.
         mask: (K, M, O) bool, valid (device, option) pairs.
         num_candidates: S; default M·O.
+        distinct: as in :func:`~offload.agents.learner.quantise`: each run keeps the first
+            occurrence of each decision among its first S entries.
 
     Returns:
-        (K, S', M) int64 with S' = min(S, 1 + 2·P) and P the largest number of non-argmax valid
-        pairs of a run. Row k equals ``quantise(relaxed[k], mask[k], S)``; a run with fewer pairs
-        than P is padded with copies of its candidate 0, which change neither the best score nor
-        the index of the first best candidate.
+        (K, S', M) int64, S' the longest run's list (at most min(S, 1 + 2·P), P the largest
+        number of non-argmax valid pairs of a run). Row k starts with
+        ``quantise(relaxed[k], mask[k], S, distinct=distinct)``; a shorter list is padded with
+        copies of its candidate 0, which change neither the best score nor the index of the
+        first best candidate.
 
     Raises:
         ValueError: if shapes differ or a device has no valid option.
@@ -118,7 +126,15 @@ def quantise_batch(
         0,
         np.where(pos <= p_k, pos, np.where(pos <= 2 * p_k, pos - p_k + most, 0)),
     )
-    return pool[runs, index].astype(np.int64, copy=False)
+    cands = pool[runs, index].astype(np.int64, copy=False)
+    if not distinct:
+        return cands
+    keep = first_occurrences(cands)  # the padding copies of candidate 0 go too
+    count = keep.sum(axis=1)
+    out = np.repeat(cands[:, :1], int(count.max()), axis=1)  # pad with candidate 0
+    run_of, _ = np.nonzero(keep)
+    out[run_of, (np.cumsum(keep, axis=1) - 1)[keep]] = cands[keep]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,16 +229,41 @@ def encode_slot_batch(state: Any, config: GRLEConfig = GRLEConfig()) -> DenseBat
 def encode_channel_batch(state: Any, config: DROOConfig) -> DenseBatch:
     """The DROO input of K runs: scaled rates (K, M·N), 0 where a link is down."""
     rate = np.asarray(state.rate_mbps, dtype=np.float64)
+    link = np.asarray(state.link, dtype=bool)
+    mask = option_mask_batch(state, main_branch_only=config.main_branch_only)
+    num_runs, num_devices, num_servers = rate.shape
+    if config.max_devices is not None and num_servers == config.num_servers:
+        # padded actor: the runs' devices 0..M-1 fill input rows 0..M-1, the rest stay 0
+        rows = device_rows(np.arange(num_devices), config)
+        x = np.zeros((num_runs, config.max_devices, num_servers))
+        x[:, :num_devices] = np.where(link, rate, 0.0) / config.rate_scale_mbps
+        rows_t = torch.from_numpy(np.broadcast_to(rows, (num_runs, num_devices)).copy())
+        x_t = torch.from_numpy(x.reshape(num_runs, -1).astype(np.float32))
+        return DenseBatch((x_t, rows_t), mask)
     if rate.shape[1:] != (config.num_devices, config.num_servers):
         raise ValueError(
             f"this DROO actor was built for {config.num_devices} devices and {config.num_servers} "
             f"servers but the slots have {rate.shape[1]} and {rate.shape[2]}; DROO's input size "
             "is fixed, so build and train a new actor for this size (or use GRLE)."
         )
-    link = np.asarray(state.link, dtype=bool)
     x = np.where(link, rate, 0.0).reshape(rate.shape[0], -1) / config.rate_scale_mbps
-    mask = option_mask_batch(state, main_branch_only=config.main_branch_only)
     return DenseBatch((torch.from_numpy(x.astype(np.float32)),), mask)
+
+
+def encode_paper_slot_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()) -> DenseBatch:
+    """The paper GRLE actor's input for K runs (:func:`~offload.agents.grle_paper.encode_paper_batch`)."""
+    tensors, mask = encode_paper_batch(state, config)
+    return DenseBatch(tensors, mask)
+
+
+def batch_encoder(actor: nn.Module) -> Callable[[Any], DenseBatch]:
+    """The batched encoder (``BatchState`` -> :class:`DenseBatch`) of an actor's kind."""
+    cfg = actor.config
+    if isinstance(cfg, GRLEPaperConfig):
+        return lambda s: encode_paper_slot_batch(s, cfg)
+    if isinstance(cfg, GRLEConfig):  # GRLE+ and the edge MLP share GRLE+'s encoder
+        return lambda s: encode_slot_batch(s, cfg)
+    return lambda s: encode_channel_batch(s, cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +369,8 @@ class BatchLearner:
         idx = torch.from_numpy(
             np.stack([rng.choice(stored, size=size, replace=False) for rng in self._rngs])
         )
+        if self.config.fresh_optimiser:  # K fresh Adams, as the one-run Learner's option
+            self.optimizer = torch.optim.Adam(self.params.values(), lr=self.config.lr)
         self.optimizer.zero_grad(set_to_none=True)
         losses = np.empty(self.num_runs)
         # a few runs at a time: the activations of all K runs' mini-batches at once outgrow the
@@ -348,8 +391,19 @@ class BatchLearner:
             chunk = bce.sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3))
             chunk.sum().backward()
             losses[lo:hi] = chunk.detach().double().numpy()
+        if self.config.grad_clip_norm is not None:
+            self._clip_per_run(self.config.grad_clip_norm)
         self.optimizer.step()
         return losses
+
+    def _clip_per_run(self, max_norm: float) -> None:
+        """Scale each run's gradient to at most ``max_norm`` (L2 over all its weights), as
+        ``clip_grad_norm_`` does for one run."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (K,)
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.reshape(-1, *([1] * (g.ndim - 1))))
 
     def unstack(self, actors: Sequence[nn.Module]) -> None:
         """Copy the trained weights back into the K actor modules (to save or reuse them)."""

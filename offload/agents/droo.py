@@ -7,7 +7,19 @@ outputs; DROOE has one output per (device, ES, exit) (out = M·N·L), DROO one p
 wired to the main-branch exit (l = L − 1). Everything else — quantiser, critic, replay memory,
 cross-entropy training — is the shared :mod:`offload.agents.learner`, so the only differences
 from GRLE are the input (channel only) and the network shape. The input size is fixed: a DROO
-actor runs only at the M and N it was built for.
+actor runs only at the M and N it was built for — unless it is built *padded*.
+
+Two options (both off by default, which is the actor of the committed results):
+
+- ``per_user_sigmoid``: DROO's own output layer, one sigmoid p_m per device for a device with
+  exactly two options (DROO's local/offload; here DROO with N = 2 ESs, main branch only: ES 0 or
+  ES 1). x̂[m] = (1 − p_m, p_m) over the two options, so eq. (16) over both equals DROO's
+  binary cross-entropy of p_m, and the quantiser reduces to DROO's rule.
+- ``max_devices`` (padded input, the topology experiment's counter-baseline to GRLE): the input
+  is sized for ``max_devices`` device rows; device m of a slot (global id ``device_ids[m]``)
+  fills row ``device_ids[m]``, absent devices' rows are 0 (as a down link), and only the active
+  devices' output rows are read, so an absent device's output is never used. One actor then runs
+  at any M ≤ ``max_devices`` and in the dynamic topology (untrained rows stay untrained).
 """
 
 from __future__ import annotations
@@ -33,30 +45,53 @@ class DROOConfig:
     hidden_channels: tuple[int, int] = (120, 80)  # DROO's hidden widths
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
     main_branch_only: bool = False  # True = DROO (main branch only), False = DROOE
+    per_user_sigmoid: bool = False  # DROO's output: one sigmoid per device over its 2 options
+    max_devices: int | None = None  # padded input for this many device rows (None: fixed M)
+
+    @property
+    def input_devices(self) -> int:
+        """Device rows of the network's input and output (``max_devices`` or ``num_devices``)."""
+        return self.num_devices if self.max_devices is None else self.max_devices
 
 
 class ChannelObs(NamedTuple):
     """The encoded channel state and the option mask of one slot."""
 
-    x: torch.Tensor  # (M·N,) float32 scaled rates, 0 where a link is down
+    x: torch.Tensor  # (M·N,) float32 scaled rates, 0 where a link is down (or device absent)
     mask: np.ndarray  # (M, N·L) bool
+    rows: torch.Tensor | None = None  # (M,) int64 input rows of the active devices (padded)
+
+
+def device_rows(device_ids: np.ndarray, config: DROOConfig) -> np.ndarray:
+    """The padded actor's input rows of the active devices; raises if an id does not fit."""
+    ids = np.asarray(device_ids, dtype=np.int64)
+    if ids.size and ids.max() >= config.input_devices:
+        raise ValueError(
+            f"device id {int(ids.max())} does not fit this DROO actor's {config.input_devices} "
+            "padded device rows; build it with max_devices above the network's largest device id."
+        )
+    return ids
 
 
 def encode_channel(state: Any, config: DROOConfig) -> ChannelObs:
     """Flatten the rates of a ``SlotState``; raises if M or N differ from the actor's."""
     rate = np.asarray(state.rate_mbps, dtype=np.float64)
+    link = np.asarray(state.link, dtype=bool)
+    mask = option_mask(state, main_branch_only=config.main_branch_only)
+    if config.max_devices is not None and rate.shape[1] == config.num_servers:
+        rows = device_rows(state.device_ids, config)
+        x = np.zeros((config.max_devices, config.num_servers))
+        x[rows] = np.where(link, rate, 0.0) / config.rate_scale_mbps
+        x32 = torch.from_numpy(x.reshape(-1).astype(np.float32))
+        return ChannelObs(x32, mask, torch.from_numpy(rows))
     if rate.shape != (config.num_devices, config.num_servers):
         raise ValueError(
             f"this DROO actor was built for {config.num_devices} devices and {config.num_servers} "
             f"servers but the slot has {rate.shape[0]} and {rate.shape[1]}; DROO's input size is "
             "fixed, so build and train a new actor for this size (or use GRLE)."
         )
-    link = np.asarray(state.link, dtype=bool)
     x = np.where(link, rate, 0.0).reshape(-1) / config.rate_scale_mbps
-    return ChannelObs(
-        torch.from_numpy(x.astype(np.float32)),
-        option_mask(state, main_branch_only=config.main_branch_only),
-    )
+    return ChannelObs(torch.from_numpy(x.astype(np.float32)), mask)
 
 
 class DROOActor(nn.Module):
@@ -65,12 +100,18 @@ class DROOActor(nn.Module):
     def __init__(self, config: DROOConfig) -> None:
         super().__init__()
         self.config = config
-        m, n, l_ = config.num_devices, config.num_servers, config.num_exits
+        m, n, l_ = config.input_devices, config.num_servers, config.num_exits
         self.num_options = n * l_
         options = np.arange(self.num_options)
         if config.main_branch_only:
             options = options[options % l_ == l_ - 1]
         self.num_outputs = len(options)  # per device
+        if config.per_user_sigmoid and self.num_outputs != 2:
+            raise ValueError(
+                f"per_user_sigmoid needs exactly 2 options per device (DROO's binary choice) but "
+                f"this actor has {self.num_outputs}; use N = 2 ESs with main_branch_only=True."
+            )
+        net_out = m if config.per_user_sigmoid else m * self.num_outputs
         # x̂ over all K options = outputs @ selection (exact: one 1 per column at most)
         self._selection = torch.zeros((len(options), self.num_options))
         self._selection[torch.arange(len(options)), torch.from_numpy(options)] = 1.0
@@ -80,15 +121,19 @@ class DROOActor(nn.Module):
             nn.ReLU(),
             nn.Linear(h1, h2),
             nn.ReLU(),
-            nn.Linear(h2, m * self.num_outputs),
+            nn.Linear(h2, net_out),
             nn.Sigmoid(),
         )
 
     def forward(
-        self, x: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        params: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x̂ (..., M, K) from scaled rates (..., M·N), any leading axes; zero at the options the
-        actor does not output. ``params``: K runs' weights stacked on a leading axis (names as in
+        actor does not output. ``rows`` (..., M) int64 (padded actor): the output rows of the
+        active devices. ``params``: K runs' weights stacked on a leading axis (names as in
         ``state_dict``), x then (K, ..., M·N): K actors in one pass (the lockstep learner)."""
         if params is None:
             p = self.net(x)
@@ -99,13 +144,24 @@ class DROOActor(nn.Module):
                     p = stacked_linear(p, params[f"net.{i}.weight"], params[f"net.{i}.bias"])
                 else:
                     p = layer(p)
-        p = p.unflatten(-1, (self.config.num_devices, self.num_outputs))
+        if self.config.per_user_sigmoid:
+            p = p.unsqueeze(-1)
+            p = torch.cat([1.0 - p, p], dim=-1)  # x̂ over the device's two options
+        else:
+            p = p.unflatten(-1, (self.config.input_devices, self.num_outputs))
+        if rows is not None:
+            p = torch.take_along_dim(p, rows.unsqueeze(-1), dim=-2)
         return p @ self._selection
 
     def relaxed(self, obs: ChannelObs) -> torch.Tensor:
         """(M, K) x̂ of one slot."""
-        return self(obs.x[None])[0]
+        rows = None if obs.rows is None else obs.rows[None]
+        return self(obs.x[None], rows)[0]
 
     def relaxed_batch(self, batch: Sequence[ChannelObs]) -> torch.Tensor:
-        """(B·M, K) x̂ of several slots."""
-        return self(torch.stack([o.x for o in batch])).flatten(0, 1)
+        """(ΣM_i, K) x̂ of several slots."""
+        x = torch.stack([o.x for o in batch])
+        if batch[0].rows is None:
+            return self(x).flatten(0, 1)
+        full = self(x)  # (B, max_devices, K); each slot keeps its active devices' rows
+        return torch.cat([full[i, o.rows] for i, o in enumerate(batch)])

@@ -1,8 +1,15 @@
-"""GRLE and GRL: a graph neural network actor over the slot graph (Section V-C, eqs. 12–14).
+"""GRLE+ (and GRL+): our graph actor with engineered edge features — NOT the paper's eqs. (12)–(13).
+
+This is the actor the committed results/ were made with (method names "GRLE"/"GRL" while
+``offload.agents.agent.GRAPH_ACTOR == "grle_plus"``). The paper's actor as written is
+:mod:`offload.agents.grle_paper`; this one departs from eqs. (12)–(13) in three ways, each a
+design choice of ours: separate weights per node type, edge features inside the aggregation
+and in the edge classifier, and edge features *engineered* from the simulator's model (the
+completion time a task would have alone, its reward φ·ψ and a success flag).
 
 The slot graph has M device nodes and K = N·L exit nodes (option o = n·L + l: exit l on ES n),
 with an edge device m → exit o wherever device m can reach ES n this slot and the option is
-allowed (GRL allows only the main branch, l = L − 1, the last row of the exit table). Every
+allowed (GRL+ allows only the main branch, l = L − 1, the last row of the exit table). Every
 quantity of the slot state is on a node or an edge:
 
 - device node m: task size d (Mbit), deadline δ (in units of ``time_scale_ms``), uplink backlog
@@ -14,14 +21,15 @@ quantity of the slot state is on a node or an edge:
   (eq. 6), completion time if m were alone at the ES, max(arrival, ES backlog) + t_cmp (eq. 8),
   all in δ_m, and that lone completion's reward φ·ψ(t) (eq. 9) and success flag (eq. 11).
 
-Two message-passing layers of eq. (12) (hidden 128 and 64; aggregation A = mean over the
-neighbours' [h_u ‖ edge features], C = concatenation, separate weights for device and exit
-nodes) are followed by the edge classifier of eqs. (13)–(14): x̂_e = σ(MLP₂(ReLU(MLP₁(h_src ‖
-h_dst ‖ e)))). The network has no size baked in, so one actor runs for any M, N·L and topology.
+Two message-passing layers (hidden 128 and 64): h_v' = ReLU(W_type(v) [h_v ‖ mean over the
+neighbours of (h_u ‖ e_uv)]), separate weights for device and exit nodes; then an edge classifier
+x̂_e = σ(MLP₂(ReLU(MLP₁(h_src ‖ h_dst ‖ e)))) — the shape of eq. (14), with the edge features
+added to eq. (13)'s concatenation. The network has no size baked in, so one actor runs for any
+M, N·L and topology.
 
 For speed (a decision must take well under 1 ms) the slot graph is built with numpy into a few
 dense tensors (no per-slot ``Data`` objects): the mean aggregation is a product with the
-row-normalised adjacency and eqs. (13)–(14) are evaluated for all M×K pairs at once, masked to
+row-normalised adjacency and the classifier is evaluated for all M×K pairs at once, masked to
 the edges. Training stacks same-size graphs (batched matmul); graphs of different sizes (dynamic
 topology) are batched by offsetting node indices, as ``Batch.from_data_list`` does, and
 aggregated with ``torch_geometric.utils.scatter``. Both paths give the same x̂ (tested).
@@ -45,13 +53,13 @@ EDGE_FEATURES = 6
 
 @dataclass(frozen=True)
 class GRLEConfig:
-    """Architecture and feature scaling of the GRLE actor (defaults: Section VI-A)."""
+    """Architecture and feature scaling of the GRLE+ actor (widths: Section VI-A)."""
 
-    hidden_channels: tuple[int, int] = (128, 64)  # widths of the two GCN layers of eq. (12)
-    classifier_channels: int = 64  # width of MLP₁ in the edge classifier of eq. (14)
+    hidden_channels: tuple[int, int] = (128, 64)  # widths of the two message-passing layers
+    classifier_channels: int = 64  # width of MLP₁ in the edge classifier
     time_scale_ms: float = 30.0  # divides node-level times (ms) to make features O(1)
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
-    main_branch_only: bool = False  # True = GRL: only the main-branch exit (l = L − 1)
+    main_branch_only: bool = False  # True = GRL+: only the main-branch exit (l = L − 1)
 
 
 class SlotGraph(NamedTuple):
@@ -90,7 +98,7 @@ def option_mask(state: Any, *, main_branch_only: bool = False) -> np.ndarray:
 
 
 def encode_slot(state: Any, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
-    """Build the slot graph of Section V-C from a ``SlotState`` (see docs/interfaces.md §3)."""
+    """Build GRLE+'s slot graph (node and engineered edge features) from a ``SlotState``."""
     num_exits = state.exit_accuracy.shape[0]
     mask = option_mask(state, main_branch_only=config.main_branch_only)
     m_idx, o_idx = np.nonzero(mask)
@@ -145,7 +153,7 @@ def encode_slot(state: Any, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
         ],
         axis=1,
     )
-    # Mean aggregation A of eq. (12) as row-normalised adjacency matrices: one small matmul per
+    # Mean aggregation as row-normalised adjacency matrices: one small matmul per
     # layer instead of a scatter (the per-slot decision is latency-bound, not FLOP-bound).
     adj = mask.astype(np.float64)
     deg_dev = np.maximum(adj.sum(axis=1, keepdims=True), 1.0)
@@ -182,7 +190,8 @@ def stacked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 class BipartiteConv(nn.Module):
-    """One layer of eq. (12) on the device–exit graph, both directions.
+    """One message-passing layer of GRLE+ on the device–exit graph, both directions (typed
+    weights and edge features: not eq. (12) as written).
 
     h_v' = ReLU(W_type(v) [h_v ‖ mean_{u ∈ N(v)} (h_u ‖ e_uv)]); the mean of the edge features
     does not depend on the layer, so it comes precomputed. ``params`` (this layer's weights with
@@ -236,7 +245,8 @@ _DENSE_FIELDS = (
 
 
 class GRLEActor(nn.Module):
-    """The GRLE actor: two layers of eq. (12) and the edge classifier of eqs. (13)–(14)."""
+    """The GRLE+ actor (module docstring): two typed message-passing layers with edge features
+    and an edge classifier on [h_src ‖ h_dst ‖ e]."""
 
     def __init__(self, config: GRLEConfig = GRLEConfig()) -> None:
         super().__init__()
@@ -262,8 +272,8 @@ class GRLEActor(nn.Module):
         h_dev, h_exit = self.conv1(x_dev, x_exit, agg)
         h_dev, h_exit = self.conv2(h_dev, h_exit, agg)
         src, dst = edge_index
-        h_e = torch.cat([h_dev[src], h_exit[dst], edge_attr], 1)  # eq. (13)
-        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)
+        h_e = torch.cat([h_dev[src], h_exit[dst], edge_attr], 1)  # eq. (13) + edge features
+        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)'s shape
 
     def _dense(
         self,
@@ -288,7 +298,7 @@ class GRLEActor(nn.Module):
         p = params if params is not None else self._own_params
         h_dev, h_exit = self.conv1(x_dev, x_exit, agg, _sub(p, "conv1."))
         h_dev, h_exit = self.conv2(h_dev, h_exit, agg, _sub(p, "conv2."))
-        # eqs. (13)-(14) for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
+        # the classifier for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
         # column blocks applied to each part, so no per-edge gather is needed.
         h2 = h_dev.shape[-1]
         w, b = p["mlp1.weight"], p["mlp1.bias"]

@@ -28,6 +28,16 @@ That yields 1 + (#valid pairs − M) candidates (1 + M·(N·L − 1) with all li
 for more, single-pair moves (only m* moves to o*) in the same order fill the list, and when S asks
 for fewer the list is cut. By construction every candidate gives each device exactly one valid
 option, and candidate 0 is the actor's argmax.
+
+Duplicates: two entries of that list can be the same decision -- the single move of a pair whose
+threshold candidate moves only m* (always the case for the smallest gap without ties), and, when
+the actor saturates (x̂ exactly 0 or 1 in float32, so every gap is 1), every threshold candidate
+of the same (option, side). The critic would score each copy again, so the quantiser keeps only
+the *first occurrence* of each decision among the first S entries (``distinct=True``, the
+default). That changes no decision: the list is cut to S first, so the same distinct candidates
+are scored, and the first best candidate of the full list is a first occurrence, so it is still
+the first best one (only ``best_index``, its position, can move down). It is not refilled with
+later candidates, which would change what the critic sees.
 """
 
 from __future__ import annotations
@@ -46,19 +56,60 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 # ---------------------------------------------------------------------------------------------
 # Quantiser
 # ---------------------------------------------------------------------------------------------
+def first_occurrences(cands: np.ndarray) -> np.ndarray:
+    """(K, S) bool: True where row s of ``cands[k]`` (K, S, M) int is the first occurrence of
+    that decision among the rows of run k."""
+    num_runs, num_cands, num_devices = cands.shape
+    if num_cands <= 1 or num_devices == 0:
+        return np.ones((num_runs, num_cands), dtype=bool)
+    base = int(cands.max()) + 1
+    if base**num_devices < 2**62:
+        # one exact int64 key per decision (its options as digits in base N·L); a stable sort
+        # puts equal decisions next to each other, earliest first
+        key = cands @ base ** np.arange(num_devices, dtype=np.int64)  # (K, S)
+        order = np.argsort(key, axis=1, kind="stable")
+        ranked = np.take_along_axis(key, order, axis=1)
+        repeat = np.zeros(key.shape, dtype=bool)
+        repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+        keep = np.empty(key.shape, dtype=bool)
+        np.put_along_axis(keep, order, ~repeat, axis=1)
+        return keep
+    flat = cands.reshape(num_runs * num_cands, num_devices)
+    run = np.repeat(np.arange(num_runs), num_cands)
+    pos = np.arange(num_runs * num_cands)
+    # too many digits for one key: sort by run, then the decision, then position (np.lexsort's
+    # primary key is the last one)
+    order = np.lexsort((pos, *flat.T[::-1], run))
+    rows, runs = flat[order], run[order]
+    repeat = np.zeros(len(order), dtype=bool)
+    repeat[1:] = (runs[1:] == runs[:-1]) & (rows[1:] == rows[:-1]).all(axis=1)
+    keep = np.empty(len(order), dtype=bool)
+    keep[order] = ~repeat
+    return keep.reshape(num_runs, num_cands)
+
+
 def quantise(
-    relaxed: np.ndarray, mask: np.ndarray, num_candidates: int | None = None
+    relaxed: np.ndarray,
+    mask: np.ndarray,
+    num_candidates: int | None = None,
+    *,
+    distinct: bool = True,
 ) -> np.ndarray:
     """Order-preserving quantisation of a relaxed decision into one-option-per-device candidates.
 
     Args:
         relaxed: (M, K) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored).
         mask: (M, K) bool, True where device m may take option o (link up, option allowed).
-        num_candidates: S, how many candidates to return; default M·K (the paper's S = M·N·L).
+        num_candidates: S, the length of the ordered candidate list before duplicates are
+            removed; default M·K (the paper's S = M·N·L).
+        distinct: keep only the first occurrence of each decision among the first S entries
+            (the module docstring explains why no decision changes); False returns the list
+            with its duplicates.
 
     Returns:
-        (S', M) int64 option per device, S' = min(S, 1 + 2·(#valid pairs − M)); row 0 is the
-        actor's argmax; every entry is a valid option of its device.
+        (S', M) int64 option per device, S' <= min(S, 1 + 2·(#valid pairs − M)) (equal with
+        ``distinct=False``); row 0 is the actor's argmax; every entry is a valid option of its
+        device; with ``distinct`` no two rows are equal.
 
     Raises:
         ValueError: if shapes differ or a device has no valid option.
@@ -108,7 +159,10 @@ def quantise(
         single = np.repeat(choice[None, :], len(pair_dev), axis=0)
         single[np.arange(len(pair_dev)), pair_dev] = pair_opt
         out.append(single[:room])
-    return np.concatenate(out, axis=0).astype(np.int64, copy=False)
+    cands = np.concatenate(out, axis=0).astype(np.int64, copy=False)
+    if distinct:
+        cands = cands[first_occurrences(cands[None])[0]]
+    return cands
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +243,15 @@ class LearnerConfig:
     train_interval: int = 10  # ω: train every ω slots
     lr: float = 1e-3  # Adam learning rate
     num_candidates: int | None = None  # S; None = M·K (the paper's M·N·L)
+    # Stability options (docs/offload-agents.md, "DROO's hyper-parameters"); the defaults are
+    # the learner of the committed results: one Adam whose moments carry over all steps.
+    fresh_optimiser: bool = False  # True: a new Adam every training step, as DROO's code does
+    grad_clip_norm: float | None = None  # clip each run's gradient to this L2 norm (None: off)
+
+
+#: DROO's published hyper-parameters (Huang, Bi, Zhang 2020; /work/shared/REFERENCES.md):
+#: lr 0.01, replay memory 1024, mini-batch 128, training every 10 frames
+DROO_PUBLISHED = LearnerConfig(memory_size=1024, batch_size=128, train_interval=10, lr=0.01)
 
 
 class StepResult(NamedTuple):
@@ -217,15 +280,20 @@ class Learner:
         self.memory = ReplayMemory(config.memory_size, seed=seed)
         self.optimizer = torch.optim.Adam(actor.parameters(), lr=config.lr)
         self.slot = 0  # k, slots seen while learning
+        self.train_steps = 0  # Adam steps taken
 
     def relaxed(self, obs: Any) -> np.ndarray:
         """The actor's x̂ for one observation, (M, K) float64."""
         with torch.inference_mode():
             return self.actor.relaxed(obs).double().numpy()
 
-    def decide(self, obs: Any, mask: np.ndarray, score: ScoreFn) -> StepResult:
-        """Best of the S quantised candidates (eq. 15), without learning."""
-        cands = quantise(self.relaxed(obs), mask, self.config.num_candidates)
+    def decide(
+        self, obs: Any, mask: np.ndarray, score: ScoreFn, *, num_candidates: int | None = None
+    ) -> StepResult:
+        """Best of the S quantised candidates (eq. 15), without learning; ``num_candidates``
+        overrides the configured S for this call (the ablations' S ∈ {1, M, M·N·L})."""
+        s = self.config.num_candidates if num_candidates is None else num_candidates
+        cands = quantise(self.relaxed(obs), mask, s)
         q = np.asarray(score(cands), dtype=np.float64)
         best = int(np.argmax(q))
         return StepResult(cands[best], float(q[best]), best, None)
@@ -250,7 +318,12 @@ class Learner:
         target[torch.arange(len(decisions)), decisions] = 1.0
         # eq. (16): binary cross-entropy over the valid (device, option) pairs = the graph's edges
         loss = torch.nn.functional.binary_cross_entropy(probs[mask], target[mask])
+        if self.config.fresh_optimiser:  # DROO's remedy: no moment estimates carry over
+            self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=self.config.lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
+        self.train_steps += 1
         return float(loss.detach())

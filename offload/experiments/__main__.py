@@ -1,21 +1,25 @@
 """Command line: ``python -m offload.experiments <experiment> [options]``.
 
 Experiments: ``convergence`` (Fig. 4), ``devices`` (Fig. 5), ``capacity`` (Fig. 6),
-``fluctuation`` (Fig. 7), ``csi`` (Fig. 8), ``topology`` and ``paper`` (all of them). Each writes
-``<out>/<experiment>.csv`` (one row per method, scenario, M, τ, seed), ``<out>/<experiment>.png``
-and a Markdown report (``<out>/report.md`` for ``paper``, ``<out>/<experiment>.md`` otherwise).
-Independent runs go to ``--workers`` processes.
+``fluctuation`` (Fig. 7), ``csi`` (Fig. 8), ``topology`` and ``paper`` (all of them), and two
+studies of issue 10: ``ablation`` (what the actor, the critic's search and the graph each
+contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time reward). Each writes
+``<experiment>.csv`` (one row per method, scenario, M, τ, seed), ``<experiment>.png``, a Markdown
+report (``report.md`` for ``paper``, ``<experiment>.md`` otherwise) and ``manifest.json`` into a
+new run folder ``runs/offload/<experiment>-<UTC time>/``, or into ``--out``. Finished jobs are
+saved as they finish: after a Ctrl-C, the same command with the same ``--out`` resumes.
+Independent jobs go to ``--workers`` processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,21 +27,12 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from offload.agents import AGENT_NAMES
-from offload.exit_table import load_exit_table
-from offload.experiments import report
-from offload.experiments.convergence import ConvergenceRun, run_convergence
-from offload.experiments.lockstep import groups_for, run_group
-from offload.experiments.runner import (
-    REFERENCE_METHODS,
-    SCENARIOS,
-    Cell,
-    default_exits,
-    run_cell,
-)
-from offload.experiments.topology import TopologyRun, run_topology
+from offload.exit_table import ExitTableError, load_exit_table
+from offload.experiments import report, store
+from offload.experiments.jobs import build_jobs, run_jobs
+from offload.experiments.outputs import rebuild_report, report_name, write_outputs
+from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
 
 READINGS = (
@@ -50,7 +45,7 @@ READINGS = (
     "compute_scale",
     "deadline_ms",
 )
-EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper")
+EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime")
 
 
 @dataclass(frozen=True)
@@ -69,12 +64,15 @@ class Plan:
     topology_train_devices: int = 10  # M the topology agents are trained at
     topology_eval_devices: tuple[int, ...] = (4, 6, 8, 10, 12, 14, 20)  # M values at evaluation
     topology_max_devices: int = 20  # device slots of the dynamic network
+    ablation_experiments: tuple[str, ...] = ("devices", "capacity")  # scenarios of the ablation
+    regime_devices: int = 10  # M of the regime map
+    regime_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # compute scales (ES load)
 
 
 FULL = Plan(
     devices=(4, 6, 8, 10, 12, 14),
     taus=(10.0, 30.0),
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     train_slots=2000,
     eval_slots=10_000,
     convergence_slots=3000,
@@ -90,17 +88,26 @@ QUICK = Plan(
     convergence_devices=6,
     topology_eval_devices=(4, 10, 12),
     topology_max_devices=12,
+    ablation_experiments=("devices",),
+    regime_devices=4,
+    regime_scales=(1.0, 4.0),
 )
+#: full presets of the studies that differ from FULL (sized to the issue's cost targets; see
+#: docs/offload-agents.md "Ablation and regime map" for the measured wall times)
+FULL_BY_EXPERIMENT = {
+    "ablation": replace(FULL, devices=(4, 10), eval_slots=2000),
+    "regime": replace(FULL, seeds=(0, 1, 2), train_slots=1000, eval_slots=1000),
+}
+QUICK_BY_EXPERIMENT = {"ablation": replace(QUICK, devices=(4,), taus=(30.0,))}
+#: the studies run their own way whatever --engine says
+ENGINE_NOTE = {
+    "ablation": "Engine: one job per (scenario, M, τ, seed), every policy run by run "
+    "(offload/experiments/ablation.py).",
+    "regime": "Engine: lockstep, one job per (reward variant, method) over every (compute scale, "
+    "τ, seed); the compute scale of each run is in the CSV, not the `MECConfig` line below "
+    "(offload/experiments/regime.py).",
+}
 PAPER_PROTOCOL = {"eval_slots": 10_000}  # what Section VI-D states; anything less is "reduced"
-
-
-def _display_path(path: str) -> str:
-    """``path`` relative to the working directory when it lies below it (reports stay portable)."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path.cwd()))
-    except ValueError:
-        return str(p)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,12 +123,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--out",
-        help="output folder (default: results; --quick: results/_scratch/quick, so a smoke run "
-        "never overwrites the committed report)",
+        help="output folder (default: a new runs/offload/<experiment>-<UTC time>; the committed "
+        "report is replaced only with --out results); the same --out resumes an interrupted run",
     )
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; --quick: 0)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", help="seeds (default: 0 1 2 3 4, regime 0 1 2; --quick: 0)"
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default: 2)")
-    p.add_argument("--devices", type=int, nargs="+", help="M values of Figs. 5-8")
+    p.add_argument("--devices", type=int, nargs="+", help="M values of Figs. 5-8 and the ablation")
+    p.add_argument("--regime-devices", type=int, help="M of the regime map (default: 10)")
+    p.add_argument(
+        "--regime-scales", type=float, nargs="+", help="compute scales of the regime map"
+    )
     p.add_argument("--train-slots", type=int, help="training slots per learning agent")
     p.add_argument("--eval-slots", type=int, help="evaluation slots per method (paper: 10000)")
     p.add_argument("--convergence-slots", type=int, help="slots of the convergence curves")
@@ -159,8 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "paper's regime); default: the simulator's default",
     )
     args = p.parse_args(argv)
-    if args.out is None:
-        args.out = "results/_scratch/quick" if args.quick else "results"
+    if args.rebuild_report and args.out is None:
+        p.error("--rebuild-report needs --out, the folder that holds the CSVs")
     return args
 
 
@@ -176,10 +189,13 @@ def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """The preset (full or --quick) with the command-line overrides applied."""
-    plan = QUICK if args.quick else FULL
+    presets = QUICK_BY_EXPERIMENT if args.quick else FULL_BY_EXPERIMENT
+    plan = presets.get(args.experiment, QUICK if args.quick else FULL)
     overrides = {
         "seeds": tuple(args.seeds) if args.seeds else None,
         "devices": tuple(args.devices) if args.devices else None,
+        "regime_devices": args.regime_devices,
+        "regime_scales": tuple(args.regime_scales) if args.regime_scales else None,
         "train_slots": args.train_slots,
         "eval_slots": args.eval_slots,
         "convergence_slots": args.convergence_slots,
@@ -187,119 +203,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def build_jobs(
+def header(
     experiment: str,
     plan: Plan,
-    exits: str,
-    actors_dir: str,
-    sim: tuple = (),
-    save_cell_actors: bool = False,
-    engine: str = "lockstep",
-) -> list[tuple[str, object]]:
-    """(kind, run) pairs, longest first; ``sim`` = MECConfig overrides for every run."""
-    names = (
-        list(SCENARIOS)
-        if experiment == "paper"
-        else [experiment]
-        if experiment in SCENARIOS
-        else []
-    )
-    jobs: list[tuple[str, object]] = []
-    if experiment in ("convergence", "paper"):
-        for method in ("GRLE", "DROOE"):
-            for seed in plan.seeds:
-                run = ConvergenceRun(
-                    method,
-                    plan.convergence_devices,
-                    plan.convergence_tau,
-                    seed,
-                    plan.convergence_slots,
-                    exits,
-                    actors_dir=actors_dir,
-                    sim=sim,
-                )
-                jobs.append(("convergence", run))
-    if experiment in ("topology", "paper"):
-        run = TopologyRun(
-            tuple(plan.seeds),
-            plan.topology_train_devices,
-            plan.topology_eval_devices,
-            plan.topology_max_devices,
-            30.0,
-            plan.train_slots,
-            plan.eval_slots,
-            exits,
-            actors_dir=actors_dir,
-            sim=sim,
-        )
-        jobs.append(("topology", run))
-    if engine == "lockstep":
-        groups = groups_for(
-            names,
-            tuple(sorted(plan.devices, reverse=True)),
-            plan.taus,
-            plan.seeds,
-            AGENT_NAMES + REFERENCE_METHODS,
-            train_slots=plan.train_slots,
-            eval_slots=plan.eval_slots,
-            exits_path=exits,
-            actors_dir=actors_dir if save_cell_actors else None,
-            sim=sim,
-        )
-        return jobs + [("group", g) for g in groups if g.runs]
-    cells = [
-        Cell(
-            name,
-            m,
-            tau,
-            seed,
-            plan.train_slots,
-            plan.eval_slots,
-            exits,
-            actors_dir=actors_dir if save_cell_actors else None,
-            sim=sim,
-        )
-        for name in names
-        for m in sorted(plan.devices, reverse=True)
-        for tau in plan.taus
-        for seed in plan.seeds
-    ]
-    return jobs + [("cell", c) for c in cells]
-
-
-def _run(job: tuple[str, object]):
-    kind, run = job
-    if kind == "convergence":
-        return kind, run_convergence(run)
-    if kind == "topology":
-        return kind, pd.DataFrame(run_topology(run))
-    if kind == "group":
-        return "cell", pd.DataFrame(run_group(run))
-    return kind, pd.DataFrame(run_cell(run))
-
-
-def run_jobs(jobs: list[tuple[str, object]], workers: int) -> dict[str, list[pd.DataFrame]]:
-    """Run every job (in ``workers`` processes when > 1), with a progress bar."""
-    out: dict[str, list[pd.DataFrame]] = {}
-    bar = tqdm(total=len(jobs), desc="runs", unit="run")
-    if workers <= 1:
-        for job in jobs:
-            kind, frame = _run(job)
-            out.setdefault(kind, []).append(frame)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for fut in as_completed([pool.submit(_run, j) for j in jobs]):
-                kind, frame = fut.result()
-                out.setdefault(kind, []).append(frame)
-                bar.update()
-    bar.close()
-    return out
-
-
-def header(
-    experiment: str, plan: Plan, args: argparse.Namespace, argv: list[str], wall_s: float
+    args: argparse.Namespace,
+    argv: list[str],
+    wall_s: float,
+    resumed: str = "",
 ) -> list[str]:
+    """The report's opening: command, machine, plan, simulator readings (``resumed``: a note)."""
     reduced = [
         f"{k} = {getattr(plan, k)} (paper: {v})"
         for k, v in PAPER_PROTOCOL.items()
@@ -316,12 +228,20 @@ def header(
         f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
         f"available, {args.workers} worker processes, torch {torch.__version__}, "
         f"{'CUDA available but unused' if torch.cuda.is_available() else 'CPU only'}); wall time "
-        f"{wall_s / 60:.1f} min. Exit table: `{_display_path(args.exits)}`.",
+        f"{wall_s / 60:.1f} min{resumed}. Exit table: `{store.display_path(args.exits)}`; run "
+        "manifest: `manifest.json`.",
         "",
-        "Plan: " + ", ".join(f"{k} = {v}" for k, v in asdict(plan).items()) + ".",
+        "Plan: "
+        + ", ".join(
+            f"{k} = {v}" for k, v in asdict(plan).items() if _plan_field_used(k, experiment)
+        )
+        + ".",
         "",
-        f"Engine: {args.engine} (`--engine`; lockstep steps the runs of one "
-        "method at one M together, loop runs them one by one; same protocol).",
+        ENGINE_NOTE.get(
+            experiment,
+            f"Engine: {args.engine} (`--engine`; lockstep steps the runs of one "
+            "method at one M together, loop runs them one by one; same protocol).",
+        ),
         "",
         "Simulator readings (`MECConfig` as run, docs/calibration.md): "
         + ", ".join(f"{k} = {getattr(sim_config, k, None)!r}" for k in READINGS)
@@ -344,109 +264,161 @@ def header(
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    if args.rebuild_report:
-        return rebuild_report(args.experiment, Path(args.out))
+def _plan_field_used(field: str, experiment: str) -> bool:
+    """Whether a plan field sizes ``experiment`` (the studies' fields only their own runs)."""
+    for study in ("ablation", "regime"):
+        if field.startswith(study + "_"):
+            return experiment == study
+    return True
+
+
+def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
+    """What decides the numbers of a run, as JSON-ready data: not --workers, --out or the exit
+    table's path (its sha256 stands for it, so a run resumes from another working directory)."""
+    config = {
+        "experiment": args.experiment,
+        "quick": args.quick,
+        "plan": asdict(plan),
+        "exits_sha256": store.file_sha256(args.exits),  # the content, wherever the file lies
+        "sim": sim_overrides(args),
+        "engine": args.engine,
+        "save_actors": args.save_actors,
+    }
+    return json.loads(json.dumps(config))
+
+
+def _check_inputs(args: argparse.Namespace) -> str | None:
+    """One sentence about the first bad input (exit table, server devices), or None."""
+    if args.experiment == "regime" and args.compute_scale is not None:
+        return (
+            "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
+            "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
+        )
     try:
         table = load_exit_table(args.exits)
-    except (OSError, ValueError) as err:
-        print(f"error: cannot use exit table {args.exits}: {err}", file=sys.stderr)
-        return 2
+    except ExitTableError as err:
+        return str(err)
     servers = MECConfig(**sim_overrides(args)).server_devices
     missing = [d for d in servers if d not in table.devices]
     if missing:
-        print(
-            f"error: the exit table {args.exits} has no latency column for the edge server "
+        return (
+            f"the exit table {args.exits} has no latency column for the edge server "
             f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
-            f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]}).",
-            file=sys.stderr,
+            f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]})."
         )
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 2 for bad input, 130 for Ctrl-C)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        return _main(args, argv)
+    except KeyboardInterrupt:  # outside the job loop, which says more (see _main)
+        print("\ninterrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.rebuild_report:
+        return rebuild_report(args.experiment, Path(args.out))
+    problem = _check_inputs(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     plan = make_plan(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else store.default_out(args.experiment)
+    resume_cmd = "python -m offload.experiments " + shlex.join(
+        argv if args.out else [*argv, "--out", str(out)]
+    )
+    config = run_config(args, plan)
+    md = out / report_name(args.experiment)
+    manifest = out / store.MANIFEST
+    if manifest.exists() and not (out / store.PROGRESS).exists() and md.exists():
+        try:
+            finished_config = json.loads(manifest.read_text()).get("config")
+        except (OSError, ValueError, AttributeError):
+            finished_config = None  # unreadable: run again, the new set replaces it
+        if finished_config == config:
+            print(f"nothing to do: {out} already holds this finished run ({md}).")
+            return 0
+    progress = store.Progress(out, config)
+    try:
+        store.check_writable(out)
+        progress.open()
+    except store.OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     sim = tuple(sim_overrides(args).items())
+    # actors are saved beside the job results and moved into <out>/actors with the other files,
+    # so an interrupted run never leaves a half-replaced actor set in <out>
+    actors = progress.root / "actors"
     jobs = build_jobs(
-        args.experiment,
-        plan,
-        args.exits,
-        str(out / "actors"),
-        sim,
-        args.save_actors,
-        args.engine,
+        args.experiment, plan, args.exits, str(actors), sim, args.save_actors, args.engine
     )
-    results = run_jobs(jobs, args.workers)
-    wall = time.perf_counter() - t0
+    keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
+    finished = {i: r for i, k in enumerate(keys) if (r := progress.load(k)) is not None}
+    if finished:
+        print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")
 
-    sections = write_outputs(results, out)
-    md = out / ("report.md" if args.experiment == "paper" else f"{args.experiment}.md")
-    report.write_text(
-        md, "\n".join(header(args.experiment, plan, args, argv, wall) + sections) + "\n"
-    )
-    print(f"wrote {md} ({wall / 60:.1f} min)")
-    return 0
+    def done(index: int, result: tuple[str, pd.DataFrame]) -> None:
+        progress.save(keys[index], result)
+        finished[index] = result
 
-
-def rebuild_report(experiment: str, out: Path) -> int:
-    """Figures and report again from ``out``'s CSVs; the old report's header is kept."""
-    md = out / ("report.md" if experiment == "paper" else f"{experiment}.md")
-    if not md.exists():
-        print(f"error: no report at {md} to rebuild; run the experiment first.", file=sys.stderr)
-        return 2
-    old = md.read_text().splitlines()
-    first = next((i for i, line in enumerate(old) if line.startswith("#" * 2)), len(old))
-    results: dict[str, list[pd.DataFrame]] = {}
-    for kind, names in (
-        ("convergence", ["convergence"]),
-        ("cell", list(SCENARIOS)),
-        ("topology", ["topology"]),
-    ):
-        for name in names:
-            if (out / f"{name}.csv").exists():
-                results.setdefault(kind, []).append(
-                    pd.read_csv(out / f"{name}.csv", keep_default_na=kind != "topology")
-                )
-    if "topology" in results:
-        for frame in results["topology"]:
-            for col in ("avg_accuracy", "ssp", "throughput", "mean_q", "M"):
-                frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    report.write_text(md, "\n".join(old[:first] + write_outputs(results, out)) + "\n")
-    print(f"rebuilt {md}")
-    return 0
-
-
-def write_outputs(results: dict[str, list[pd.DataFrame]], out: Path) -> list[str]:
-    """CSV files, figures and the report's sections for whatever ran."""
-    sections: list[str] = []
-    if "convergence" in results:
-        curves = pd.concat(results["convergence"]).sort_values(["method", "seed", "slot"])
-        report.write_csv(curves, out / "convergence.csv")
-        report.plot_convergence(curves, out / "convergence.png")
-        sections += report.convergence_section(curves)
-    if "cell" in results:
-        rows = pd.concat(results["cell"]).sort_values(
-            ["experiment", "method", "M", "tau_ms", "seed"]
+    todo = {i: job for i, job in enumerate(jobs) if i not in finished}
+    try:
+        run_jobs(todo, args.workers, done, total=len(jobs))
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: {len(finished)} of {len(jobs)} jobs are saved in "
+            f"{progress.root}; resume with: {resume_cmd}",
+            file=sys.stderr,
         )
-        for name, grp in rows.groupby("experiment", sort=False):
-            report.write_csv(grp, out / f"{name}.csv")
-            report.plot_scenario(grp, name, out / f"{name}.png")
-        for name in SCENARIOS:
-            grp = rows[rows["experiment"] == name]
-            if len(grp):
-                sections += report.scenario_section(grp, name)
-    if "topology" in results:
-        topo = pd.concat(results["topology"]).sort_values(["method", "network", "seed"])
-        report.write_csv(topo, out / "topology.csv")
-        report.plot_topology(topo, out / "topology.png")
-        sections += report.topology_section(topo)
-    sections += report.differences_section(
-        pd.concat(results["cell"]) if "cell" in results else None,
-        pd.concat(results["convergence"]) if "convergence" in results else None,
-    )
-    return sections
+        return 130
+    wall = time.perf_counter() - t0
+    results: dict[str, list[pd.DataFrame]] = {}
+    for i in range(len(jobs)):  # job order, not finishing order: the same files every time
+        kind, frame = finished[i]
+        results.setdefault(kind, []).append(frame)
+    n_resumed = len(jobs) - len(todo)
+    note = f"; {n_resumed} of {len(jobs)} jobs from an earlier invocation" if n_resumed else ""
+    try:
+        with store.staging(out) as staged:
+            sections = write_outputs(
+                results,
+                staged,
+                exit_table=store.display_path(args.exits),
+                run=store.display_path(str(out)),
+            )
+            text = header(args.experiment, plan, args, argv, wall, note) + sections
+            report.write_text(staged / md.name, "\n".join(text) + "\n")
+            meta = store.manifest(
+                argv,
+                config,
+                started=started,
+                wall_s=wall,
+                jobs_total=len(jobs),
+                jobs_resumed=n_resumed,
+                workers=args.workers,
+                exits=store.display_path(args.exits),
+            )
+            report.write_text(staged / store.MANIFEST, meta)
+            if actors.is_dir():
+                os.replace(actors, staged / "actors")
+            store.commit(staged, out)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted while writing: every job is saved in {progress.root}; "
+            f"rerun to write the files: {resume_cmd}",
+            file=sys.stderr,
+        )
+        return 130
+    progress.remove()
+    print(f"wrote {md} and the files beside it ({wall / 60:.1f} min)")
+    return 0
 
 
 if __name__ == "__main__":

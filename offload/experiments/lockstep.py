@@ -26,13 +26,8 @@ import numpy as np
 import torch
 
 from offload.agents import AGENT_NAMES, LearningAgent, make_agent
-from offload.agents.batch import (
-    BatchLearner,
-    DenseBatch,
-    encode_channel_batch,
-    encode_slot_batch,
-)
-from offload.agents.grle import GRLEConfig
+from offload.agents.batch import BatchLearner, DenseBatch
+from offload.agents.batch import batch_encoder as _actor_batch_encoder
 from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
@@ -40,8 +35,10 @@ from offload.experiments.runner import (
     SCENARIOS,
     mec_config,
     metric_columns,
+    usage_columns,
 )
 from offload.sim import MECConfig
+from offload.sim.baselines import main_branch_greedy_decision
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
 from offload.sim.metrics import Metrics
 
@@ -53,7 +50,7 @@ BatchPolicy = Callable[[Any], np.ndarray]
 class Group:
     """The runs of one method at one M that step together."""
 
-    method: str  # a learning agent (GRLE, GRL, DROOE, DROO) or greedy / random
+    method: str  # a learning agent (AGENT_NAMES) or a reference method (REFERENCE_METHODS)
     num_devices: int  # M
     runs: tuple[tuple[str, float, int], ...]  # (experiment, τ ms, seed) of each run
     train_slots: int  # slots of online training per run (learning agents)
@@ -65,7 +62,8 @@ class Group:
     @property
     def cost(self) -> float:
         """Relative cost, for scheduling the longest groups first."""
-        per_slot = {"GRLE": 3.0, "GRL": 2.5, "DROOE": 1.5, "DROO": 1.2}.get(self.method, 0.5)
+        per_slot = {"GRLE": 4.0, "GRLE+": 3.0, "GRL": 3.5, "DROOE": 1.5, "DROO": 1.2}
+        per_slot = per_slot.get(self.method, 0.5)
         slots = self.eval_slots + (3 * self.train_slots if self.method in AGENT_NAMES else 0)
         return per_slot * slots * len(self.runs) * self.num_devices
 
@@ -90,11 +88,13 @@ def train_lockstep(
     configs: list[MECConfig],
     seeds: list[int],
     slots: int,
+    actor_options: dict[str, Any] | None = None,
 ) -> tuple[list[LearningAgent], BatchLearner, np.ndarray]:
     """Algorithm 1 for the K runs (configs[k], seeds[k]) of one learning agent in lockstep.
 
     Each run's actor is initialised as ``make_agent(seed=seeds[k])`` and its environment is
-    reset with ``seeds[k]``, as in :func:`~offload.experiments.runner.train`. Returns the
+    reset with ``seeds[k]``, as in :func:`~offload.experiments.runner.train` (``actor_options``:
+    see :func:`~offload.agents.make_agent`, e.g. DROO's padded ``max_devices``). Returns the
     agents (trained weights written back), the learner (to act with) and the (K,) mean loss of
     the last 10 trainings (NaN if none).
     """
@@ -105,6 +105,7 @@ def train_lockstep(
             num_devices=cfg.num_devices,
             num_servers=cfg.num_servers,
             seed=seed,
+            actor_options=actor_options,
         )
         for cfg, seed in zip(configs, seeds, strict=True)
     ]
@@ -131,9 +132,14 @@ def batch_critic_policy(learner: BatchLearner, actor: torch.nn.Module) -> BatchP
 
 
 def batch_reference_policy(name: str, seeds: list[int]) -> BatchPolicy:
-    """greedy, or random with one generator per run seeded as ``reference_policy`` seeds it."""
+    """greedy, greedy-main (run by run: no batched main-branch greedy exists), or random with
+    one generator per run seeded as ``reference_policy`` seeds it."""
     if name == "greedy":
         return batch_greedy
+    if name == "greedy-main":
+        return lambda s: np.stack(
+            [main_branch_greedy_decision(s.slot(k)) for k in range(s.num_envs)]
+        )
     rngs = [np.random.default_rng(seed) for seed in seeds]
     return lambda s: batch_random(s, rngs)
 
@@ -193,6 +199,7 @@ def run_group(group: Group) -> list[dict]:
             "eval_slots": group.eval_slots,
             "final_train_loss": float(loss),
             "wall_s": wall,
+            **usage_columns(m, table),
         }
         for (e, tau, seed), cfg, m, loss in zip(
             group.runs, configs, results, final_loss, strict=True
@@ -201,8 +208,5 @@ def run_group(group: Group) -> list[dict]:
 
 
 def batch_encoder(actor: torch.nn.Module) -> Callable[[Any], DenseBatch]:
-    """The batched encoder (``BatchState`` -> :class:`DenseBatch`) of an actor's type."""
-    cfg = actor.config
-    if isinstance(cfg, GRLEConfig):
-        return lambda s: encode_slot_batch(s, cfg)
-    return lambda s: encode_channel_batch(s, cfg)
+    """The batched encoder (``BatchState`` -> :class:`DenseBatch`) of an actor's kind."""
+    return _actor_batch_encoder(actor)

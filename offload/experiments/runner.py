@@ -1,10 +1,10 @@
 """One experiment cell: train the learning agents online, then evaluate every method.
 
-A *cell* is (scenario, M, τ, seed). Each learning agent (GRLE, GRL, DROOE, DROO) runs Algorithm 1
+A *cell* is (scenario, M, τ, seed). Each learning agent (GRLE, GRLE+, GRL, DROOE, DROO) runs Algorithm 1
 for ``train_slots`` slots on a training environment (seed ``seed``) and is then evaluated frozen
 (actor + critic, no more updates) for ``eval_slots`` slots on an evaluation environment (seed
 ``seed + EVAL_SEED_OFFSET``, the same slots for every method). The reference policies (greedy
-best response, random) run on the same evaluation slots. Metrics follow Section VI-D:
+best response with and without exits, random) run on the same evaluation slots. Metrics follow Section VI-D:
 
 - average accuracy = Σ accuracy of successful tasks / number of tasks;
 - service success probability (SSP) = successful tasks / tasks;
@@ -27,11 +27,13 @@ import torch
 from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
 from offload.sim import MECConfig, OffloadEnv, score_decisions
-from offload.sim.baselines import greedy_decision, random_decision
+from offload.sim.baselines import greedy_decision, main_branch_greedy_decision, random_decision
 from offload.sim.metrics import Metrics, MetricsAccumulator
 
 EVAL_SEED_OFFSET = 10_000
-REFERENCE_METHODS = ("greedy", "random")
+#: greedy: one-pass best response over every exit; greedy-main: the same over the main branch
+#: only (the main-branch greedy of offload.sim.baselines); random: a uniformly random option
+REFERENCE_METHODS = ("greedy", "greedy-main", "random")
 #: experiment name -> simulator scenario (Figs. 5-8)
 SCENARIOS = {"devices": 1, "capacity": 2, "fluctuation": 3, "csi": 4}
 METRIC_COLUMNS = ("avg_accuracy", "ssp", "throughput", "mean_q")  # Section VI-D, per row
@@ -66,7 +68,7 @@ Policy = Callable[[Any], np.ndarray]
 def evaluate(env: OffloadEnv, policy: Policy, slots: int, seed: int) -> Metrics:
     """Run ``policy(slot_state) -> decision`` for ``slots`` slots from ``env.reset(seed=seed)``."""
     env.reset(seed=seed)
-    acc = MetricsAccumulator()
+    acc = MetricsAccumulator(env.table.num_exits, env.config.num_servers)
     for _ in range(slots):
         acc.add(env.step(policy(env.slot_state))[-1])
     return acc.result()
@@ -83,6 +85,15 @@ def metric_columns(m: Metrics | None) -> dict[str, float]:
         "mean_q": m.mean_q,
         "tasks": m.tasks,
     }
+
+
+def usage_columns(m: Metrics | None, table: ExitTable) -> dict[str, float]:
+    """The exit and ES usage columns of a result row (``exit_share_<e>``, ``es_share_<n>``,
+    ``success_exit_<e>``; see :class:`~offload.sim.metrics.Usage`); none for a method that
+    cannot run (the table fills them with NaN)."""
+    if m is None or m.usage is None:
+        return {}
+    return m.usage.columns(table.exits)
 
 
 def train(agent: LearningAgent, env: OffloadEnv, slots: int, seed: int) -> list[float]:
@@ -104,9 +115,12 @@ def critic_policy(agent: LearningAgent) -> Policy:
 
 
 def reference_policy(name: str, seed: int) -> Policy:
-    """greedy (best response device by device) or random (seeded)."""
+    """greedy (best response device by device), greedy-main (the same, main branch only) or
+    random (seeded)."""
     if name == "greedy":
         return greedy_decision
+    if name == "greedy-main":
+        return main_branch_greedy_decision
     rng = np.random.default_rng(seed)
     return lambda s: random_decision(s, rng)
 
@@ -151,6 +165,7 @@ def run_cell(cell: Cell) -> list[dict]:
                 "eval_slots": cell.eval_slots,
                 "final_train_loss": final_loss,
                 "wall_s": time.perf_counter() - t0,
+                **usage_columns(m, table),
             }
         )
     return rows

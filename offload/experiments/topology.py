@@ -3,8 +3,11 @@
 GRLE and GRL are trained (Algorithm 1) at ``train_devices`` and evaluated frozen, without
 retraining, at every M of ``eval_devices`` and in a dynamic network where devices join and leave
 and links go down and up (``MECConfig.dynamic_topology``, up to ``max_devices`` devices). DROOE and
-DROO have a fixed input size: they are evaluated where M equals the training M and get a row
-that says they cannot run everywhere else. The greedy policy is the reference.
+DROO have a fixed input size, so they are built padded (``actor_options={"max_devices": D}``, D =
+the largest M met; offload.agents.droo): trained at ``train_devices`` like the others, their input
+rows of absent devices are zero, and they run at every M ≤ D and in the dynamic network — the
+natural counter-baseline to the paper's claim that only a graph actor generalises. The greedy
+policies (with and without exits) are the references.
 
 The seeds of a run step together (the lockstep engine of :mod:`offload.experiments.lockstep`):
 training and the fixed-M evaluations are batched over the seeds; the dynamic network, whose
@@ -37,10 +40,12 @@ from offload.experiments.runner import (
     mec_config,
     metric_columns,
     reference_policy,
+    usage_columns,
 )
 from offload.sim import OffloadEnv
 
-CANNOT_RUN = "cannot run: DROO's input size is fixed at the training M"
+#: the methods of the topology experiment: every learner and the greedy with and without exits
+TOPOLOGY_METHODS = AGENT_NAMES + ("greedy", "greedy-main")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class TopologyRun:
     experiment: str = "capacity"  # scenario (see runner.SCENARIOS)
     actors_dir: str | None = None
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+    methods: tuple[str, ...] = TOPOLOGY_METHODS  # one job per method keeps the jobs short
 
 
 def run_topology(run: TopologyRun) -> list[dict]:
@@ -79,12 +85,14 @@ def run_topology(run: TopologyRun) -> list[dict]:
         dynamic_topology=True,
         **sim,
     )
+    padded = {"max_devices": max(run.max_devices, *run.eval_devices, run.train_devices)}
     rows = []
-    for method in AGENT_NAMES + ("greedy",):
+    for method in run.methods:
         t0 = time.perf_counter()
         if method in AGENT_NAMES:
+            options = padded if method in ("DROOE", "DROO") else None
             agents, learner, _ = train_lockstep(
-                method, table, [train_cfg] * len(seeds), seeds, run.train_slots
+                method, table, [train_cfg] * len(seeds), seeds, run.train_slots, options
             )
             if run.actors_dir is not None:
                 for seed, agent in zip(seeds, agents, strict=True):
@@ -99,11 +107,7 @@ def run_topology(run: TopologyRun) -> list[dict]:
         train_wall = time.perf_counter() - t0
         for network, cfg in networks.items():
             t0 = time.perf_counter()
-            fixed_size = method in ("DROOE", "DROO")
-            runs = not fixed_size or (network != "dynamic" and cfg.num_devices == run.train_devices)
-            if not runs:
-                results = [None] * len(seeds)
-            elif network == "dynamic":  # M changes from slot to slot: one run at a time
+            if network == "dynamic":  # M changes from slot to slot: one run at a time
                 results = [
                     evaluate(OffloadEnv(table, cfg), policy, run.eval_slots, seed)
                     for policy, seed in zip(policies, eval_seeds, strict=True)
@@ -127,9 +131,10 @@ def run_topology(run: TopologyRun) -> list[dict]:
                     "seed": seed,
                     **metric_columns(m),
                     "train_slots": run.train_slots if method in AGENT_NAMES else 0,
-                    "eval_slots": run.eval_slots if runs else 0,
-                    "note": "" if runs else CANNOT_RUN,
+                    "eval_slots": run.eval_slots,
+                    "note": "padded input" if method in ("DROOE", "DROO") else "",
                     "wall_s": wall,
+                    **usage_columns(m, table),
                 }
                 for seed, m in zip(seeds, results, strict=True)
             ]

@@ -36,7 +36,7 @@ def greedy_decision(state: SlotState, *, exits: np.ndarray | None = None) -> np.
     exits = list(range(num_exits)) if exits is None else [int(x) for x in exits]
     decision = np.zeros(num_dev, dtype=np.int64)
     queues: list[list[tuple[float, int, int]]] = [[] for _ in range(state.num_servers)]
-    values = [0.0] * state.num_servers
+    values = [model.queue_value(n, []) for n in range(state.num_servers)]  # carried tasks (fcfs)
     earliest = [min(row) for row in model.arrival]
     for m in sorted(range(num_dev), key=lambda d: (earliest[d], d)):
         best = (-math.inf, 0, 0, 0.0)

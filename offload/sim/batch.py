@@ -11,7 +11,8 @@ are the batched counterparts of `task_rewards`, `score_decisions`, `greedy_decis
 `random_decision` and give the same numbers for every environment.
 
 Only fixed topologies are batched (all M devices active, all links up); use `OffloadEnv` for
-`dynamic_topology`.
+`dynamic_topology`. Under ``cross_slot_queue="fcfs"`` every environment carries its tasks in
+transit with `offload.sim.carry`, as `OffloadEnv` does (the same function, K rows at once).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from ..exit_table import ExitTable
+from .carry import carried_state, empty_carry, fcfs_step
 from .config import MECConfig
 from .dynamics import draw_slot, initial_fading, update_topology
 from .env import scoring_rules, server_exit_ms
@@ -32,12 +34,13 @@ from .evaluator import (
     batch_score,
     batch_task_rewards,
     candidate_rewards,
+    num_carried,
     predicted,
     psi,
     schedule_slot,
 )
-from .metrics import Metrics, MetricsAccumulator
-from .state import BatchState
+from .metrics import BatchMetrics, usage_counts
+from .state import BatchState, CarriedTasks
 
 __all__ = [
     "BatchEnv",
@@ -56,8 +59,11 @@ _SHARED_FIELDS = (
     "padded_devices",
     "num_servers",
     "psi_form",
+    "psi_steepness",
+    "reward_form",
     "late_policy",
     "completion_origin",
+    "cross_slot_queue",
 )
 
 
@@ -91,6 +97,12 @@ def batch_greedy(state: BatchState) -> np.ndarray:
     option_server = options // num_exits
     decision = np.zeros((num_envs, num_dev), dtype=np.int64)
     values = np.zeros((num_envs, state.num_servers))  # queue value of each ES so far
+    fixed = num_carried(state)  # carried tasks (fcfs): fixed columns in front of every queue
+    if fixed:
+        values = _carried_values(state, pred)
+        carried = state.carried
+        fixed_server = np.broadcast_to(carried.server[:, None], (num_envs, num_opt, fixed))
+        fixed_present = np.broadcast_to(carried.present[:, None], fixed_server.shape)
     for r in range(num_dev):
         dev = order[:, r]  # (K,): the next device of every environment
         # schedule only the devices placed so far and dev, in index order (FCFS ties)
@@ -102,6 +114,9 @@ def batch_greedy(state: BatchState) -> np.ndarray:
         present = np.ones(cand.shape, dtype=bool)
         present[env, :, col] = reach  # an option over a missing link is not scheduled
         q, arrival = candidate_rewards(state, pred.columns(cols), cand, present)
+        if fixed:
+            cand = np.concatenate([fixed_server * num_exits, cand], axis=2)
+            present = np.concatenate([fixed_present, present], axis=2)
         on_server = present & (cand // num_exits == option_server[:, None])
         fcfs = np.argsort(np.where(present, arrival, np.inf), axis=2, kind="stable")
         terms = np.take_along_axis(np.where(on_server, q, 0.0), fcfs, axis=2)
@@ -111,6 +126,23 @@ def batch_greedy(state: BatchState) -> np.ndarray:
         decision[env, dev] = best
         values[env, best // num_exits] = value[env, best]
     return decision
+
+
+def _carried_values(state: BatchState, pred) -> np.ndarray:
+    """(K, N) queue value of each ES holding only its carried tasks (the greedy's start)."""
+    num_envs = state.num_envs
+    none = np.zeros((num_envs, 1, 0), dtype=np.int64)
+    q, arrival = candidate_rewards(
+        state, pred.columns(none[:, 0]), none, np.ones(none.shape, dtype=bool)
+    )
+    carried = state.carried
+    fcfs = np.argsort(np.where(carried.present, arrival[:, 0], np.inf), axis=1, kind="stable")
+    values = np.zeros((num_envs, state.num_servers))
+    for n in range(state.num_servers):
+        mine = carried.present & (carried.server == n)
+        terms = np.take_along_axis(np.where(mine, q[:, 0], 0.0), fcfs, axis=1)
+        values[:, n] = np.cumsum(terms, axis=1)[:, -1]  # sequential, as queue_value adds them
+    return values
 
 
 def batch_random(state: BatchState, rngs: Sequence[np.random.Generator]) -> np.ndarray:
@@ -143,6 +175,9 @@ class BatchStepInfo(NamedTuple):
     accuracy_sum: np.ndarray  # (K,) Σ accuracy of the successful tasks
     q_sum: np.ndarray  # (K,) Q of eq. (9), true values
     slot_ms: np.ndarray  # (K,) slot length τ, ms
+    exit_tasks: np.ndarray  # (K, L) int, tasks per candidate exit (0-based row of the table)
+    exit_success: np.ndarray  # (K, L) int, of those, successful tasks
+    server_tasks: np.ndarray  # (K, N) int, tasks per ES
 
 
 class BatchEnv:
@@ -221,6 +256,7 @@ class BatchEnv:
         cfg = self.configs[0]
         self._device_free = np.zeros((self.num_envs, cfg.num_devices))
         self._server_free = np.zeros((self.num_envs, cfg.num_servers))
+        self._carry = empty_carry(self.num_envs) if cfg.cross_slot_queue == "fcfs" else None
         self._fading = [
             initial_fading(c, rng) for c, rng in zip(self.configs, self._rngs, strict=True)
         ]
@@ -254,6 +290,27 @@ class BatchEnv:
         exec_ms = (
             self.exit_ms[env, server, exit_index] * self._jitter / state.capacity[env, server]
         )  # eq. (4)
+        if self._carry is not None:
+            info, free = self._fcfs_step(dec, arrival, exec_ms, origin)
+        else:
+            info, free = self._free_at_step(dec, arrival, exec_ms, origin, deadline_abs)
+        # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
+        if rules.drop_late:
+            tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
+        self._device_free = np.maximum(tx_end - self.slot_ms[:, None], 0.0)
+        self._server_free = np.maximum(free - self.slot_ms[:, None], 0.0)
+        for cfg, rng in zip(
+            self.configs, self._rngs, strict=True
+        ):  # no change, but keeps the streams aligned
+            update_topology(cfg, rng, self._active, self._link)
+        self._new_slot()
+        return info
+
+    def _free_at_step(self, dec, arrival, exec_ms, origin, deadline_abs):
+        """(info, ES free times) of cross_slot_queue="free_at": the slot's tasks alone."""
+        state, rules = self._state, self.rules
+        num_envs, num_dev = dec.shape
+        server, exit_index = np.divmod(dec, state.num_exits)
         finish, free = schedule_slot(
             arrival,
             exec_ms,
@@ -273,18 +330,55 @@ class BatchEnv:
             accuracy_sum=np.where(success, accuracy, 0.0).sum(axis=1),
             q_sum=q.sum(axis=1),
             slot_ms=self.slot_ms.copy(),
+            **usage_counts(exit_index, server, success, None, state.num_exits, state.num_servers),
         )
-        # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
-        if rules.drop_late:
-            tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
-        self._device_free = np.maximum(tx_end - self.slot_ms[:, None], 0.0)
-        self._server_free = np.maximum(free - self.slot_ms[:, None], 0.0)
-        for cfg, rng in zip(
-            self.configs, self._rngs, strict=True
-        ):  # no change, but keeps the streams aligned
-            update_topology(cfg, rng, self._active, self._link)
-        self._new_slot()
-        return info
+        return info, free
+
+    def _fcfs_step(self, dec, arrival, exec_ms, origin):
+        """(info, ES free times) of cross_slot_queue="fcfs" (`offload.sim.carry`): the info
+        counts the tasks whose outcome this step fixes."""
+        state, rules = self._state, self.rules
+        num_envs, num_dev = dec.shape
+        server, exit_index = np.divmod(dec, state.num_exits)
+        env = np.arange(num_envs)[:, None]
+        new = CarriedTasks(
+            np.broadcast_to(np.arange(num_dev), dec.shape),
+            server,
+            exit_index,
+            arrival,
+            exec_ms,
+            origin,
+            state.deadline_ms,
+            np.ones(dec.shape, dtype=bool),
+        )
+        served = fcfs_step(
+            self._carry[0],
+            self._carry[1],
+            new,
+            self.exit_ms[env, server, exit_index] / state.capacity[env, server],
+            state.server_backlog_ms,
+            self.slot_ms,
+            self.exit_accuracy,
+            rules.drop_late,
+            rules.psi_scale,
+        )
+        self._carry = (served.carried, served.carried_predicted_ms)
+        info = BatchStepInfo(
+            num_tasks=served.final.sum(axis=1),
+            num_success=served.success.sum(axis=1),
+            accuracy_sum=served.accuracy.sum(axis=1),
+            q_sum=served.q.sum(axis=1),
+            slot_ms=self.slot_ms.copy(),
+            **usage_counts(
+                served.tasks.exit_index,
+                served.tasks.server,
+                served.success,
+                served.final,
+                state.num_exits,
+                state.num_servers,
+            ),
+        )
+        return info, served.server_free_ms
 
     def _new_slot(self) -> None:
         num_dev = self.configs[0].num_devices
@@ -306,41 +400,5 @@ class BatchEnv:
             exit_ms=self.exit_ms,
             exit_accuracy=self.exit_accuracy,
             rules=self.rules,
+            carried=None if self._carry is None else carried_state(*self._carry),
         )
-
-
-class BatchMetrics:
-    """Adds up `BatchEnv.step` infos; `result()` gives the Section VI-D measures of every
-    environment, equal to a `MetricsAccumulator` fed with that environment's infos."""
-
-    def __init__(self, num_envs: int) -> None:
-        self.slots = 0
-        self.tasks = np.zeros(num_envs, dtype=np.int64)
-        self.successes = np.zeros(num_envs, dtype=np.int64)
-        self.accuracy_sum = np.zeros(num_envs)
-        self.q_sum = np.zeros(num_envs)
-        self.elapsed_ms = np.zeros(num_envs)
-
-    def add(self, info: BatchStepInfo) -> None:
-        """Count one slot of every environment."""
-        self.slots += 1
-        self.tasks += info.num_tasks
-        self.successes += info.num_success
-        self.accuracy_sum += info.accuracy_sum
-        self.q_sum += info.q_sum
-        self.elapsed_ms += info.slot_ms
-
-    def result(self) -> list[Metrics]:
-        """One `Metrics` per environment (mean_normalised_reward is nan: eq. (17) is not
-        computed in batch)."""
-        results = []
-        for k in range(len(self.tasks)):
-            acc = MetricsAccumulator()  # the same formulas, from this environment's totals
-            acc.slots = self.slots
-            acc.tasks = int(self.tasks[k])
-            acc.successes = int(self.successes[k])
-            acc.accuracy_sum = float(self.accuracy_sum[k])
-            acc.q_sum = float(self.q_sum[k])
-            acc.elapsed_ms = float(self.elapsed_ms[k])
-            results.append(acc.result())
-        return results

@@ -2,6 +2,7 @@
 paper's regime (docs/calibration.md).
 
     python -m offload.sim.calibration --slots 1000 --seed 0
+    python -m offload.sim.calibration --queue-effect --slots 2000 --seed 0   # cross_slot_queue
 
 The paper (Figs. 5-8, M = 10, τ = 30 ms) reports average accuracy 0.60 / 0.20 / 0.21 / 0.17
 (scenarios 1-4) for GRL, which has no early exits, and 0.77 / 0.56 / 0.60 / 0.58 for GRLE.
@@ -14,13 +15,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..exit_table import load_exit_table
+from ..exit_table import ExitTable, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
 from .run_baselines import run_policy
 
-__all__ = ["READINGS", "main"]
+__all__ = ["READINGS", "main", "queue_effect"]
 
 PAPER_GRL = (0.60, 0.20, 0.21, 0.17)
 PAPER_GRLE = (0.77, 0.56, 0.60, 0.58)
@@ -44,6 +45,68 @@ READINGS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
+def queue_effect(
+    table: ExitTable,
+    *,
+    slots: int,
+    seed: int,
+    num_devices: int = 10,
+    slot_ms: float = 10.0,
+    compute_scales: Sequence[float] = (1.0, 4.0),
+    scenarios: Sequence[int] = (1, 2, 3, 4),
+) -> list[dict[str, float]]:
+    """The greedy with exits under both ``cross_slot_queue`` readings on the same slots: one
+    row per (compute scale, scenario) with average accuracy and SSP of each, and the mean
+    number of tasks carried into a slot under "fcfs" (tasks still in transit at its start)."""
+    rows = []
+    for scale in compute_scales:
+        for scenario in scenarios:
+            row: dict[str, float] = {"compute_scale": scale, "scenario": scenario}
+            for queue in ("free_at", "fcfs"):
+                cfg = MECConfig(
+                    num_devices=num_devices,
+                    slot_ms=slot_ms,
+                    scenario=scenario,
+                    compute_scale=scale,
+                    cross_slot_queue=queue,
+                )
+                env = OffloadEnv(table, cfg)
+                carried = []
+
+                def greedy(state, rng, carried=carried):
+                    carried.append(0 if state.carried is None else state.carried.count)
+                    return BASELINES["greedy"](state, rng)
+
+                m = run_policy(env, greedy, slots=slots, seed=seed)
+                row[f"acc_{queue}"], row[f"ssp_{queue}"] = m.avg_accuracy, m.ssp
+                row[f"carried_{queue}"] = sum(carried) / max(len(carried), 1)
+            rows.append(row)
+    return rows
+
+
+def print_queue_effect(args: argparse.Namespace, table: ExitTable) -> None:
+    rows = queue_effect(
+        table, slots=args.slots, seed=args.seed, num_devices=args.num_devices, slot_ms=10.0
+    )
+    print(
+        f"greedy with exits, M={args.num_devices}, tau = 10 ms, delta = 30 ms, {args.slots} "
+        f"slots, seed {args.seed}: cross_slot_queue free_at -> fcfs"
+    )
+    print(
+        "| compute scale | scenario | avg accuracy free_at | fcfs | diff | SSP free_at | fcfs "
+        "| diff | tasks carried into a slot (fcfs) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['compute_scale']:g} | {r['scenario']} | {r['acc_free_at']:.4f} | "
+            f"{r['acc_fcfs']:.4f} | {r['acc_fcfs'] - r['acc_free_at']:+.4f} | "
+            f"{r['ssp_free_at']:.4f} | {r['ssp_fcfs']:.4f} | "
+            f"{r['ssp_fcfs'] - r['ssp_free_at']:+.4f} | {r['carried_fcfs']:.2f} |",
+            flush=True,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="checkpoints/paper_table1.csv")
@@ -51,8 +114,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-devices", type=int, default=10)
     p.add_argument("--slot-ms", type=float, default=30.0)
+    p.add_argument(
+        "--queue-effect",
+        action="store_true",
+        help="only the cross_slot_queue table: greedy, tau = 10 ms, compute scale 1 and 4",
+    )
     args = p.parse_args(argv)
     table = load_exit_table(args.table)
+    if args.queue_effect:
+        print_queue_effect(args, table)
+        return
     print(
         f"M={args.num_devices}, tau={args.slot_ms} ms, {args.slots} slots, seed {args.seed}; "
         "cells: avg accuracy main-branch greedy / greedy with exits (SSP of main-branch greedy)"

@@ -11,9 +11,11 @@ __all__ = ["MECConfig", "KB_BITS"]
 KB_BITS = {"kB8000": 8000.0, "KiB8192": 8192.0, "kbit1000": 1000.0}
 
 _PSI_FORMS = ("as_written", "doubled")
+_REWARD_FORMS = ("psi", "on_time")
 _LATE_POLICIES = ("send", "drop")
 _ORIGINS = ("generation", "transmission")
 _RATE_MODELS = ("iid", "markov")
+_CROSS_SLOT_QUEUES = ("free_at", "fcfs")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,17 @@ class MECConfig:
 
     Scenarios (Figs. 5-8): 1 static full capacity; 2 ES capacity drawn each slot; 3 plus
     inference time fluctuation; 4 plus imperfect channel knowledge.
+
+    ``cross_slot_queue`` says how an ES's queue passes from one slot to the next when tasks
+    are still on their way at the slot's end (only possible when δ > τ or uplinks are
+    backlogged): "free_at" (the reading of the committed results) serves each slot's tasks in
+    full, as if the slot were alone, and carries one "ES free at" time -- a task of slot k
+    that reaches the ES after a task of slot k+1 is still served first; "fcfs" is eq. (7)
+    across slots, event-exact: tasks that reach their ES after the slot's end are carried
+    into the next slot's queue and served by arrival together with that slot's tasks (older
+    tasks first on equal arrivals). Under "fcfs" a task's outcome is counted in the step that
+    fixes it, and the carried tasks are part of the state the decisions are scored against
+    (docs/offload-sim.md, "Cross-slot queue").
     """
 
     num_devices: int = 14  # M, IoT devices active at reset
@@ -48,6 +61,8 @@ class MECConfig:
     psi_form: str = (
         "as_written"  # ψ(t): "as_written" 1-sigmoid(5t/δ) (ψ(0)=0.5) or "doubled" 2x that (ψ(0)=1)
     )
+    psi_steepness: float = 5.0  # k of ψ(t) = 1 - sigmoid(k t/δ); eq. (9) as written: 5
+    reward_form: str = "psi"  # "psi": φ·ψ(t) of eq. (9); "on_time": φ for a task done by δ, else 0
     late_policy: str = (
         "drop"  # "send": eqs. (6)-(7) as written; "drop": a task is abandoned at its deadline
     )
@@ -56,6 +71,7 @@ class MECConfig:
     rate_correlation: float = (
         0.9  # slot-to-slot correlation of the fading latent, rate_model="markov"
     )
+    cross_slot_queue: str = "free_at"  # "free_at": one ES free time carried between slots; "fcfs": tasks in transit at the slot end join the next slot's FCFS queue (see above)
     compute_scale: float = (
         1.0  # multiplies every exit latency of the table (calibration knob; 1 = the table)
     )
@@ -109,6 +125,14 @@ class MECConfig:
             f"psi_form={self.psi_form!r}: choose one of {list(_PSI_FORMS)}.",
         )
         need(
+            self.psi_steepness > 0,
+            f"psi_steepness={self.psi_steepness}: give a positive k (eq. 9 as written: 5).",
+        )
+        need(
+            self.reward_form in _REWARD_FORMS,
+            f"reward_form={self.reward_form!r}: choose one of {list(_REWARD_FORMS)}.",
+        )
+        need(
             self.late_policy in _LATE_POLICIES,
             f"late_policy={self.late_policy!r}: choose one of {list(_LATE_POLICIES)}.",
         )
@@ -121,6 +145,10 @@ class MECConfig:
             f"rate_model={self.rate_model!r}: choose one of {list(_RATE_MODELS)}.",
         )
         need(0 <= self.rate_correlation < 1, "rate_correlation must be in [0, 1).")
+        need(
+            self.cross_slot_queue in _CROSS_SLOT_QUEUES,
+            f"cross_slot_queue={self.cross_slot_queue!r}: choose one of {list(_CROSS_SLOT_QUEUES)}.",
+        )
         need(self.compute_scale > 0, "compute_scale must be positive (1 = the table's latencies).")
         need(
             1 <= self.min_devices <= self.num_devices,

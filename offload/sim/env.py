@@ -17,10 +17,21 @@ State (observation, padded to D = max_devices rows; inactive rows are zero):
 Action:
     MultiDiscrete([N*L] * D), one option per padded device (inactive entries ignored), or an
     int array of length M (one option per active device in `slot_state.device_ids` order).
-    An option over a missing link is rejected with ValueError.
+    Under a dynamic topology some options are unusable in a slot: `info["action_mask"]`
+    (from `reset` and every `step`, for the new current slot) is a (D, N*L) int8 array, 1
+    where device row d may take option o (its link to ES o // L is up; every option on an
+    inactive row, which is ignored), so `action_space.sample(mask=tuple(info["action_mask"]))`
+    draws only usable actions. Every action of `action_space` is accepted (the Gymnasium
+    contract): an option over a link that is down loses that task -- it is not sent, not
+    computed, earns Q = 0 and fails (completion inf), its uplink and the ES queues are
+    untouched, and `info["num_lost"]` counts it. Actions outside the space (wrong length,
+    options outside [0, N*L), non-integers) raise ValueError.
 
 Reward:
-    Q of eq. (9) computed with the true rates and inference times.
+    Q of eq. (9) computed with the true rates and inference times. Under
+    ``cross_slot_queue="fcfs"`` tasks still in transit at the slot's end join the next slot's
+    FCFS queue (`offload.sim.carry`, `slot_state.carried`), and the reward and the counts in
+    `info` are those of the tasks whose outcome the step fixes.
 
 Metrics:
     `info["outcome"]` is a `SlotOutcome` (per task: completion, success of eq. (11), accuracy,
@@ -36,10 +47,11 @@ import numpy as np
 from gymnasium import spaces
 
 from ..exit_table import ExitTable
+from .carry import carried_state, empty_carry, fcfs_step
 from .config import MECConfig
 from .dynamics import SlotDraw, draw_slot, initial_fading, update_topology
-from .evaluator import psi, schedule_slot, score_decisions
-from .state import ScoringRules, SlotOutcome, SlotState
+from .evaluator import psi, psi_scale, schedule_slot, score_decisions, task_rewards
+from .state import CarriedTasks, ScoringRules, SlotOutcome, SlotState
 
 __all__ = ["OffloadEnv"]
 
@@ -56,7 +68,7 @@ def scoring_rules(cfg: MECConfig) -> ScoringRules:
     """The reward readings of a configuration (``psi_form``, ``late_policy``,
     ``completion_origin``) as the evaluator uses them."""
     return ScoringRules(
-        psi_scale=2.0 if cfg.psi_form == "doubled" else 1.0,
+        psi_scale=psi_scale(cfg.psi_form, cfg.psi_steepness, cfg.reward_form),
         drop_late=cfg.late_policy == "drop",
         from_transmission=cfg.completion_origin == "transmission",
     )
@@ -116,9 +128,11 @@ class OffloadEnv(gym.Env):
         self.link = np.ones((num_dev, num_srv), dtype=bool)
         self.device_free_ms = np.zeros(num_dev)  # uplink busy time after the slot start
         self.server_free_ms = np.zeros(num_srv)  # ES busy time after the slot start
+        # cross_slot_queue="fcfs": tasks in transit (true and predicted computation times)
+        self._carry = empty_carry(1) if cfg.cross_slot_queue == "fcfs" else None
         self._fading = initial_fading(cfg, self.np_random)
         self._new_slot()
-        return self._observation(), {"slot": self.slot}
+        return self._observation(), {"slot": self.slot, "action_mask": self._action_mask()}
 
     def step(
         self, action: np.ndarray
@@ -127,8 +141,9 @@ class OffloadEnv(gym.Env):
 
         Raises:
             AssertionError: `reset()` was not called.
-            ValueError: the action has the wrong length, an option outside [0, N*L) or an
-                option over a link that is down.
+            ValueError: the action has the wrong length, an option outside [0, N*L) or a
+                non-integer option. (An option over a link that is down is no error: that
+                task is lost, see the module docstring.)
         """
         assert self._state is not None, "call reset() before step()"
         cfg, state, draw = self.config, self._state, self._draw
@@ -136,29 +151,28 @@ class OffloadEnv(gym.Env):
         ids = state.device_ids
         num_exits = state.num_exits
         server, exit_index = np.divmod(decision, num_exits)
-        dev = np.arange(ids.size)
-        if not np.all(state.link[dev, server]):
-            bad = int(ids[np.flatnonzero(~state.link[dev, server])[0]])
-            raise ValueError(
-                f"device {bad} was sent to an ES whose link is down this slot; choose an "
-                "option n*L+l with slot_state.link[m, n] True."
-            )
-        predicted_q = float(score_decisions(state, decision)[0])
-        outcome = self._outcome(state, draw, server, exit_index)
+        linked = state.link[np.arange(ids.size), server]  # False: the task is lost
+        if linked.all():
+            predicted_q = float(score_decisions(state, decision)[0])
+        else:  # a lost task scores 0 (score_decisions would give -inf for the missing link)
+            predicted_q = float(task_rewards(state, decision[None], linked[None]).sum())
+        outcome = self._outcome(state, draw, server, exit_index, linked)
         # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
         backlog = state.device_backlog_ms
         tx_end = backlog + state.task_bits / (draw.rate_true_mbps[ids, server] * 1e3)
         if self.rules.drop_late:
             deadline_abs = self._deadline_abs(state)
             tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
+        tx_end = np.where(linked, tx_end, backlog)  # a lost task never uses the uplink
         self.device_free_ms[ids] = tx_end
         self.device_free_ms = np.maximum(self.device_free_ms - cfg.slot_ms, 0.0)
         self.server_free_ms = np.maximum(self._server_free_after - cfg.slot_ms, 0.0)
         info = {
             "slot": self.slot,
             "outcome": outcome,
-            "num_tasks": int(ids.size),
+            "num_tasks": int(outcome.device_ids.size),  # fcfs: the tasks fixed in this step
             "num_success": int(outcome.success.sum()),
+            "num_lost": int((~linked).sum()),
             "accuracy_sum": float(outcome.accuracy.sum()),
             "q_sum": float(outcome.q.sum()),
             "predicted_q": predicted_q,
@@ -170,6 +184,7 @@ class OffloadEnv(gym.Env):
         )
         self.device_free_ms[joined] = 0.0
         self._new_slot()
+        info["action_mask"] = self._action_mask()
         truncated = cfg.episode_slots is not None and self.slot >= cfg.episode_slots
         return self._observation(), float(outcome.q.sum()), False, truncated, info
 
@@ -204,16 +219,31 @@ class OffloadEnv(gym.Env):
             exit_ms=self.exit_ms,
             exit_accuracy=self.exit_accuracy,
             rules=self.rules,
+            carried=None if self._carry is None else carried_state(*self._carry).take(0),
         )
 
     def _deadline_abs(self, state: SlotState) -> np.ndarray:
         origin = state.device_backlog_ms if self.rules.from_transmission else 0.0
         return origin + state.deadline_ms
 
+    def _action_mask(self) -> np.ndarray:
+        """(D, N*L) int8: 1 where a padded device row may take an option this slot (link up;
+        every option on an inactive row, whose entry is ignored)."""
+        num_exits = self.table.num_exits
+        mask = np.ones((self.config.padded_devices, self.config.num_servers * num_exits), np.int8)
+        mask[self._state.device_ids] = np.repeat(self._state.link, num_exits, axis=1)
+        return mask
+
     def _outcome(
-        self, state: SlotState, draw: SlotDraw, server: np.ndarray, exit_index: np.ndarray
+        self,
+        state: SlotState,
+        draw: SlotDraw,
+        server: np.ndarray,
+        exit_index: np.ndarray,
+        linked: np.ndarray,
     ) -> SlotOutcome:
-        """True outcomes of the slot's tasks (true rates and inference times)."""
+        """True outcomes of the slot's tasks (true rates and inference times); a task whose
+        link is down (``linked`` False) is lost: never arrives, never computed."""
         ids = state.device_ids
         backlog = state.device_backlog_ms
         origin = backlog if self.rules.from_transmission else np.zeros_like(backlog)
@@ -223,20 +253,23 @@ class OffloadEnv(gym.Env):
         )  # eqs. (1), (6)
         if self.rules.drop_late:
             arrival = np.where(arrival < deadline_abs, arrival, np.inf)
+        arrival = np.where(linked, arrival, np.inf)
         exec_ms = (
             self.exit_ms[server, exit_index] * draw.jitter[ids] / state.capacity[server]
         )  # eq. (4)
+        if self._carry is not None:
+            return self._fcfs_outcome(state, server, exit_index, arrival, exec_ms, origin)
         finish, free = schedule_slot(
             arrival[None],
             exec_ms[None],
             server[None],
-            np.ones((1, ids.size), dtype=bool),
+            linked[None],
             state.server_backlog_ms,
             deadline_abs,
             self.rules.drop_late,
         )
         self._server_free_after = free[0]
-        completion = finish[0] - origin  # eq. (8)
+        completion = np.where(linked, finish[0] - origin, np.inf)  # eq. (8)
         success = completion <= state.deadline_ms  # eq. (11), as a metric
         accuracy = self.exit_accuracy[exit_index]
         q = accuracy * psi(completion, state.deadline_ms, self.rules.psi_scale)  # eq. (9)
@@ -249,6 +282,45 @@ class OffloadEnv(gym.Env):
             success=success,
             accuracy=np.where(success, accuracy, 0.0),
             q=q,
+        )
+
+    def _fcfs_outcome(self, state, server, exit_index, arrival, exec_ms, origin) -> SlotOutcome:
+        """cross_slot_queue="fcfs": serve the carried and the new tasks by arrival
+        (`offload.sim.carry`); the outcome lists the tasks fixed in this step, carried first."""
+        new = CarriedTasks(
+            state.device_ids,
+            server,
+            exit_index,
+            arrival,
+            exec_ms,
+            origin,
+            state.deadline_ms,
+            np.ones(server.size, dtype=bool),
+        )
+        served = fcfs_step(
+            self._carry[0],
+            self._carry[1],
+            CarriedTasks(*(field[None] for field in new)),
+            (self.exit_ms[server, exit_index] / state.capacity[server])[None],
+            state.server_backlog_ms[None],
+            np.array([self.config.slot_ms]),
+            self.exit_accuracy,
+            self.rules.drop_late,
+            self.rules.psi_scale,
+        )
+        self._server_free_after = served.server_free_ms[0]
+        self._carry = (served.carried, served.carried_predicted_ms)
+        done = served.final[0]
+        tasks = served.tasks.take(0)
+        return SlotOutcome(
+            device_ids=tasks.device_ids[done],
+            server=tasks.server[done],
+            exit_index=tasks.exit_index[done],
+            arrival_ms=tasks.arrival_ms[done],
+            completion_ms=served.completion_ms[0, done],
+            success=served.success[0, done],
+            accuracy=served.accuracy[0, done],
+            q=served.q[0, done],
         )
 
     def _compact(self, action: np.ndarray) -> np.ndarray:

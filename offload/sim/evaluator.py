@@ -12,6 +12,7 @@ first-come-first-served by arrival time; equal arrivals are served in device ord
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -29,13 +30,51 @@ __all__ = [
 ]
 
 
+class PsiScale(float):
+    """The ψ scale of a configuration that also carries ψ's shape (``MECConfig.psi_steepness``,
+    ``MECConfig.reward_form``), so that every ``psi(t, δ, rules.psi_scale)`` call follows them.
+    The default shape is a plain float (see :func:`psi_scale`): today's arithmetic, unchanged."""
+
+    steepness: float
+    on_time: bool
+
+    def __new__(cls, value: float, steepness: float = 5.0, on_time: bool = False) -> PsiScale:
+        obj = super().__new__(cls, value)
+        obj.steepness, obj.on_time = float(steepness), bool(on_time)
+        return obj
+
+    def __reduce__(self):  # noqa: ANN204 - pickling (worker processes) keeps the shape
+        return (PsiScale, (float(self), self.steepness, self.on_time))
+
+
+def psi_scale(psi_form: str, steepness: float = 5.0, reward_form: str = "psi") -> float:
+    """``ScoringRules.psi_scale`` of the readings: 1 as written, 2 "doubled"; a :class:`PsiScale`
+    when ψ's steepness is not 5 or the reward is paid on time only."""
+    value = 2.0 if psi_form == "doubled" else 1.0
+    if steepness == 5.0 and reward_form == "psi":
+        return value
+    return PsiScale(value, steepness, reward_form == "on_time")
+
+
+def psi_value(t_ms: float, deadline_ms: float, scale: float) -> float:
+    """:func:`psi` for one task (Python floats, the scalar model's arithmetic)."""
+    if getattr(scale, "on_time", False):
+        return float(scale) if t_ms <= deadline_ms else 0.0
+    e = math.exp(-getattr(scale, "steepness", 5.0) * t_ms / deadline_ms)
+    return scale * e / (1.0 + e)
+
+
 def psi(t_ms: np.ndarray, deadline_ms: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """ψ(t) = scale * (1 - sigmoid(5 t / δ)) of eq. (9); exactly 0 for t = inf.
+    """ψ(t) = scale * (1 - sigmoid(k t / δ)) of eq. (9), k = 5 as written; exactly 0 for t = inf.
 
     `scale` = 1 is the formula as written (ψ(0) = 0.5), 2 the "doubled" reading (ψ(0) = 1).
-    Written as scale * e / (1 + e) with e = exp(-5 t / δ), which cannot overflow.
+    Written as scale * e / (1 + e) with e = exp(-k t / δ), which cannot overflow. A
+    :class:`PsiScale` sets k (``psi_steepness``) or, with ``on_time``, ψ = scale for t ≤ δ and
+    0 after (``reward_form="on_time"``: φ for an on-time task).
     """
-    e = np.exp(-5.0 * np.asarray(t_ms) / deadline_ms)
+    if getattr(scale, "on_time", False):
+        return np.where(np.asarray(t_ms) <= deadline_ms, float(scale), 0.0)
+    e = np.exp(-getattr(scale, "steepness", 5.0) * np.asarray(t_ms) / deadline_ms)
     return scale * e / (1.0 + e)
 
 
@@ -184,6 +223,8 @@ def task_rewards(
     state: SlotState, decisions: np.ndarray, present: np.ndarray | None = None
 ) -> np.ndarray:
     """(S, M) predicted reward term Φ ψ(t) (eq. (9)) of each task; -inf on a missing link.
+    (Tasks carried from earlier slots are scheduled with them; their terms are in
+    `score_decisions`, not here.)
 
     `present` (S, M) bool marks the devices a partial decision includes (others score 0
     and take no resources); None means all. One slot of `batch_task_rewards`.
@@ -234,7 +275,9 @@ def candidate_rewards(
     state: BatchState, pred: _Predicted, dec: np.ndarray, present: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K, S, C) reward terms Φ ψ(t) of eq. (9) of checked decisions `dec` over the device
-    columns of `pred` (no missing-link or absence masking), and the arrivals they imply."""
+    columns of `pred` (no missing-link or absence masking), and the arrivals they imply.
+    With carried tasks (`num_carried(state)` > 0) both have their columns in front:
+    (K, S, num_carried + C)."""
     num_envs, num_cand, num_col = dec.shape
     num_srv = state.num_servers
     rows = num_envs * num_cand
@@ -243,6 +286,8 @@ def candidate_rewards(
     pick = (env * num_col + np.arange(num_col)) * num_srv + server  # flat (k, column, n)
     arrival = pred.arrival.ravel()[pick]
     exec_ms = pred.compute.ravel()[env * state.num_options + dec]
+    if num_carried(state):
+        return _with_carried(state, pred, arrival, exec_ms, server, exit_index, present)
     finish, _ = schedule_slot(
         arrival.reshape(rows, num_col),
         exec_ms.reshape(rows, num_col),
@@ -260,6 +305,44 @@ def candidate_rewards(
         completion, pred.deadline[:, None], state.rules.psi_scale
     )  # eq. (9)
     return q, arrival
+
+
+def num_carried(state: BatchState) -> int:
+    """C, the columns of tasks carried in from earlier slots (0 when none are tracked)."""
+    return 0 if state.carried is None else state.carried.count
+
+
+def _with_carried(state, pred, arrival, exec_ms, server, exit_index, present):
+    """`candidate_rewards` with the carried tasks (cross_slot_queue="fcfs") as C fixed
+    columns in front of the candidates' own: they share the FCFS queues (eq. (7)), come first
+    on equal arrivals, and their reward terms are returned too, (K, S, C + columns)."""
+    carried = state.carried
+    num_envs, num_cand, num_col = arrival.shape
+    shape = (num_envs, num_cand, carried.count)
+
+    def both(fixed: np.ndarray, own: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(fixed[:, None], shape), own], axis=2)
+
+    real = carried.present
+    deadline = np.where(real, carried.deadline_ms, 1.0)  # padding: any positive δ
+    origin = np.concatenate([carried.origin_ms, pred.origin], axis=1)  # (K, C + columns)
+    deadline_abs = np.concatenate([carried.origin_ms + deadline, pred.deadline_abs], axis=1)
+    arrival = both(np.where(real, carried.arrival_ms, np.inf), arrival)
+    width = arrival.shape[2]
+    rows = num_envs * num_cand
+    finish, _ = schedule_slot(
+        arrival.reshape(rows, width),
+        both(carried.exec_ms, exec_ms).reshape(rows, width),
+        both(carried.server, server).reshape(rows, width),
+        both(real, present).reshape(rows, width),
+        np.repeat(state.server_backlog_ms, num_cand, 0),
+        np.repeat(deadline_abs, num_cand, 0),
+        state.rules.drop_late,
+    )
+    completion = finish.reshape(arrival.shape) - origin[:, None]  # eq. (8)
+    delta = np.concatenate([deadline, pred.deadline], axis=1)[:, None]
+    phi = state.exit_accuracy[both(carried.exit_index, exit_index)]
+    return phi * psi(completion, delta, state.rules.psi_scale), arrival  # eq. (9)
 
 
 def as_options(
@@ -301,6 +384,14 @@ def batch_task_rewards(
 
 def _checked_rewards(state: BatchState, dec: np.ndarray, present: np.ndarray | None) -> np.ndarray:
     """`batch_task_rewards` of decisions already checked by `as_options` or `check_decisions`."""
+    return _checked_parts(state, dec, present)[0]
+
+
+def _checked_parts(
+    state: BatchState, dec: np.ndarray, present: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(K, S, M) reward terms of the decided tasks and (K, S) sum of the carried tasks'
+    terms (None when there are none)."""
     all_present = present is None
     if all_present:
         present = np.ones(dec.shape, dtype=bool)
@@ -312,6 +403,10 @@ def _checked_rewards(state: BatchState, dec: np.ndarray, present: np.ndarray | N
                 f"shape {dec.shape}, or None."
             )
     q, _ = candidate_rewards(state, predicted(state), dec, present)
+    carried_sum = None
+    if num_carried(state):
+        carried_sum = q[..., : state.carried.count].sum(axis=2)
+        q = q[..., state.carried.count :]
     server = dec // state.num_exits
     env = np.arange(state.num_envs)[:, None, None]
     pick = (env * state.num_devices + np.arange(state.num_devices)) * state.num_servers + server
@@ -320,17 +415,25 @@ def _checked_rewards(state: BatchState, dec: np.ndarray, present: np.ndarray | N
         q[~present] = 0.0
         missing &= present
     q[missing] = -np.inf
-    return q
+    return q, carried_sum
 
 
 def batch_score(state: BatchState, decisions: np.ndarray) -> np.ndarray:
     """(K, S) predicted Q of eq. (9) of S candidate decisions (K, S, M) in each environment,
     equal to `score_decisions(state.slot(k), decisions[k])`; -inf where a missing link is used.
+    With carried tasks (cross_slot_queue="fcfs") Q also holds their reward terms, which the
+    decisions can lower by overtaking them.
 
     Raises:
         ValueError: decisions of the wrong shape or with options outside [0, N*L).
     """
-    return batch_task_rewards(state, decisions).sum(axis=2)
+    dec = as_options(decisions, (state.num_envs, None, state.num_devices), state)
+    return _total(*_checked_parts(state, dec, None))
+
+
+def _total(q: np.ndarray, carried_sum: np.ndarray | None) -> np.ndarray:
+    total = q.sum(axis=2)
+    return total if carried_sum is None else total + carried_sum
 
 
 def score_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
@@ -342,8 +445,10 @@ def score_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
 
     Returns:
         (S,) float64, Q of each candidate; -inf for a candidate that uses a missing link.
+        With carried tasks (cross_slot_queue="fcfs") Q also holds their reward terms.
 
     Raises:
         ValueError: decisions of the wrong shape or with options outside [0, N*L).
     """
-    return task_rewards(state, decisions).sum(axis=1)
+    dec = check_decisions(state, decisions)
+    return _total(*_checked_parts(BatchState.of(state), dec[None], None))[0]

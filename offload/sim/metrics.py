@@ -4,13 +4,15 @@
 * service success probability (SSP): successful tasks / all tasks;
 * throughput: successful tasks per second of simulated time (slots x τ);
 * mean Q: average per-slot reward of eq. (9) (true values), the objective of eq. (10);
-* normalised reward (eq. (17)): predicted Q of the decision / predicted Q of the exact optimum.
+* normalised reward (eq. (17)): predicted Q of the decision / predicted Q of the exact optimum;
+* usage (`Usage`): the share of tasks per candidate exit and per ES, and the success
+  probability per exit -- which exits and servers a method really uses.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -18,7 +20,17 @@ from .evaluator import score_decisions
 from .optimum import optimal_decision
 from .state import SlotState
 
-__all__ = ["Metrics", "MetricsAccumulator", "normalised_reward"]
+if TYPE_CHECKING:  # the batch module imports this one
+    from .batch import BatchStepInfo
+
+__all__ = [
+    "BatchMetrics",
+    "Metrics",
+    "MetricsAccumulator",
+    "Usage",
+    "normalised_reward",
+    "usage_counts",
+]
 
 
 class Metrics(NamedTuple):
@@ -33,6 +45,47 @@ class Metrics(NamedTuple):
     mean_normalised_reward: (
         float  # mean of eq. (17) over the slots it was computed for (nan if none)
     )
+    usage: Usage | None = None  # tasks per exit and ES (None where not counted)
+
+
+class Usage(NamedTuple):
+    """Task counts per candidate exit and per ES over a run (every task, successful or not)."""
+
+    exit_tasks: np.ndarray  # (L,) int, tasks given candidate exit l (0-based row of the table)
+    exit_success: np.ndarray  # (L,) int, of those, tasks completed within the deadline
+    server_tasks: np.ndarray  # (N,) int, tasks sent to ES n
+
+    def columns(self, exit_numbers: np.ndarray | list[int]) -> dict[str, float]:
+        """Result-row columns: ``exit_share_<e>`` (share of all tasks at exit number e of the
+        table), ``es_share_<n>`` (share at ES n, 1-based), ``success_exit_<e>`` (success
+        probability of the tasks at exit e; nan if none went there). Shares are nan for an
+        empty run.
+
+        Raises:
+            ValueError: `exit_numbers` does not name one exit per counted exit.
+        """
+        numbers = [int(e) for e in exit_numbers]
+        if len(numbers) != len(self.exit_tasks):
+            raise ValueError(
+                f"got {len(numbers)} exit numbers for {len(self.exit_tasks)} counted exits; "
+                "pass the exit table's `exits` (one number per candidate exit)."
+            )
+        total = int(self.exit_tasks.sum())
+        cols: dict[str, float] = {}
+        for e, count in zip(numbers, self.exit_tasks.tolist(), strict=True):
+            cols[f"exit_share_{e}"] = count / total if total else math.nan
+        for n, count in enumerate(self.server_tasks.tolist(), start=1):
+            cols[f"es_share_{n}"] = count / total if total else math.nan
+        for e, count, ok in zip(
+            numbers, self.exit_tasks.tolist(), self.exit_success.tolist(), strict=True
+        ):
+            cols[f"success_exit_{e}"] = ok / count if count else math.nan
+        return cols
+
+
+def _grown(counts: np.ndarray, size: int) -> np.ndarray:
+    """`counts` padded with zeros to at least `size` entries."""
+    return counts if counts.size >= size else np.pad(counts, (0, size - counts.size))
 
 
 def normalised_reward(state: SlotState, decision: np.ndarray) -> float:
@@ -46,9 +99,16 @@ def normalised_reward(state: SlotState, decision: np.ndarray) -> float:
 
 
 class MetricsAccumulator:
-    """Adds up `env.step` infos; `result()` gives the Section VI-D measures."""
+    """Adds up `env.step` infos; `result()` gives the Section VI-D measures and `usage()` the
+    exit and ES usage (from ``info["outcome"]``).
 
-    def __init__(self) -> None:
+    Args:
+        num_exits: L, candidate exits (None: as many as the outcomes show, so an exit above
+            every one chosen is missing from `usage`; pass L to count it as 0).
+        num_servers: N, edge servers (None: likewise).
+    """
+
+    def __init__(self, num_exits: int | None = None, num_servers: int | None = None) -> None:
         self.slots = 0
         self.tasks = 0
         self.successes = 0
@@ -56,6 +116,9 @@ class MetricsAccumulator:
         self.q_sum = 0.0
         self.elapsed_ms = 0.0
         self.normalised: list[float] = []
+        self.exit_tasks = np.zeros(num_exits or 0, dtype=np.int64)
+        self.exit_success = np.zeros(num_exits or 0, dtype=np.int64)
+        self.server_tasks = np.zeros(num_servers or 0, dtype=np.int64)
 
     def add(self, info: dict[str, Any], normalised: float | None = None) -> None:
         """Count one slot from the `info` of `env.step` (and its eq. (17) value, if known)."""
@@ -67,6 +130,32 @@ class MetricsAccumulator:
         self.elapsed_ms += info["slot_ms"]
         if normalised is not None:
             self.normalised.append(normalised)
+        outcome = info.get("outcome")
+        if outcome is not None:
+            self.add_usage(outcome.exit_index, outcome.server, outcome.success)
+
+    def add_usage(self, exit_index: np.ndarray, server: np.ndarray, success: np.ndarray) -> None:
+        """Count tasks by exit (0-based), ES and success (done by `add` from the outcome)."""
+        exit_index = np.asarray(exit_index, dtype=np.int64)
+        size = int(exit_index.max(initial=-1)) + 1
+        tasks = np.bincount(exit_index, minlength=size)
+        ok = np.bincount(exit_index, weights=np.asarray(success, dtype=bool), minlength=size)
+        srv = np.bincount(np.asarray(server, dtype=np.int64))
+        self.exit_tasks = _grown(self.exit_tasks, tasks.size)
+        self.exit_success = _grown(self.exit_success, tasks.size)
+        self.server_tasks = _grown(self.server_tasks, srv.size)
+        self.exit_tasks[: tasks.size] += tasks
+        self.exit_success[: tasks.size] += ok.astype(np.int64)
+        self.server_tasks[: srv.size] += srv
+
+    def usage(self) -> Usage:
+        """Task counts per exit and ES over the slots added so far."""
+        size = max(self.exit_tasks.size, self.exit_success.size)
+        return Usage(
+            _grown(self.exit_tasks, size).copy(),
+            _grown(self.exit_success, size).copy(),
+            self.server_tasks.copy(),
+        )
 
     def result(self) -> Metrics:
         tasks = max(self.tasks, 1)
@@ -78,4 +167,94 @@ class MetricsAccumulator:
             throughput_per_s=self.successes / (self.elapsed_ms / 1e3) if self.elapsed_ms else 0.0,
             mean_q=self.q_sum / max(self.slots, 1),
             mean_normalised_reward=float(np.mean(self.normalised)) if self.normalised else math.nan,
+            usage=self.usage(),
         )
+
+
+def usage_counts(
+    exit_index: np.ndarray,
+    server: np.ndarray,
+    success: np.ndarray,
+    counted: np.ndarray | None,
+    num_exits: int,
+    num_servers: int,
+) -> dict[str, np.ndarray]:
+    """`BatchStepInfo` fields exit_tasks, exit_success (K, L) and server_tasks (K, N) of
+    (K, C) task columns (only the `counted` ones; None: all)."""
+    rows = np.arange(exit_index.shape[0])[:, None]
+    by_exit = rows * num_exits + exit_index
+    by_server = rows * num_servers + server
+    if counted is not None:
+        success = success & counted
+        by_exit_all, by_server = by_exit[counted], by_server[counted]
+    else:
+        by_exit_all = by_exit
+    size_e, size_s = rows.size * num_exits, rows.size * num_servers
+    return {
+        "exit_tasks": np.bincount(by_exit_all.ravel(), minlength=size_e).reshape(-1, num_exits),
+        "exit_success": np.bincount(by_exit[success], minlength=size_e).reshape(-1, num_exits),
+        "server_tasks": np.bincount(by_server.ravel(), minlength=size_s).reshape(-1, num_servers),
+    }
+
+
+class BatchMetrics:
+    """Adds up `BatchEnv.step` infos (`offload.sim.batch`); `result()` gives the Section VI-D measures of every
+    environment, equal to a `MetricsAccumulator` fed with that environment's infos."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.slots = 0
+        self.tasks = np.zeros(num_envs, dtype=np.int64)
+        self.successes = np.zeros(num_envs, dtype=np.int64)
+        self.accuracy_sum = np.zeros(num_envs)
+        self.q_sum = np.zeros(num_envs)
+        self.elapsed_ms = np.zeros(num_envs)
+        self.exit_tasks: np.ndarray | int = 0  # (K, L) once a step is added
+        self.exit_success: np.ndarray | int = 0
+        self.server_tasks: np.ndarray | int = 0
+
+    def add(self, info: BatchStepInfo) -> None:
+        """Count one slot of every environment."""
+        self.slots += 1
+        self.tasks += info.num_tasks
+        self.successes += info.num_success
+        self.accuracy_sum += info.accuracy_sum
+        self.q_sum += info.q_sum
+        self.elapsed_ms += info.slot_ms
+        self.exit_tasks = self.exit_tasks + info.exit_tasks
+        self.exit_success = self.exit_success + info.exit_success
+        self.server_tasks = self.server_tasks + info.server_tasks
+
+    def usage(self) -> list[Usage]:
+        """One `Usage` per environment, equal to `MetricsAccumulator(L, N).usage()` fed with
+        that environment's infos.
+
+        Raises:
+            ValueError: no step was added yet.
+        """
+        if isinstance(self.exit_tasks, int):
+            raise ValueError("BatchMetrics.usage() before any add(); step the environments first.")
+        return [
+            Usage(
+                self.exit_tasks[k].copy(), self.exit_success[k].copy(), self.server_tasks[k].copy()
+            )
+            for k in range(len(self.tasks))
+        ]
+
+    def result(self) -> list[Metrics]:
+        """One `Metrics` per environment (mean_normalised_reward is nan: eq. (17) is not
+        computed in batch)."""
+        results = []
+        for k in range(len(self.tasks)):
+            acc = MetricsAccumulator()  # the same formulas, from this environment's totals
+            acc.slots = self.slots
+            acc.tasks = int(self.tasks[k])
+            acc.successes = int(self.successes[k])
+            acc.accuracy_sum = float(self.accuracy_sum[k])
+            acc.q_sum = float(self.q_sum[k])
+            acc.elapsed_ms = float(self.elapsed_ms[k])
+            if not isinstance(self.exit_tasks, int):
+                acc.exit_tasks = self.exit_tasks[k].copy()
+                acc.exit_success = self.exit_success[k].copy()
+                acc.server_tasks = self.server_tasks[k].copy()
+            results.append(acc.result())
+        return results

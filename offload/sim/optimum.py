@@ -18,6 +18,11 @@ some exit (L branches) or passed on to a later ES (only if it has one). The sear
   a known decision is dropped. The known decision is the better of the greedy baseline and a
   beam pass of the same programme (64 partial solutions per event).
 
+Tasks carried in from earlier slots (cross_slot_queue="fcfs") are fixed events: at its
+arrival a carried task is served with its own exit (one branch), and its value alone behind
+the ES backlog enters the bounds. They are part of the objective (`score_decisions`) but not
+of the decision.
+
 Values equal to the best known one within 1e-9 (relative) may be pruned, so the optimum is
 exact to that tolerance.
 
@@ -105,18 +110,23 @@ class _EventSearch:
         self.serve = model.serve
         num_dev, num_srv = state.num_devices, state.num_servers
         self.num_dev, self.num_srv, self.num_exits = num_dev, num_srv, state.num_exits
-        # events in service order: arrival time, then device index (the FCFS tie rule)
+        # events in service order: arrival time, then device index (the FCFS tie rule);
+        # carried tasks have m < 0 and come first on equal arrivals
         self.events = events = sorted(
-            (model.arrival[m][n], m, n)
-            for m in range(num_dev)
-            for n in range(num_srv)
-            if model.link[m][n]
+            [
+                (model.arrival[m][n], m, n)
+                for m in range(num_dev)
+                for n in range(num_srv)
+                if model.link[m][n]
+            ]
+            + [(a, m, n) for n in range(num_srv) for a, m, _ in model.carried[n]]
         )
         num_ev = len(events)
         self.last_event = {m: i for i, (_, m, _) in enumerate(events)}
         self.device_events: list[list[int]] = [[] for _ in range(num_dev)]
         for i, (_, m, _) in enumerate(events):
-            self.device_events[m].append(i)
+            if m >= 0:
+                self.device_events[m].append(i)
         # next finite arrival at each ES from event i on (finish times below it do not matter)
         self.next_arrival = nxt = [[0.0] * num_srv for _ in range(num_ev + 1)]
         for i in range(num_ev - 1, -1, -1):
@@ -127,6 +137,10 @@ class _EventSearch:
         self.backlog = model.backlog
         # best value of event j alone (ES backlog only) and of device m over events >= i
         self.alone = [self.best_value(m, n, a, self.backlog[n]) for a, m, n in events]
+        # value of the carried tasks of events >= i, each alone (an upper bound)
+        self.carried_rest = rest = [0.0] * (num_ev + 1)
+        for i in range(num_ev - 1, -1, -1):
+            rest[i] = rest[i + 1] + (self.alone[i] if events[i][1] < 0 else 0.0)
         self._behind: dict[tuple[int, float], float] = {}  # (event, ES free time) -> best value
         # remaining[i]: for each device, its events j >= i as (j, arrival, ES, value alone)
         self.remaining = [
@@ -141,15 +155,17 @@ class _EventSearch:
         for i in range(num_ev - 1, -1, -1):
             bound[i] = list(bound[i + 1])
             m = events[i][1]
-            bound[i][m] = max(bound[i][m], self.alone[i])
+            if m >= 0:
+                bound[i][m] = max(bound[i][m], self.alone[i])
 
     def best_value(self, m: int, n: int, a: float, free: float) -> float:
         return max(self.serve(m, n, a, free, ex)[1] for ex in range(self.num_exits))
 
     def state_bound(self, mask: int, free: tuple[float, ...], i: int) -> float:
         """Upper bound on what the unassigned devices can still add from event i on: each
-        alone, but behind the tasks already queued (all of which arrived earlier)."""
-        total = 0.0
+        alone, but behind the tasks already queued (all of which arrived earlier), plus the
+        carried tasks still to come, each alone."""
+        total = self.carried_rest[i]
         behind = self._behind
         for m, remaining in self.remaining[i]:
             if mask >> m & 1:
@@ -185,8 +201,12 @@ class _EventSearch:
         num_exits = self.num_exits
         start = self.normalise(tuple(self.backlog), 0)
         # partial solution: (assigned mask, ES free times) -> (value, remaining bound, path)
-        states: dict[tuple, tuple] = {(0, start): (0.0, float(sum(self.bound[0])), None)}
+        rem0 = float(sum(self.bound[0])) + self.carried_rest[0]
+        states: dict[tuple, tuple] = {(0, start): (0.0, rem0, None)}
         for i, (a, m, n) in enumerate(self.events):
+            if m < 0:  # a carried task: served with its own exit, no decision
+                states = self.fixed_event(states, i, a, m, n, floor)
+                continue
             bit = 1 << m
             nxt: dict[tuple, tuple] = {}
             pass_on = self.last_event[m] != i
@@ -234,6 +254,18 @@ class _EventSearch:
             if val > best_val:
                 best_val, best_path = val, path
         return best_val, best_path
+
+    def fixed_event(self, states: dict, i: int, a: float, m: int, n: int, floor: float) -> dict:
+        """The partial solutions after carried task m (< 0) reaches ES n at `a`."""
+        nxt: dict[tuple, tuple] = {}
+        alone = self.alone[i]
+        for (mask, free), (val, rem, path) in states.items():
+            new_free, gain = self.serve(m, n, a, free[n], 0)
+            if val + gain + rem - alone < floor:
+                continue
+            free2 = free[:n] + (new_free,) + free[n + 1 :]
+            _keep_best(nxt, (mask, self.normalise(free2, i + 1)), (val + gain, rem - alone, path))
+        return _pareto(nxt)
 
     def decision(self, path: tuple) -> np.ndarray:
         decision = np.zeros(self.num_dev, dtype=np.int64)

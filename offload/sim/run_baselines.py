@@ -62,6 +62,7 @@ def config_from_args(args: argparse.Namespace, scenario: int) -> MECConfig:
         completion_origin=args.completion_origin,
         rate_model=args.rate_model,
         compute_scale=args.compute_scale,
+        cross_slot_queue=args.cross_slot_queue,
         dynamic_topology=args.dynamic_topology,
         max_devices=args.max_devices,
     )
@@ -85,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--completion-origin", default=defaults.completion_origin)
     p.add_argument("--rate-model", default=defaults.rate_model)
     p.add_argument("--compute-scale", type=float, default=defaults.compute_scale)
+    p.add_argument(
+        "--cross-slot-queue",
+        default=defaults.cross_slot_queue,
+        choices=["free_at", "fcfs"],
+        help="ES queue across slots (MECConfig.cross_slot_queue)",
+    )
     p.add_argument("--dynamic-topology", action="store_true")
     p.add_argument("--max-devices", type=int, default=None, help="padding size (dynamic topology)")
     p.add_argument(
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
         f"M={args.num_devices} tau={args.slot_ms} ms slots={args.slots} seed={args.seed} "
         f"kb={args.kb_reading} psi={args.psi_form} late={args.late_policy} "
         f"origin={args.completion_origin} rates={args.rate_model} compute_scale={args.compute_scale} "
-        f"dynamic={args.dynamic_topology}"
+        f"queue={args.cross_slot_queue} dynamic={args.dynamic_topology}"
     )
     print(header)
     for scenario in args.scenarios:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["BatchState", "SlotState", "SlotOutcome", "ScoringRules"]
+__all__ = ["BatchState", "CarriedTasks", "SlotState", "SlotOutcome", "ScoringRules"]
 
 
 class ScoringRules(NamedTuple):
@@ -18,6 +18,39 @@ class ScoringRules(NamedTuple):
     psi_scale: float  # ψ(t) = psi_scale * (1 - sigmoid(5 t / δ)): 1.0 as written, 2.0 doubled
     drop_late: bool  # True: a task is abandoned at its deadline (late_policy="drop")
     from_transmission: bool  # True: completion counted from transmission start (eq. (8) literally)
+
+
+class CarriedTasks(NamedTuple):
+    """Tasks of earlier slots still on their way to their ES at the start of this slot
+    (``cross_slot_queue="fcfs"``): fixed, not decided. C tasks (leading axes (C,) in a
+    `SlotState`, (K, C) in a `BatchState`, padded with ``present`` False); times in ms after
+    the start of the current slot."""
+
+    device_ids: np.ndarray  # int, the device that generated the task
+    server: np.ndarray  # int, its ES n
+    exit_index: np.ndarray  # int, its candidate exit l (0-based row of the table)
+    arrival_ms: np.ndarray  # arrival at the ES (>= 0: still in transit at the slot start)
+    exec_ms: np.ndarray  # computation time at the ES (in a state: predicted, table / capacity)
+    origin_ms: np.ndarray  # instant from which its completion is counted (eq. (8)), <= 0
+    deadline_ms: np.ndarray  # its deadline δ
+    present: np.ndarray  # bool, False on padding
+
+    @property
+    def count(self) -> int:
+        """C, the number of columns (padding included)."""
+        return int(self.server.shape[-1])
+
+    def take(self, index: np.ndarray | int) -> CarriedTasks:
+        """The tasks of one environment (an int) or a selection along the last axis."""
+        return CarriedTasks(*(field[index] for field in self))
+
+
+def no_carried(shape: tuple[int, ...] = ()) -> CarriedTasks:
+    """An empty `CarriedTasks` with leading axes `shape` (e.g. (K,)) and C = 0."""
+    full = (*shape, 0)
+    ints = np.zeros(full, dtype=np.int64)
+    times = np.zeros(full)
+    return CarriedTasks(ints, ints, ints, times, times, times, times, np.zeros(full, dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -39,6 +72,8 @@ class SlotState:
     exit_ms: np.ndarray  # (N, L) nominal computation time at full capacity (the table), ms
     exit_accuracy: np.ndarray  # (L,) accuracy φ_l
     rules: ScoringRules = ScoringRules(1.0, True, False)  # reward readings of the config
+    # tasks of earlier slots still in transit (cross_slot_queue="fcfs"); None: not tracked
+    carried: CarriedTasks | None = None
 
     @property
     def num_devices(self) -> int:
@@ -73,7 +108,10 @@ class SlotState:
 
 class SlotOutcome(NamedTuple):
     """Per-task outcomes of one slot, true values, one entry per active device (order of
-    `SlotState.device_ids`)."""
+    `SlotState.device_ids`). Under cross_slot_queue="fcfs": one entry per task whose outcome
+    this step fixed -- tasks carried in from earlier slots first (oldest first), then this
+    slot's tasks in device order, less those still in transit at the slot's end; arrival
+    and completion are then counted from the current slot's start and the task's origin."""
 
     device_ids: np.ndarray  # (M,) int, global device ids
     server: np.ndarray  # (M,) int, chosen ES n
@@ -115,6 +153,7 @@ class BatchState:
     exit_ms: np.ndarray  # (K, N, L) nominal computation time at full capacity, ms
     exit_accuracy: np.ndarray  # (L,) accuracy φ_l (the same table for all environments)
     rules: ScoringRules  # reward readings, shared by all environments
+    carried: CarriedTasks | None = None  # (K, C) tasks in transit (fcfs), padded; None: none
 
     @property
     def num_envs(self) -> int:
@@ -144,18 +183,28 @@ class BatchState:
     def slot(self, k: int) -> SlotState:
         """The `SlotState` of environment k (device_ids = 0..M-1; arrays are views)."""
         per_slot = {name: getattr(self, name)[k] for name in _PER_SLOT}
+        carried = None
+        if self.carried is not None:
+            carried = self.carried.take(k)
+            carried = carried.take(np.flatnonzero(carried.present))
         return SlotState(
             device_ids=np.arange(self.num_devices),
             **per_slot,
             exit_accuracy=self.exit_accuracy,
             rules=self.rules,
+            carried=carried,
         )
 
     @classmethod
     def of(cls, state: SlotState) -> BatchState:
         """One slot as a batch of one (views, no copies, no checks)."""
         per_slot = {name: getattr(state, name)[None] for name in _PER_SLOT}
-        return cls(**per_slot, exit_accuracy=state.exit_accuracy, rules=state.rules)
+        carried = None
+        if state.carried is not None:
+            carried = CarriedTasks(*(field[None] for field in state.carried))
+        return cls(
+            **per_slot, exit_accuracy=state.exit_accuracy, rules=state.rules, carried=carried
+        )
 
     @classmethod
     def stack(cls, states: Sequence[SlotState]) -> BatchState:
@@ -195,4 +244,18 @@ class BatchState:
             **per_slot,
             exit_accuracy=np.asarray(first.exit_accuracy, dtype=np.float64),
             rules=first.rules,
+            carried=_stack_carried([st.carried for st in states]),
         )
+
+
+def _stack_carried(parts: Sequence[CarriedTasks | None]) -> CarriedTasks | None:
+    """(K, C) padded carried tasks of K states (None when no state tracks any)."""
+    if all(part is None for part in parts):
+        return None
+    parts = [no_carried() if part is None else part for part in parts]
+    width = max(part.count for part in parts)
+    out = CarriedTasks(*(np.zeros((len(parts), width), f.dtype) for f in no_carried()))
+    for k, part in enumerate(parts):
+        for dest, src in zip(out, part, strict=True):
+            dest[k, : part.count] = src
+    return out

@@ -96,3 +96,37 @@ def pack(tmp_path: Path) -> tuple[Path, str, dict]:
     path = tmp_path / "pack.npz"
     sha, truth = write_pack(path)
     return path, sha, truth
+
+
+REPO = Path(__file__).resolve().parents[2]
+# Runs a multiexit CLI as `python -m` does (runpy, __main__), with the synthetic set in place
+# of CIFAR-10: only the data source is replaced, everything the CLI prints is real.
+CLI_RUNNER = """
+import runpy, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import multiexit.data as data
+from conftest import synthetic_arrays
+data.resolve_source = lambda *a, **k: ("pack", Path("synthetic"))
+data.load_cifar10 = lambda **k: synthetic_arrays()
+sys.argv = [{module!r}, *sys.argv[1:]]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture
+def synthetic_cli(tmp_path: Path):
+    """``run(module, *args)``: the CLI ``python -m module args`` on the synthetic set, in a
+    subprocess (so that its warning filters and logging setup are its own)."""
+    import subprocess
+    import sys
+
+    def run(module: str, *args: str) -> subprocess.CompletedProcess:
+        script = tmp_path / f"run_{module.replace('.', '_')}.py"
+        script.write_text(CLI_RUNNER.format(tests=str(Path(__file__).parent), module=module))
+        return subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    return run

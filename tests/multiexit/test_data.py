@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+import multiexit.data as data_module
 from multiexit.data import (
     PACK_SHA256,
     Augmentation,
     CIFAR10DataModule,
     TensorLoader,
     augment_batch,
+    cache_path,
     decode_pack,
     default_pack_path,
     draw_augmentation,
@@ -19,9 +21,10 @@ from multiexit.data import (
     load_pack,
 )
 from multiexit.errors import ChecksumError, DataNotFoundError
+from multiexit.export import sha256_file
 
 
-def test_pack_decodes_to_its_images_and_labels_and_caches(pack, tmp_path):
+def test_pack_decodes_to_its_images_and_labels_and_caches(pack, tmp_path, monkeypatch):
     path, sha, truth = pack
     cache = tmp_path / "cache"
     a = load_pack(path, cache_dir=cache, expected_sha256=sha)
@@ -33,11 +36,59 @@ def test_pack_decodes_to_its_images_and_labels_and_caches(pack, tmp_path):
     err = (a.train_x.permute(0, 2, 3, 1).float() - torch.from_numpy(truth["train"][0])).abs()
     assert err.mean() < 2 and err.max() < 20
     assert sha[:12] in a.source and "JPEG copy" in a.source
-    files = list(cache.iterdir())
-    assert [f.name for f in files] == [f"cifar10_jpeg_{sha[:12]}_uint8.npz"]
-    b = load_pack(path, cache_dir=cache, expected_sha256=sha)  # served from the cache
-    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    name = f"cifar10_jpeg_{sha[:12]}_uint8.npz"
+    assert sorted(f.name for f in cache.iterdir()) == [name, name + ".sha256"]
+    assert (cache / f"{name}.sha256").read_text() == f"{sha256_file(cache / name)}  {name}\n"
     assert torch.equal(decode_pack(path, expected_sha256=sha).test_x, a.test_x)
+    with monkeypatch.context() as m:  # served from the cache: the decoder is never called
+        m.setattr(data_module, "decode_pack", _no_decoding)
+        b = load_pack(path, cache_dir=cache, expected_sha256=sha)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert b.source == a.source
+
+
+def _no_decoding(*args, **kwargs):
+    raise AssertionError("the pack was decoded although a valid cache exists")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "no checksum file", "bad arrays"])
+def test_a_bad_cache_is_rebuilt_with_a_message(pack, tmp_path, monkeypatch, capsys, damage):
+    path, sha, _ = pack
+    cache = tmp_path / "cache"
+    good = load_pack(path, cache_dir=cache, expected_sha256=sha)
+    file = cache_path(cache, sha)
+    sidecar = file.with_name(file.name + ".sha256")
+    intact = file.read_bytes()
+    reason = {
+        "truncated": "its sha256 ",
+        "corrupted": "its sha256 ",
+        "no checksum file": f"it has no checksum file {sidecar.name}",
+        "bad arrays": "its train arrays have the wrong dtype or shape",
+    }[damage]
+    if damage == "truncated":
+        file.write_bytes(intact[: len(intact) // 2])
+    elif damage == "corrupted":
+        flipped = bytearray(intact)
+        flipped[len(flipped) // 2] ^= 0xFF
+        file.write_bytes(bytes(flipped))
+    elif damage == "no checksum file":
+        sidecar.unlink()
+    else:  # an intact file with its checksum, but not a decoded pack (e.g. another tool's)
+        np.savez(file, train_x=np.zeros((2, 32, 32, 3), np.uint8), train_y=np.zeros(2),
+                 test_x=np.zeros((1, 3, 32, 32), np.uint8), test_y=np.zeros(1))  # fmt: skip
+        sidecar.write_text(f"{sha256_file(file)}  {file.name}\n")
+    calls = []
+    monkeypatch.setattr(data_module, "decode_pack", lambda *a, **k: calls.append(1) or good)
+    again = load_pack(path, cache_dir=cache, expected_sha256=sha)
+    err = capsys.readouterr().err
+    assert err.startswith(f"The decoded CIFAR-10 cache {file} is unusable ({reason}")
+    assert err.endswith(f"); rebuilding it from {path}.\n") and err.count("\n") == 1
+    assert calls == [1] and torch.equal(again.train_x, good.train_x)
+    assert file.read_bytes() == intact  # rebuilt: the same bytes as the first write
+    assert sidecar.read_text() == f"{sha256_file(file)}  {file.name}\n"
+    monkeypatch.setattr(data_module, "decode_pack", _no_decoding)
+    load_pack(path, cache_dir=cache, expected_sha256=sha)  # and trusted again
+    assert capsys.readouterr().err == ""
 
 
 def test_pack_with_wrong_checksum_is_refused_and_nothing_cached(pack, tmp_path):
@@ -65,12 +116,8 @@ def test_env_var_selects_the_pack(pack, tmp_path, monkeypatch):
     assert a.train_y.tolist() == truth["train"][1].tolist()
 
 
-REAL_PACK = default_pack_path()
-
-
-@pytest.mark.skipif(not REAL_PACK.is_file(), reason=f"the CIFAR-10 pack {REAL_PACK} is absent")
-def test_real_pack_has_cifar10_counts():
-    a = decode_pack(REAL_PACK)
+def test_real_pack_has_cifar10_counts(real_pack):
+    a = real_pack  # decoded once per test session into a fresh cache, never data/
     assert a.train_x.shape == (50_000, 3, 32, 32) and a.test_x.shape == (10_000, 3, 32, 32)
     assert torch.bincount(a.train_y).tolist() == [5000] * 10
     assert torch.bincount(a.test_y).tolist() == [1000] * 10

@@ -95,3 +95,35 @@ def test_bad_arguments_raise_clear_errors():
         model.forward_exit(torch.zeros(1, 3, 32, 32), 18)
     with pytest.raises(TypeError):
         build_vgg16_multiexit(10)  # keyword-only
+
+
+def test_model_cli_prints_the_exit_table():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "multiexit.model", "1.0", "conv_pool"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()[2:]]
+    assert len(rows) == 17 and [int(r[0]) for r in rows] == list(range(1, 18))
+    assert [r[1].strip() for r in rows] == LAYERS
+    params = [int(r[3].replace(",", "")) for r in rows]
+    # exit 17 = the plain VGG-16-BN: 3x3 convs without bias, BatchNorm weight and bias, and a
+    # 512 -> 10 linear layer
+    cfg = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    convs = sum(
+        9 * c_in * c_out + 2 * c_out for c_in, c_out in zip([3, *cfg[:-1]], cfg, strict=True)
+    )
+    assert params[16] == convs + 512 * 10 + 10 == 14_724_042
+    # exit 1: conv1_1 (+BN), two stride-2 conv blocks of 128 channels (32 -> 16 -> 8), mixed
+    # pooling (one learned scalar) to 4x4 and a 128*4*4 -> 10 linear layer
+    conv1_1 = 9 * 3 * 64 + 2 * 64
+    head = (9 * 64 * 128 + 2 * 128) + (9 * 128 * 128 + 2 * 128) + 1 + (128 * 16 * 10 + 10)
+    assert params[0] == conv1_1 + head == 244_043
+    assert rows[0][2].strip() == "(64, 32, 32)" and rows[16][2].strip() == "(512, 2, 2)"
+    # exit 1 MACs: conv1_1 on 32x32, head convs on 16x16 and 8x8, the linear layer
+    macs = 32 * 32 * 64 * 27 + 16 * 16 * 128 * 9 * 64 + 8 * 8 * 128 * 9 * 128 + 10 * 2048
+    assert int(rows[0][4].replace(",", "")) == macs == 30_101_504

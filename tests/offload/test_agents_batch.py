@@ -4,7 +4,6 @@ one-run versions."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,29 +18,35 @@ from offload.agents.batch import (
 from offload.agents.droo import DROOActor, DROOConfig, encode_channel
 from offload.agents.grle import _DENSE_FIELDS, GRLEActor, GRLEConfig, encode_slot
 from offload.agents.learner import Learner, LearnerConfig, quantise
-from offload.exit_table import load_exit_table
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.batch import BatchState
 
-TABLE = Path(__file__).resolve().parents[2] / "checkpoints" / "paper_table1.csv"
 
-
-def test_quantise_batch_equals_quantise_run_by_run():
+@pytest.mark.parametrize("distinct", [True, False])
+def test_quantise_batch_equals_quantise_run_by_run(distinct):
     rng = np.random.default_rng(0)
+    longest = 0
     for trial in range(300):
         k, m, o = (int(v) for v in rng.integers(1, [5, 7, 8]))
         x = rng.random((k, m, o))
         if trial % 3 == 0:
             x = np.round(x, 1)  # many ties
+        elif trial % 3 == 1 and trial % 2:
+            x = (x > 0.6).astype(np.float32)  # saturated actors: many duplicate candidates
         mask = rng.random((k, m, o)) < 0.7  # runs differ in their number of valid pairs
         mask[np.arange(k)[:, None], np.arange(m)[None, :], rng.integers(0, o, (k, m))] = True
         s = [None, 1, 3, 50][trial % 4]
-        out = quantise_batch(x, mask, s)
-        for run in range(k):
-            ref = quantise(x[run], mask[run], s)
+        out = quantise_batch(x, mask, s, distinct=distinct)
+        refs = [quantise(x[run], mask[run], s, distinct=distinct) for run in range(k)]
+        assert out.shape == (k, max(len(r) for r in refs), m)  # as long as the longest list
+        for run, ref in enumerate(refs):
             np.testing.assert_array_equal(out[run, : len(ref)], ref)
             # padding repeats candidate 0: the first best candidate keeps its index
             assert (out[run, len(ref) :] == ref[0]).all()
+            if distinct:
+                assert len(np.unique(ref, axis=0)) == len(ref)
+        longest = max(longest, out.shape[1])
+    assert longest > 1
 
 
 def test_quantise_batch_rejects_a_device_without_options():
@@ -52,9 +57,9 @@ def test_quantise_batch_rejects_a_device_without_options():
 
 
 @pytest.fixture(scope="module")
-def states():
+def states(paper_table):
     """Four loaded slots of mixed scenarios at M = 6, one with some links down."""
-    table = load_exit_table(TABLE)
+    table = paper_table
     rng = np.random.default_rng(3)
     out = []
     for seed, scenario in enumerate((1, 2, 3, 4)):

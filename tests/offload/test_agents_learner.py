@@ -50,12 +50,64 @@ def test_quantise_candidates_are_feasible_and_start_with_the_argmax():
         np.testing.assert_array_equal(cands[0], np.where(mask, x, -np.inf).argmax(axis=1))
 
 
+def first_occurrences_of(rows: np.ndarray) -> list[list[int]]:
+    """The rows in order, each decision kept at its first occurrence only (written plainly)."""
+    out: list[list[int]] = []
+    for row in rows.tolist():
+        if row not in out:
+            out.append(row)
+    return out
+
+
 def test_quantise_default_count_is_m_times_k_with_all_links_up():
     x = np.random.default_rng(2).random((14, 10))
+    full = quantise(x, np.ones((14, 10), bool), distinct=False)
+    assert full.shape == (140, 14)
+    # 1 argmax + 14*9 threshold candidates + 13 single moves; the first single move changes one
+    # device and repeats the first threshold candidate (the smallest gap moves m* alone)
+    assert (full[127] != full[0]).sum() == 1
+    np.testing.assert_array_equal(full[127], full[1])
     cands = quantise(x, np.ones((14, 10), bool))
-    assert cands.shape == (140, 14)
-    # 1 argmax + 14*9 threshold candidates + 13 single moves; the first single move changes one device
-    assert (cands[127] != cands[0]).sum() == 1
+    assert cands.tolist() == first_occurrences_of(full)
+    assert len(cands) == 129  # 11 of the 13 single moves repeat a threshold candidate here
+
+
+def test_quantise_saturated_actor_output_hand_trace():
+    # float32 sigmoids saturate at exactly 0 and 1: every gap is 1, so whole groups move at once
+    p = np.array([1.0, 1.0, 0.0], dtype=np.float32)
+    x = np.stack([1 - p, p], axis=1)
+    full = quantise(x, np.ones((3, 2), bool), distinct=False)
+    # S = M*K = 6: argmax, thresholds of (0, 0), (1, 0), (2, 1), then single moves of (0, 0), (1, 0)
+    expected_full = [[1, 1, 0], [0, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0]]
+    assert full.tolist() == expected_full
+    assert [c.tolist() for c in droo_reference(p.astype(np.float64), 4)] == expected_full[:4]
+    cands = quantise(x, np.ones((3, 2), bool))
+    assert cands.tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("num_devices", [6, 20])  # 20 devices x 10 options: no int64 key
+def test_quantise_distinct_keeps_first_occurrences_and_every_decision(num_devices):
+    rng = np.random.default_rng(3)
+    for trial in range(150):
+        m, k = int(rng.integers(1, num_devices + 1)), int(rng.integers(2, 11))
+        x = rng.random((m, k))
+        if trial % 3 == 0:
+            x = np.round(x, 1)  # ties
+        elif trial % 3 == 1:
+            x = (x > 0.7).astype(np.float32)  # saturated
+        mask = rng.random((m, k)) < 0.7
+        mask[np.arange(m), rng.integers(0, k, m)] = True
+        s = [None, 2, 7, 400][trial % 4]
+        full = quantise(x, mask, s, distinct=False)
+        cands = quantise(x, mask, s)
+        assert cands.tolist() == first_occurrences_of(full)
+        # a critic with many exact ties picks the same decision from both lists (np.argmax takes
+        # the first best), with the same score
+        table = np.round(rng.random((m, k)), 1)
+        critic = lambda c, t=table: t[np.arange(c.shape[1]), c].sum(axis=1)  # noqa: E731
+        q_full, q = critic(full), critic(cands)
+        np.testing.assert_array_equal(cands[np.argmax(q)], full[np.argmax(q_full)])
+        assert q.max() == q_full.max()
 
 
 def test_quantise_rejects_device_without_option():

@@ -7,7 +7,8 @@ import pytest
 
 from offload.agents import load_agent
 from offload.experiments.__main__ import main
-from offload.experiments.topology import CANNOT_RUN
+
+METHODS = {"GRLE", "GRLE+", "GRL", "DROOE", "DROO", "greedy", "greedy-main", "random"}
 
 SMALL = ["--quick", "--workers", "1", "--seeds", "0", "--train-slots", "12", "--eval-slots", "8"]
 
@@ -21,9 +22,13 @@ def test_paper_quick_writes_every_csv_figure_and_the_report(tmp_path):
     )
     for name in ("devices", "capacity", "fluctuation", "csi"):
         rows = pd.read_csv(tmp_path / f"{name}.csv")
-        # one row per method, M, τ, seed: 6 methods x 1 M x 2 τ x 1 seed
-        assert len(rows) == 12
-        assert set(rows["method"]) == {"GRLE", "GRL", "DROOE", "DROO", "greedy", "random"}
+        # one row per method, M, τ, seed: 8 methods x 1 M x 2 τ x 1 seed
+        assert len(rows) == 16
+        assert set(rows["method"]) == METHODS
+        shares = rows[[c for c in rows.columns if c.startswith("exit_share_")]].sum(axis=1)
+        assert shares.to_numpy() == pytest.approx(1.0)  # every task at one exit
+        main_branch = rows[rows["method"].isin(["GRL", "DROO", "greedy-main"])]
+        assert (main_branch["exit_share_17"] == 1.0).all()  # Table I's main branch is exit 17
         assert rows["avg_accuracy"].between(0, 1).all() and rows["ssp"].between(0, 1).all()
         assert (rows["avg_accuracy"] <= rows["ssp"]).all()  # accuracy of a success is at most 1
         assert (rows["tasks"] == 4 * 8).all()
@@ -34,23 +39,49 @@ def test_paper_quick_writes_every_csv_figure_and_the_report(tmp_path):
     assert (curves["normalised_reward"] <= 1 + 1e-9).all()  # nothing beats the exact optimum
     topo = pd.read_csv(tmp_path / "topology.csv", keep_default_na=False)
     droo = topo[topo["method"].isin(["DROO", "DROOE"])]
-    assert (droo["note"] == CANNOT_RUN).sum() == 2 * 3  # M=4, M=12 and dynamic for each
+    # padded input: DROO-type agents trained at M = 10 run at M = 4, 12 and in the dynamic network
+    assert (droo["note"] == "padded input").all() and len(droo) == 2 * 4
+    assert pd.to_numeric(droo["avg_accuracy"]).between(0, 1).all()
     grle = topo[topo["method"] == "GRLE"]
     assert (grle["note"] == "").all() and len(grle) == 4  # M=4, 10, 12 and dynamic
+    assert set(topo["method"]) == METHODS - {"random"}
     report = (tmp_path / "report.md").read_text()
     assert "REDUCED configuration" in report and "| GRLE / DROOE |" in report
-    assert "cannot run" in report
+    assert "cannot run" not in report
+    assert report.index("## Findings") < report.index("### convergence")
+    assert "- greedy ≥ GRLE in average accuracy in " in report
+    assert "| devices | 4 | 30 | GRLE − greedy |" in report  # the paired table
+    assert "## Exit usage" in report and (tmp_path / "exit_usage.png").exists()
     assert "## Where we differ from the paper, and why" in report
     assert (tmp_path / "actors" / "convergence_M6_tau30_seed0_GRLE.safetensors").exists()
-    # the report can be rebuilt from the CSVs alone, header kept
+    assert (tmp_path / "manifest.json").exists() and not (tmp_path / ".progress").exists()
+    assert not list(tmp_path.glob(".staging-*"))  # the staging folder is gone
+    # the report can be rebuilt from the CSVs alone, header kept, CSVs untouched
     (tmp_path / "devices.png").unlink()
+    csv_before = (tmp_path / "devices.csv").stat().st_mtime_ns
     assert main(["paper", "--rebuild-report", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "report.md").read_text() == report
     assert (tmp_path / "devices.png").exists()
+    assert (tmp_path / "devices.csv").stat().st_mtime_ns == csv_before
 
 
-@pytest.mark.parametrize("experiment", ["csi", "convergence"])
-def test_single_experiment_writes_its_own_report(tmp_path, experiment):
+@pytest.mark.parametrize(
+    ("experiment", "actors"),
+    [
+        # --save-actors: every learner of both cells (τ = 10 and 30 ms)
+        (
+            "csi",
+            [
+                f"csi_M4_tau{tau}_seed0_{m}"
+                for m in ("DROO", "DROOE", "GRL", "GRLE", "GRLE+")
+                for tau in (10, 30)
+            ],
+        ),
+        # the convergence actors are always saved (M = 6 in --quick)
+        ("convergence", ["convergence_M6_tau30_seed0_DROOE", "convergence_M6_tau30_seed0_GRLE"]),
+    ],
+)
+def test_single_experiment_writes_its_own_report(tmp_path, experiment, actors):
     args = [
         experiment,
         *SMALL,
@@ -68,18 +99,23 @@ def test_single_experiment_writes_its_own_report(tmp_path, experiment):
     assert "compute_scale = 4.0" in report and "Calibrated regime" in report
     assert (pd.read_csv(tmp_path / f"{experiment}.csv")["compute_scale"] == 4.0).all()
     saved = sorted(p.stem for p in (tmp_path / "actors").glob("*.safetensors"))
-    if experiment == "csi":  # every learner of both cells (τ = 10 and 30 ms)
-        assert len(saved) == 8 and "csi_M4_tau30_seed0_GRLE" in saved
-        agent = load_agent(tmp_path / "actors" / "csi_M4_tau30_seed0_GRLE")
-        assert agent.name == "GRLE"
+    assert saved == sorted(actors)
+    agent = load_agent(tmp_path / "actors" / actors[-1])
+    assert agent.name == actors[-1].rsplit("_", 1)[1]
+    if experiment == "csi":  # the experiments' GRLE is the paper's actor, GRLE+ the engineered one
+        grle = load_agent(tmp_path / "actors" / "csi_M4_tau30_seed0_GRLE").actor
+        plus = load_agent(tmp_path / "actors" / "csi_M4_tau30_seed0_GRLE+").actor
+        assert (type(grle).__name__, type(plus).__name__) == ("GRLEPaperActor", "GRLEActor")
 
 
 def test_missing_exit_table_is_one_clear_error(tmp_path, capsys):
-    assert (
-        main(["devices", "--quick", "--exits", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
-        == 2
-    )
-    assert "cannot use exit table" in capsys.readouterr().err
+    missing = tmp_path / "nope.csv"
+    out = tmp_path / "out"
+    assert main(["devices", "--quick", "--exits", str(missing), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.count(str(missing)) == 1 and f"{missing}: no such file" in err
+    assert not out.exists()
 
 
 def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
@@ -98,7 +134,7 @@ def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
     args = ["--devices", "4", "--exits", str(table), "--server-devices", "cpu_1t", "cpu_1t"]
     assert main(["devices", *SMALL, *args, "--out", str(out)]) == 0
     rows = pd.read_csv(out / "devices.csv")
-    assert len(rows) == 12 and rows["ssp"].between(0, 1).all()
+    assert len(rows) == 16 and rows["ssp"].between(0, 1).all()
     # 28 ms of main-branch compute behind a 4-40 ms upload: GRL (main branch only) cannot meet
     # a 30 ms deadline except for the rare fast upload; early exits can
     grl = rows[(rows["method"] == "GRL") & (rows["tau_ms"] == 30)]["avg_accuracy"].item()

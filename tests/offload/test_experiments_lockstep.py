@@ -14,7 +14,9 @@ SIM = (("compute_scale", 4.0),)
 COLUMNS = ["avg_accuracy", "ssp", "throughput", "mean_q", "tasks", "final_train_loss"]
 
 
-@pytest.mark.parametrize("method", ["GRLE", "GRL", "DROOE", "DROO", "greedy", "random"])
+@pytest.mark.parametrize(
+    "method", ["GRLE", "GRLE+", "GRL", "DROOE", "DROO", "greedy", "greedy-main", "random"]
+)
 def test_run_group_equals_run_cell(method):
     """Three runs of mixed scenarios and τ stepped together give each cell's own numbers."""
     kw = dict(train_slots=40, eval_slots=30, exits_path=default_exits(), sim=SIM)
@@ -29,9 +31,40 @@ def test_run_group_equals_run_cell(method):
     keys = ["experiment", "method", "scenario", "M", "tau_ms", "seed", "train_slots", "eval_slots"]
     pd.testing.assert_frame_equal(batched[keys], loop[keys])
     np.testing.assert_allclose(
-        batched[COLUMNS].to_numpy(float), loop[COLUMNS].to_numpy(float), rtol=1e-6, equal_nan=True
+        batched[COLUMNS[:-1]].to_numpy(float),
+        loop[COLUMNS[:-1]].to_numpy(float),
+        rtol=1e-6,
+        equal_nan=True,
+    )
+    # The training loss of GRL with the paper's actor differs by ~5e-5 relative: the K-batched
+    # bmm rounds differently from one run's matmul, and Adam magnifies that on GRL's near-zero
+    # gradients (one option per ES). Decisions and every evaluation metric above are equal.
+    loss_rtol = 1e-4 if method == "GRL" else 1e-6
+    np.testing.assert_allclose(
+        batched["final_train_loss"].to_numpy(float),
+        loop["final_train_loss"].to_numpy(float),
+        rtol=loss_rtol,
+        equal_nan=True,
     )
     assert batched["tasks"].tolist() == [30 * 3] * 3
+    usage = [c for c in batched.columns if c.startswith(("exit_share_", "es_share_", "success_"))]
+    assert usage == [c for c in loop.columns if c in usage] and len(usage) == 5 + 2 + 5
+    np.testing.assert_allclose(
+        batched[usage].to_numpy(float), loop[usage].to_numpy(float), equal_nan=True
+    )
+
+
+def test_rows_carry_exit_and_server_usage_that_add_up():
+    """Every task is counted once at one exit and one ES; a success at exit e is one of the
+    tasks at e, and the success-weighted exit shares give the row's own SSP."""
+    kw = dict(train_slots=5, eval_slots=40, exits_path=default_exits(), sim=SIM)
+    (row,) = run_cell(Cell("capacity", 6, 30.0, 0, methods=("greedy",), **kw))
+    exits = [1, 3, 4, 7, 17]  # Table I's candidate exits name the columns
+    shares = np.array([row[f"exit_share_{e}"] for e in exits])
+    success = np.nan_to_num([row[f"success_exit_{e}"] for e in exits])
+    assert shares.sum() == pytest.approx(1.0)
+    assert row["es_share_1"] + row["es_share_2"] == pytest.approx(1.0)
+    assert (shares * success).sum() == pytest.approx(row["ssp"])
 
 
 def test_groups_cover_every_run_once_longest_first():

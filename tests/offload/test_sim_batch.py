@@ -5,12 +5,10 @@ counterparts exactly, the FCFS schedule with per-row backlogs and deadlines, and
 import copy
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from offload.exit_table import load_exit_table
 from offload.sim import (
     BatchEnv,
     BatchMetrics,
@@ -30,8 +28,6 @@ from offload.sim.evaluator import schedule_slot, task_rewards
 from offload.sim.metrics import MetricsAccumulator
 from offload.sim.state import ScoringRules
 
-REPO = Path(__file__).resolve().parents[2]
-TABLE = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
 STATE_FIELDS = (
     "device_ids",
     "task_bits",
@@ -81,46 +77,48 @@ def assert_same_state(state: SlotState, expected: SlotState):
     assert state.rules == expected.rules
 
 
-def random_state(rng, rules, num_dev=6, num_srv=3, ties=False):
-    """A slot state with links down, device and ES backlogs (late and dropped tasks) and,
-    with `ties`, identical servers and devices (exactly tied options)."""
-    link = rng.random((num_dev, num_srv)) < 0.7
-    link[np.arange(num_dev), rng.integers(0, num_srv, num_dev)] = True
-    rate = rng.uniform(20.0, 100.0, (num_dev, num_srv))
-    capacity = rng.uniform(0.25, 1.0, num_srv)
-    exit_ms = 4.0 * np.stack([TABLE.latency_of(TABLE.devices[n % 2]) for n in range(num_srv)])
-    bits = rng.uniform(4e5, 8e5, num_dev)
-    backlog = rng.choice([0.0, 0.0, 5.0, 20.0, 29.0, 40.0], num_dev) * rng.uniform(0.5, 1.5)
-    server_backlog = rng.choice([0.0, 10.0, 25.0, 35.0], num_srv)
-    if ties:
-        rate[:] = rate[:, :1]
-        capacity[:] = capacity[0]
-        exit_ms[:] = exit_ms[0]
-        server_backlog[:] = server_backlog[0]
-        half = num_dev // 2
-        bits[:half], backlog[:half], rate[:half] = bits[0], backlog[0], rate[0]
-    return SlotState(
-        device_ids=np.arange(num_dev),
-        task_bits=bits,
-        deadline_ms=np.full(num_dev, 30.0),
-        rate_mbps=rate,
-        link=link,
-        device_backlog_ms=backlog,
-        server_backlog_ms=server_backlog,
-        capacity=capacity,
-        exit_ms=exit_ms,
-        exit_accuracy=TABLE.accuracy.astype(np.float64),
-        rules=rules,
-    )
+@pytest.fixture
+def rand(paper_table, random_state):
+    """``rand(rng, rules, num_dev=6, num_srv=3, ties=False)``: a slot state with links down,
+    device and ES backlogs (late and dropped tasks) and, with ``ties``, identical servers and
+    devices (exactly tied options); Table I's exits at compute x4."""
+
+    def make(rng, rules, num_dev=6, num_srv=3, ties=False):
+        exit_ms = 4.0 * np.stack(
+            [paper_table.latency_of(paper_table.devices[n % 2]) for n in range(num_srv)]
+        )
+        state = random_state(
+            rng,
+            num_devices=num_dev,
+            exit_ms=exit_ms,
+            exit_accuracy=paper_table.accuracy,
+            rules=rules,
+            device_backlog_ms=rng.choice([0.0, 0.0, 5.0, 20.0, 29.0, 40.0], num_dev)
+            * rng.uniform(0.5, 1.5),
+            server_backlog_ms=rng.choice([0.0, 10.0, 25.0, 35.0], num_srv),
+        )
+        if ties:
+            rate, bits = state.rate_mbps, state.task_bits
+            backlog, capacity = state.device_backlog_ms, state.capacity
+            server_backlog = state.server_backlog_ms
+            rate[:] = rate[:, :1]
+            capacity[:] = capacity[0]
+            exit_ms[:] = exit_ms[0]
+            server_backlog[:] = server_backlog[0]
+            half = num_dev // 2
+            bits[:half], backlog[:half], rate[:half] = bits[0], backlog[0], rate[0]
+        return state
+
+    return make
 
 
 @pytest.mark.parametrize("readings", READINGS)
-def test_batch_env_reproduces_offload_envs(readings):
+def test_batch_env_reproduces_offload_envs(readings, paper_table):
     configs = mixed_configs(**readings)
     seeds = [100 + k for k in range(len(configs))]
-    batch = BatchEnv(TABLE, configs)
+    batch = BatchEnv(paper_table, configs)
     state = batch.reset(seeds)
-    envs = [OffloadEnv(TABLE, cfg) for cfg in configs]
+    envs = [OffloadEnv(paper_table, cfg) for cfg in configs]
     for env, seed in zip(envs, seeds, strict=True):
         env.reset(seed=seed)
     metrics = BatchMetrics(len(configs))
@@ -149,20 +147,20 @@ def test_batch_env_reproduces_offload_envs(readings):
         assert math.isnan(got.mean_normalised_reward) and math.isnan(want.mean_normalised_reward)
 
 
-def test_stack_is_the_inverse_of_slot():
+def test_stack_is_the_inverse_of_slot(paper_table, rand):
     rng = np.random.default_rng(2)
-    states = [random_state(rng, RULES[0]) for _ in range(4)]
+    states = [rand(rng, RULES[0]) for _ in range(4)]
     batch = BatchState.stack(states)
     assert (batch.num_envs, batch.num_devices, batch.num_servers) == (4, 6, 3)
-    assert batch.num_options == 3 * TABLE.num_exits
+    assert batch.num_options == 3 * paper_table.num_exits
     for k, state in enumerate(states):
         assert_same_state(batch.slot(k), state)
 
 
 @pytest.mark.parametrize("rules", RULES)
-def test_batch_rewards_and_score_equal_per_slot_evaluator(rules):
+def test_batch_rewards_and_score_equal_per_slot_evaluator(rules, rand):
     rng = np.random.default_rng(3)
-    states = [random_state(rng, rules) for _ in range(5)]
+    states = [rand(rng, rules) for _ in range(5)]
     batch = BatchState.stack(states)
     shape = (batch.num_envs, 12, batch.num_devices)
     decisions = rng.integers(0, batch.num_options, shape)
@@ -221,18 +219,18 @@ def test_schedule_slot_per_row_backlog_and_deadlines(monkeypatch, python_below, 
 
 
 @pytest.mark.parametrize("rules", RULES)
-def test_batch_greedy_equals_greedy_decision(rules):
+def test_batch_greedy_equals_greedy_decision(rules, rand):
     rng = np.random.default_rng(5)
-    states = [random_state(rng, rules, ties=k % 2 == 1) for k in range(24)]
+    states = [rand(rng, rules, ties=k % 2 == 1) for k in range(24)]
     batch = BatchState.stack(states)
     decision = batch_greedy(batch)
     for k, state in enumerate(states):
         assert np.array_equal(decision[k], greedy_decision(state)), k
 
 
-def test_batch_greedy_equals_greedy_decision_along_a_run():
+def test_batch_greedy_equals_greedy_decision_along_a_run(paper_table):
     configs = mixed_configs(num_devices=8)
-    batch = BatchEnv(TABLE, configs)
+    batch = BatchEnv(paper_table, configs)
     batch.reset(range(len(configs)))
     for _ in range(4):
         state = batch.state
@@ -242,9 +240,9 @@ def test_batch_greedy_equals_greedy_decision_along_a_run():
         batch.step(decision)
 
 
-def test_batch_random_equals_random_decision():
+def test_batch_random_equals_random_decision(paper_table, rand):
     rng = np.random.default_rng(6)
-    states = [random_state(rng, RULES[0]) for _ in range(6)]
+    states = [rand(rng, RULES[0]) for _ in range(6)]
     batch = BatchState.stack(states)
     rngs = [np.random.default_rng(k) for k in range(6)]
     clones = copy.deepcopy(rngs)
@@ -252,20 +250,20 @@ def test_batch_random_equals_random_decision():
     for k, state in enumerate(states):
         assert np.array_equal(decision[k], random_decision(state, clones[k]))
         assert rngs[k].uniform() == clones[k].uniform()  # the same draws were consumed
-        assert batch.link[k, np.arange(6), decision[k] // TABLE.num_exits].all()
+        assert batch.link[k, np.arange(6), decision[k] // paper_table.num_exits].all()
 
 
-def test_clear_errors():
+def test_clear_errors(paper_table, rand):
     cfg = MECConfig(num_devices=4)
     with pytest.raises(ValueError, match="num_devices"):
-        BatchEnv(TABLE, [cfg, cfg.replace(num_devices=5)])
+        BatchEnv(paper_table, [cfg, cfg.replace(num_devices=5)])
     with pytest.raises(ValueError, match="late_policy"):
-        BatchEnv(TABLE, [cfg, cfg.replace(late_policy="send")])
+        BatchEnv(paper_table, [cfg, cfg.replace(late_policy="send")])
     with pytest.raises(ValueError, match="use OffloadEnv for dynamic topology"):
-        BatchEnv(TABLE, [cfg, cfg.replace(dynamic_topology=True)])
+        BatchEnv(paper_table, [cfg, cfg.replace(dynamic_topology=True)])
     with pytest.raises(ValueError, match="no configs"):
-        BatchEnv(TABLE, [])
-    batch = BatchEnv(TABLE, [cfg, cfg.replace(scenario=3)])
+        BatchEnv(paper_table, [])
+    batch = BatchEnv(paper_table, [cfg, cfg.replace(scenario=3)])
     with pytest.raises(ValueError, match="one per environment"):
         batch.reset([0])
     state = batch.reset([0, 1])
@@ -284,14 +282,14 @@ def test_clear_errors():
         batch_random(state, [np.random.default_rng(0)])
     rng = np.random.default_rng(7)
     with pytest.raises(ValueError, match=r"\(M, N, L\)"):
-        BatchState.stack([random_state(rng, RULES[0]), random_state(rng, RULES[0], num_dev=5)])
+        BatchState.stack([rand(rng, RULES[0]), rand(rng, RULES[0], num_dev=5)])
     with pytest.raises(ValueError, match="same reward readings"):
-        BatchState.stack([random_state(rng, RULES[0]), random_state(rng, RULES[1])])
-    orphan = random_state(rng, RULES[0])
+        BatchState.stack([rand(rng, RULES[0]), rand(rng, RULES[1])])
+    orphan = rand(rng, RULES[0])
     orphan.link[2] = False
     with pytest.raises(ValueError, match="device 2 of environment 1 has no link"):
-        batch_greedy(BatchState.stack([random_state(rng, RULES[0]), orphan]))
+        batch_greedy(BatchState.stack([rand(rng, RULES[0]), orphan]))
     # a missing link is not an error in scoring: the candidate gets -inf, as in score_decisions
-    down = random_state(rng, RULES[0])
+    down = rand(rng, RULES[0])
     down.link[0] = [False, True, True]
     assert batch_score(BatchState.stack([down]), np.zeros((1, 1, 6), int))[0, 0] == -np.inf

@@ -1,17 +1,16 @@
 """The environment: hand-computed multi-slot traces (device and ES backlog, FCFS, capacity
-scaling, send vs drop), determinism, the Gymnasium contract and invalid actions."""
+scaling, send vs drop), determinism, the Gymnasium contract (with links down: the action mask
+and lost tasks) and invalid actions."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from offload.exit_table import ExitTable, load_exit_table
+from offload.exit_table import ExitTable
 from offload.sim import MECConfig, OffloadEnv, psi
 
-REPO = Path(__file__).resolve().parents[2]
 # one ES type, two exits: 1 ms (accuracy 0.8) and 4 ms (accuracy 0.9) at full capacity
 TABLE = ExitTable(
     exits=np.array([1, 17]),
@@ -112,8 +111,8 @@ def run(env: OffloadEnv, seed: int, slots: int) -> list:
     return trace
 
 
-def test_same_seed_same_trajectory():
-    table = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
+def test_same_seed_same_trajectory(paper_table):
+    table = paper_table
     cfg = MECConfig(
         num_devices=6,
         max_devices=9,
@@ -128,19 +127,117 @@ def test_same_seed_same_trajectory():
     assert first != run(OffloadEnv(table, cfg), 4, 40)
 
 
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_gymnasium_env_checker_passes(dynamic):
-    table = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
+@pytest.mark.parametrize("link_down_prob", [None, 0.0, 0.5, 1.0])
+def test_gymnasium_env_checker_passes(paper_table, link_down_prob):
+    # None: static topology; otherwise dynamic, and the checker's unmasked sampled actions
+    # pick down links (accepted: those tasks are lost)
     cfg = MECConfig(
-        num_devices=4, max_devices=6, scenario=3, dynamic_topology=dynamic, link_down_prob=0.0
+        num_devices=4,
+        max_devices=6,
+        scenario=3,
+        dynamic_topology=link_down_prob is not None,
+        link_down_prob=link_down_prob or 0.0,
+        link_up_prob=0.0 if link_down_prob == 1.0 else 0.5,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no checker warning either
-        check_env(OffloadEnv(table, cfg), skip_render_check=True)
+        check_env(OffloadEnv(paper_table, cfg), skip_render_check=True)
+
+
+def lossy_env(**changes) -> OffloadEnv:
+    # two identical ES; after every slot all links go down and one per device comes back;
+    # 400 kbit at 20 Mbit/s = 20 ms on the uplink; capacity 0.5: exits take 2 ms and 8 ms
+    settings = {
+        "num_devices": 3,
+        "max_devices": 4,
+        "server_devices": ("ES_A", "ES_A"),
+        "slot_ms": 10.0,
+        "task_kb": (50.0, 50.0),
+        "rate_mbps": (20.0, 20.0),
+        "scenario": 2,
+        "capacity_range": (0.5, 0.5),
+        "late_policy": "send",
+        "dynamic_topology": True,
+        "leave_prob": 0.0,
+        "join_prob": 0.0,
+        "link_down_prob": 1.0,
+        "link_up_prob": 0.0,
+    }
+    return OffloadEnv(TABLE, MECConfig(**{**settings, **changes}))
+
+
+def test_action_mask_marks_the_options_over_links_that_are_up():
+    env = lossy_env()
+    _, info = env.reset(seed=0)
+    mask = info["action_mask"]
+    assert mask.dtype == np.int8 and mask.shape == (4, 4)
+    assert (mask == 1).all()  # reset: every link up; row 3 (inactive) allows everything
+    _, _, _, _, info = env.step(np.array([0, 2, 2]))
+    link = env.slot_state.link
+    mask = info["action_mask"]
+    assert link.sum(axis=1).tolist() == [1, 1, 1]
+    assert mask[:3].tolist() == np.repeat(link, 2, axis=1).astype(int).tolist()
+    assert mask[3].tolist() == [1, 1, 1, 1]
+    # masked sampling (the Gymnasium way) never loses a task; unmasked sampling does
+    env.action_space.seed(0)
+    lost_masked = lost_free = 0
+    for _ in range(30):
+        _, _, _, _, info = env.step(env.action_space.sample(mask=tuple(info["action_mask"])))
+        lost_masked += info["num_lost"]
+    for _ in range(30):
+        _, _, _, _, info = env.step(env.action_space.sample())
+        lost_free += info["num_lost"]
+    assert lost_masked == 0
+    assert lost_free > 10  # each device has one link of two: about half the tasks are lost
+
+
+def test_option_over_a_down_link_loses_the_task_and_leaves_the_queues_alone():
+    env = lossy_env()
+    env.reset(seed=2)
+    # slot 0, all links up: d0 -> ES 0 early exit, d1 and d2 -> ES 1 early exit; all arrive at
+    # 20 ms: ES 0 busy 20 -> 22, ES 1 busy 20 -> 22 -> 24; uplinks busy until 20 ms
+    env.step(np.array([0, 2, 2]))
+    state = env.slot_state
+    assert state.device_backlog_ms.tolist() == [10.0, 10.0, 10.0]
+    assert state.server_backlog_ms.tolist() == [12.0, 14.0]
+    assert state.link.tolist() == [[True, False], [False, True], [True, False]]  # seed 2
+    # slot 1: d1 picks ES 0, whose link is down: lost. d0 and d2 -> ES 0 main branch (8 ms):
+    # both arrive at 10 + 20 = 30 ms; FCFS in device order 30 -> 38 -> 46 (late, still computed)
+    _, reward, _, _, info = env.step(np.array([1, 1, 1]))
+    out = info["outcome"]
+    assert info["num_lost"] == 1 and info["num_tasks"] == 3 and info["num_success"] == 0
+    assert out.arrival_ms.tolist() == [30.0, np.inf, 30.0]
+    assert out.completion_ms.tolist() == [38.0, np.inf, 46.0]
+    assert out.success.tolist() == [False, False, False]
+    assert out.q[1] == 0.0 and out.accuracy[1] == 0.0
+    assert reward == pytest.approx(0.9 * (psi(38.0, 30.0) + psi(46.0, 30.0)), abs=1e-15)
+    # the predicted Q scores the lost task 0 (not -inf); nothing is hidden in scenario 2
+    assert info["predicted_q"] == pytest.approx(reward, abs=1e-15)
+    # the lost task never used d1's uplink (10 ms of backlog drain to 0) nor ES 0's queue
+    # (busy until 46 ms -> 36 ms into slot 2); ES 1 drains 14 -> 4 ms
+    state = env.slot_state
+    assert state.device_backlog_ms.tolist() == [20.0, 0.0, 20.0]
+    assert state.server_backlog_ms.tolist() == [36.0, 4.0]
+
+
+def test_lost_task_under_the_drop_policy_is_neither_sent_nor_computed():
+    env = lossy_env(late_policy="drop", rate_mbps=(40.0, 40.0))  # 10 ms on the uplink
+    env.reset(seed=2)
+    env.step(np.array([0, 2, 2]))  # arrivals 10 ms; ES 0 free at 12, ES 1 at 14 ms
+    state = env.slot_state
+    assert state.link.tolist() == [[True, False], [False, True], [True, False]]  # seed 2
+    assert state.server_backlog_ms.tolist() == [2.0, 4.0]
+    _, reward, _, _, info = env.step(np.array([1, 1, 1]))  # d1 lost; d0, d2: 10 -> 18 -> 26 ms
+    out = info["outcome"]
+    assert out.completion_ms.tolist() == [18.0, np.inf, 26.0]
+    assert out.success.tolist() == [True, False, True]
+    assert info["num_lost"] == 1
+    assert reward == pytest.approx(0.9 * (psi(18.0, 30.0) + psi(26.0, 30.0)), abs=1e-15)
+    assert env.slot_state.server_backlog_ms.tolist() == [16.0, 0.0]
 
 
 def test_invalid_actions_are_rejected():
-    # every link goes down after each slot and one random link per device is restored
+    # actions outside the space; every link goes down after each slot, one per device returns
     cfg = MECConfig(
         num_devices=3,
         max_devices=5,
@@ -164,17 +261,12 @@ def test_invalid_actions_are_rejected():
     env.step(np.array([0, 0, 0, 3, 3]))  # padded action: inactive entries are ignored
     link = env.slot_state.link
     assert link.sum(axis=1).tolist() == [1, 1, 1]
-    down = int(np.argmin(link[1]))
-    action = np.argmax(link, axis=1) * 2
-    action[1] = down * 2
-    with pytest.raises(ValueError, match="device 1 .*link is down"):
-        env.step(action)
     _, _, _, _, info = env.step(np.argmax(link, axis=1) * 2 + 1)
-    assert info["num_tasks"] == 3
+    assert info["num_tasks"] == 3 and info["num_lost"] == 0
 
 
-def test_policies_see_the_same_tasks_channels_and_topology():
-    table = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
+def test_policies_see_the_same_tasks_channels_and_topology(paper_table):
+    table = paper_table
     cfg = MECConfig(
         num_devices=5,
         max_devices=8,

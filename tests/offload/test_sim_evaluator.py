@@ -6,26 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from offload.sim import SlotState, psi, score_decisions
+from offload.sim import psi, score_decisions
 from offload.sim.evaluator import task_rewards
 from offload.sim.state import ScoringRules
-
-
-def make_state(rules=ScoringRules(1.0, False, False), server_backlog=18.0, link=None):
-    # three devices, two ES, two exits (accuracy 0.8 / 0.9, 1 ms / 2 ms at full capacity)
-    return SlotState(
-        device_ids=np.array([0, 1, 2]),
-        task_bits=np.array([400_000.0, 200_000.0, 300_000.0]),
-        deadline_ms=np.full(3, 30.0),
-        rate_mbps=np.array([[20.0, 40.0], [50.0, 50.0], [30.0, 10.0]]),
-        link=np.ones((3, 2), dtype=bool) if link is None else link,
-        device_backlog_ms=np.array([0.0, 0.0, 5.0]),
-        server_backlog_ms=np.array([server_backlog, 0.0]),
-        capacity=np.array([0.5, 1.0]),
-        exit_ms=np.array([[1.0, 2.0], [3.0, 5.0]]),
-        exit_accuracy=np.array([0.8, 0.9]),
-        rules=rules,
-    )
 
 
 def test_psi_values():
@@ -37,13 +20,13 @@ def test_psi_values():
     assert psi(6.0, 30.0) == pytest.approx(1.0 / (1.0 + math.e), abs=1e-15)
 
 
-def test_hand_computed_fcfs_schedule_with_backlog_and_capacity():
+def test_hand_computed_fcfs_schedule_with_backlog_and_capacity(hand_state):
     # Transmissions (eq. (1)): d0 400 kbit @ 20 Mbit/s = 20 ms, d1 200 kbit @ 50 = 4 ms,
     # d2 300 kbit @ 30 = 10 ms after its 5 ms uplink backlog -> arrivals 20, 4, 15 ms.
     # ES 0 is busy until 18 ms and at capacity 0.5 the exits take 2 ms and 4 ms.
     # FCFS: d1 waits 4 -> 18, runs to 20 (exit 0); d2 arrives 15, starts 20, ends 24
     # (exit 1); d0 arrives 20, starts 24, ends 28 (exit 1).
-    state = make_state()
+    state = hand_state()
     decision = np.array([1, 0, 1])  # all on ES 0: exits 1, 0, 1
     q = task_rewards(state, decision)[0]
     expected = [0.9 * psi(28.0, 30.0), 0.8 * psi(20.0, 30.0), 0.9 * psi(24.0, 30.0)]
@@ -51,27 +34,27 @@ def test_hand_computed_fcfs_schedule_with_backlog_and_capacity():
     assert score_decisions(state, decision)[0] == pytest.approx(sum(expected), abs=1e-15)
 
 
-def test_completion_from_transmission_start_and_drop_rule():
+def test_completion_from_transmission_start_and_drop_rule(hand_state):
     # eq. (8) literally: device 2's clock starts when its transmission starts (5 ms)
-    state = make_state(ScoringRules(1.0, False, True))
+    state = hand_state(ScoringRules(1.0, False, True))
     q = task_rewards(state, np.array([1, 0, 1]))[0]
     assert q[2] == pytest.approx(0.9 * psi(19.0, 30.0), abs=1e-15)
     # drop: ES 0 busy until 27 ms; d1 starts 27 ends 29 (ok); d2 starts 29, would end 33 > 30:
     # aborted at 30; d0 arrives 20, starts 30 = deadline: never computed.
-    state = make_state(ScoringRules(1.0, True, False), server_backlog=27.0)
+    state = hand_state(ScoringRules(1.0, True, False), server_backlog=27.0)
     q = task_rewards(state, np.array([1, 0, 1]))[0]
     assert q.tolist() == [0.0, pytest.approx(0.8 * psi(29.0, 30.0), abs=1e-15), 0.0]
     # send: the same tasks are computed late and earn a little
-    state = make_state(ScoringRules(1.0, False, False), server_backlog=27.0)
+    state = hand_state(ScoringRules(1.0, False, False), server_backlog=27.0)
     q = task_rewards(state, np.array([1, 0, 1]))[0]
     assert q == pytest.approx(
         [0.9 * psi(37.0, 30.0), 0.8 * psi(29.0, 30.0), 0.9 * psi(33.0, 30.0)], abs=1e-15
     )
 
 
-def test_vectorised_scores_match_one_by_one():
+def test_vectorised_scores_match_one_by_one(hand_state):
     rng = np.random.default_rng(0)
-    state = make_state()
+    state = hand_state()
     candidates = rng.integers(0, state.num_options, (50, 3))
     batch = score_decisions(state, candidates)
     single = [score_decisions(state, c)[0] for c in candidates]
@@ -79,10 +62,10 @@ def test_vectorised_scores_match_one_by_one():
     assert batch == pytest.approx(single, abs=1e-15)
 
 
-def test_missing_link_scores_minus_inf():
+def test_missing_link_scores_minus_inf(hand_state):
     link = np.ones((3, 2), dtype=bool)
     link[1, 1] = False
-    state = make_state(link=link)
+    state = hand_state(link=link)
     scores = score_decisions(state, np.array([[0, 2, 0], [0, 0, 0]]))
     assert scores[0] == -np.inf
     assert np.isfinite(scores[1])
@@ -97,6 +80,6 @@ def test_missing_link_scores_minus_inf():
         (np.array([0.5, 1, 1]), "integer option"),
     ],
 )
-def test_malformed_decisions_are_rejected(decisions, pattern):
+def test_malformed_decisions_are_rejected(decisions, pattern, hand_state):
     with pytest.raises(ValueError, match=pattern):
-        score_decisions(make_state(), decisions)
+        score_decisions(hand_state(), decisions)

@@ -1,27 +1,13 @@
-"""Section VI-D metrics and eq. (17) from hand-made slot infos, and the baseline command."""
+"""Section VI-D metrics and eq. (17) from hand-made slot infos, the baseline command and the
+calibration study command."""
 
 import numpy as np
 import pytest
 
-from offload.sim import SlotState, optimal_decision
+from offload.sim import MECConfig, OffloadEnv, calibration, optimal_decision
+from offload.sim.baselines import greedy_decision, main_branch_greedy_decision
 from offload.sim.metrics import MetricsAccumulator, normalised_reward
 from offload.sim.run_baselines import main as run_baselines
-
-
-def make_state() -> SlotState:
-    # three devices, two ES, two exits, ES 0 busy for 18 ms (as in test_sim_evaluator.py)
-    return SlotState(
-        device_ids=np.array([0, 1, 2]),
-        task_bits=np.array([400_000.0, 200_000.0, 300_000.0]),
-        deadline_ms=np.full(3, 30.0),
-        rate_mbps=np.array([[20.0, 40.0], [50.0, 50.0], [30.0, 10.0]]),
-        link=np.ones((3, 2), dtype=bool),
-        device_backlog_ms=np.array([0.0, 0.0, 5.0]),
-        server_backlog_ms=np.array([18.0, 0.0]),
-        capacity=np.array([0.5, 1.0]),
-        exit_ms=np.array([[1.0, 2.0], [3.0, 5.0]]),
-        exit_accuracy=np.array([0.8, 0.9]),
-    )
 
 
 def test_metrics_from_two_slots():
@@ -48,8 +34,8 @@ def test_metrics_from_two_slots():
     assert m.mean_normalised_reward == pytest.approx(0.75)
 
 
-def test_normalised_reward_of_optimum_is_one():
-    state = make_state()
+def test_normalised_reward_of_optimum_is_one(hand_state):
+    state = hand_state()
     best = optimal_decision(state)
     assert normalised_reward(state, best.decision) == pytest.approx(1.0)
     worse = normalised_reward(state, np.array([1, 1, 1]))
@@ -86,3 +72,47 @@ def test_baseline_command_counts_every_task(capsys):
         assert 0.0 < r["mean_normalised_reward"] <= 1.0 + 1e-12
     by = {(r["scenario"], r["policy"]): r for r in rows}
     assert by[(1, "greedy")]["mean_q"] > by[(1, "random")]["mean_q"]
+
+
+def average_accuracy(table, cfg: MECConfig, decide, slots: int, seed: int) -> tuple[float, float]:
+    """Σ accuracy of the successful tasks / all tasks (Section VI-D) and the SSP, summed here
+    from the environment's per-slot outcomes (not through `MetricsAccumulator`)."""
+    env = OffloadEnv(table, cfg)
+    env.reset(seed=seed)
+    accuracy = success = tasks = 0.0
+    for _ in range(slots):
+        out = env.step(decide(env.slot_state))[4]["outcome"]
+        accuracy += out.accuracy[out.success].sum()
+        success += out.success.sum()
+        tasks += len(out.success)
+    return accuracy / tasks, success / tasks
+
+
+def test_calibration_command_prints_every_reading_and_scenario(
+    capsys, paper_table, paper_table_path
+):
+    args = ["--slots", "4", "--num-devices", "3", "--seed", "2", "--table", str(paper_table_path)]
+    calibration.main(args)
+    lines = capsys.readouterr().out.splitlines()
+    first = lines.index("| reading | scenario 1 | scenario 2 | scenario 3 | scenario 4 |")
+    rows = lines[first + 2 : first + 3 + len(calibration.READINGS)]
+    assert rows[0].startswith("| paper: GRL / GRLE | 0.60 / 0.77 |")
+    cells = {}
+    for row, (name, _) in zip(rows[1:], calibration.READINGS, strict=True):
+        parts = [c.strip() for c in row.strip("|").split("|")]
+        assert parts[0] == name and len(parts) == 5
+        for scenario, cell in enumerate(parts[1:], start=1):
+            main_only, rest = cell.split(" / ")
+            greedy, ssp = rest.rstrip(")").split(" (")
+            values = float(main_only), float(greedy), float(ssp)
+            assert all(0.0 <= v <= 1.0 for v in values) and values[0] <= values[2]
+            cells[name, scenario] = cell
+    # one cell recomputed here: compute x4, scenario 2 (M = 3, τ = 30 ms, 4 slots, seed 2)
+    cfg = MECConfig(num_devices=3, slot_ms=30.0, scenario=2, compute_scale=4.0)
+    main_acc, main_ssp = average_accuracy(paper_table, cfg, main_branch_greedy_decision, 4, 2)
+    greedy_acc, _ = average_accuracy(paper_table, cfg, greedy_decision, 4, 2)
+    assert cells["compute x4", 2] == f"{main_acc:.2f} / {greedy_acc:.2f} ({main_ssp:.2f})"
+    # the τ = 10 ms table: one row per late-task policy
+    second = next(i for i, line in enumerate(lines) if line.startswith("| late tasks |"))
+    policies = [line.split("|")[1].strip() for line in lines[second + 2 : second + 4]]
+    assert policies == ["send", "drop"]

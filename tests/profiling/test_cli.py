@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import pytest
-
+from offload.exit_table import load_exit_table
 from profiling import merge, select
 from profiling.errors import run_cli
 from profiling.table import make_exit_table, read_exit_table, write_exit_table
@@ -24,10 +23,9 @@ def test_select_on_the_paper_table(tmp_path, capsys):
 
 
 def test_offload_reads_the_candidate_table(tmp_path):
-    offload_table = pytest.importorskip("offload.exit_table")
     out = tmp_path / "cand.csv"
     assert select.main([str(PAPER), "--k", "4", "--out", str(out)]) == 0
-    theirs = offload_table.load_exit_table(str(out))
+    theirs = load_exit_table(str(out))
     assert theirs.exits.tolist() == [1, 4, 7, 17]
     assert theirs.devices == ("RTX_2080TI", "GTX_1080TI")
     assert theirs.latency_ms.tolist() == [[0.36, 0.54, 0.71, 1.26], [0.73, 1.06, 1.4, 2.42]]

@@ -10,6 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+import multiexit.export as multiexit_export
+import multiexit.model as multiexit_model
+import multiexit.train as multiexit_train
+from multiexit.errors import CheckpointMismatchError
 from profiling import measure, metadata
 from profiling.candidates import select_candidates
 from profiling.errors import ProfilingError, run_cli
@@ -17,9 +21,6 @@ from profiling.fileio import sha256_file
 from profiling.measure import MeasureConfig, Target, resolve_targets, time_exits
 from profiling.table import read_exit_table
 from profiling.timing import HostClockTimer
-
-multiexit_model = pytest.importorskip("multiexit.model")
-multiexit_export = pytest.importorskip("multiexit.export")
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = ["--repeats", "3", "--warmup", "1", "--quiet"]
@@ -124,19 +125,37 @@ def test_trained_run_gives_accuracy_candidates_and_figure(tmp_path, tiny_run):
     assert (out / "exits.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_run_that_does_not_load_is_one_clear_error(tmp_path, tiny_run, capsys):
+def test_a_run_that_does_not_load_gives_multiexits_message(tmp_path, tiny_run, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("manifest.json", "model.safetensors"):
         (broken / name).write_bytes((tiny_run / name).read_bytes())
     (broken / "model.safetensors").write_bytes(b"not weights")
     out = tmp_path / "out"
-    rc = run_cli(
-        measure.main, ["--device", "cpu", "--run", str(broken), *TIMING, "--out", str(out)]
-    )
-    err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error: could not load the run") and err.count("\n") == 1
-    assert "--untrained" in err and not out.exists()
+    argv = ["--device", "cpu", *TIMING, "--out", str(out), "--run"]
+    cases = {
+        broken: "is corrupt or was replaced, re-export it.",
+        tmp_path: "has no manifest.json, so it is not an exported run",
+    }
+    for run, phrase in cases.items():
+        with pytest.raises((OSError, ValueError)) as direct:
+            multiexit_export.load_run(run)
+        assert phrase in str(direct.value)
+        assert run_cli(measure.main, [*argv, str(run)]) == 2
+        # exactly multiexit's sentence: one message, one suggestion
+        assert capsys.readouterr().err == f"error: {direct.value}\n"
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    manifest["config"]["head"] = "pool_linear"  # the weights have conv_pool heads
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes((tiny_run / "model.safetensors").read_bytes())
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointMismatchError) as direct:
+        multiexit_export.load_run(other)
+    assert "(head conv_pool in the checkpoint but pool_linear here)" in str(direct.value)
+    assert run_cli(measure.main, [*argv, str(other)]) == 2
+    assert capsys.readouterr().err == f"error: {direct.value}\n"
+    assert not out.exists()
 
 
 def test_unwritable_output_is_one_clear_error(tmp_path, capsys):
@@ -214,6 +233,8 @@ def test_nvml_fields_are_read_from_the_matching_gpu(monkeypatch):
     fake.nvmlDeviceGetTemperature = lambda h, kind: 41
     fake.nvmlDeviceGetPowerUsage = lambda h: 71500
     fake.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700000
+    fake.nvmlDeviceIsMigDeviceHandle = lambda h: 0  # a whole GPU, MIG mode off
+    fake.nvmlDeviceGetMigMode = lambda h: (0, 0)
 
     def no_pstate(h):
         raise RuntimeError("Not Supported")
@@ -226,6 +247,7 @@ def test_nvml_fields_are_read_from_the_matching_gpu(monkeypatch):
     assert snap == {
         "available": True,
         "matched_by": "uuid",
+        "mig": False,
         "name": "NVIDIA H100 80GB HBM3",
         "uuid": "GPU-abc",
         "driver_version": "550.54.15",
@@ -261,8 +283,9 @@ def test_bad_settings_are_refused(capsys):
 
 def test_a_tiny_trained_run_from_multiexit_train(tmp_path):
     """End to end: multiexit.train on synthetic data exports a run; profiling measures it."""
-    train = pytest.importorskip("multiexit.train")
     from multiexit.data import CifarArrays
+
+    train = multiexit_train
 
     g = torch.Generator().manual_seed(0)
     templates = torch.randint(40, 216, (10, 3, 1, 1), generator=g).float()
@@ -288,3 +311,52 @@ def test_a_tiny_trained_run_from_multiexit_train(tmp_path):
     assert table.metadata["model"]["data_source"] == arrays.source
     candidates = read_exit_table(out / "candidates.csv")
     assert 17 in candidates.exits and len(candidates.exits) <= 5
+
+
+def test_busy_rule_counts_the_cores_left_by_the_measurement():
+    # 2 logical CPUs, 1 measuring thread: up to 2 runnable processes (ours + one) is quiet
+    assert metadata.busy_reason([2.0, 9.0, 9.0], 2, 1) is None
+    assert metadata.busy_reason([2.01, 0.0, 0.0], 2, 1) == (
+        "1-minute load average 2.01 > 2 (2 logical CPUs - 1 measuring thread(s) + 1)"
+    )
+    assert metadata.busy_reason([5.0, 0, 0], 8, 4) is None  # 8 - 4 + 1 = 5
+    assert metadata.busy_reason([5.5, 0, 0], 8, 4).startswith("1-minute load average 5.5 > 5")
+    assert metadata.busy_reason(None, 8, 1) is None and metadata.busy_reason([9.0], None, 1) is None
+
+
+def test_cpu_governor_is_read_from_sysfs_where_it_exists(tmp_path):
+    assert metadata.cpu_governor(tmp_path) is None  # containers and VMs: not exposed
+    for cpu, governor in (("cpu0", "performance"), ("cpu1", "performance")):
+        (tmp_path / cpu / "cpufreq").mkdir(parents=True)
+        (tmp_path / cpu / "cpufreq" / "scaling_governor").write_text(governor + "\n")
+    (tmp_path / "cpufreq").mkdir()  # not a CPU: ignored
+    assert metadata.cpu_governor(tmp_path) == "performance"
+    (tmp_path / "cpu12" / "cpufreq").mkdir(parents=True)
+    (tmp_path / "cpu12" / "cpufreq" / "scaling_governor").write_text("powersave\n")
+    assert metadata.cpu_governor(tmp_path) == "performance+powersave"
+
+
+def test_the_table_records_machine_load_and_measure_warns_when_busy(tmp_path, monkeypatch, capsys):
+    readings = iter([(0.5, 0.7, 0.9), (3.5, 1.5, 1.0)])  # quiet before, busy after
+    monkeypatch.setattr(metadata.os, "getloadavg", lambda: next(readings))
+    monkeypatch.setattr(measure.os, "cpu_count", lambda: 2)
+    (tmp_path / "sys" / "cpu0" / "cpufreq").mkdir(parents=True)
+    (tmp_path / "sys" / "cpu0" / "cpufreq" / "scaling_governor").write_text("schedutil\n")
+    monkeypatch.setattr(metadata, "CPUFREQ_ROOT", tmp_path / "sys")
+    out = tmp_path / "t"
+    argv = ["--device", "cpu", "--threads", "1", "--untrained", *TINY, "--out", str(out)]
+    assert measure.main(argv) == 0
+    assert next(readings, "used up") == "used up"  # read exactly twice: before and after
+    device = read_exit_table(out / "exit_table.csv").metadata["devices"]["cpu_1t"]
+    assert device["load_average_before"] == [0.5, 0.7, 0.9]
+    assert device["load_average_after"] == [3.5, 1.5, 1.0]
+    assert device["busy_before"] is None
+    assert device["busy_after"] == (
+        "1-minute load average 3.5 > 2 (2 logical CPUs - 1 measuring thread(s) + 1)"
+    )
+    assert device["cpu_governor"] == "schedutil"
+    assert capsys.readouterr().err == (
+        "warning: the machine was busy after timing cpu_1t (1-minute load average 3.5 > 2 "
+        "(2 logical CPUs - 1 measuring thread(s) + 1)); other work inflates latencies, so "
+        "measure on a quiet machine (or add --cpu-clock process --interleave on the CPU).\n"
+    )

@@ -131,3 +131,115 @@ def test_interleaved_timing_goes_round_robin_after_each_warmup():
     assert (sb.median_ms, sb.max_ms) == (pytest.approx(20.0), pytest.approx(30.0))
     with pytest.raises(ProfilingError, match="one timer per function"):
         time_interleaved([a, b], timers=[timer], warmup=0, repeats=1)
+
+
+class FakeCuda:
+    """Stands in for ``torch.cuda`` (monkeypatched attribute by attribute): records which
+    device is current when streams are made, graphs captured and replayed, events recorded."""
+
+    def __init__(self) -> None:
+        self.current = "cuda:0"
+        self.log: list[tuple] = []
+
+    def install(self, monkeypatch) -> None:
+        import contextlib
+
+        import torch
+
+        fake = self
+
+        @contextlib.contextmanager
+        def device(dev):
+            before, fake.current = fake.current, str(torch.device(dev))
+            try:
+                yield
+            finally:
+                fake.current = before
+
+        class Stream:
+            def __init__(self, device=None):
+                self.device = str(torch.device(device)) if device is not None else fake.current
+                fake.log.append(("stream", self.device, fake.current))
+
+            def wait_stream(self, other):
+                pass
+
+        class CUDAGraph:
+            def replay(self):
+                fake.log.append(("replay", fake.current))
+
+        @contextlib.contextmanager
+        def graph(cuda_graph, pool=None, stream=None):
+            fake.log.append(("capture", getattr(stream, "device", None), fake.current))
+            yield
+
+        @contextlib.contextmanager
+        def stream(s):
+            yield
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                self.name = None
+
+            def record(self, s=None):
+                fake.log.append(("record", fake.current))
+
+            def synchronize(self):
+                pass
+
+            def elapsed_time(self, other):
+                return 2.5
+
+        def synchronize(dev=None):
+            fake.log.append(("synchronize", str(torch.device(dev)) if dev is not None else None))
+
+        for name, value in {
+            "device": device,
+            "Stream": Stream,
+            "CUDAGraph": CUDAGraph,
+            "graph": graph,
+            "stream": stream,
+            "Event": Event,
+            "synchronize": synchronize,
+            "current_stream": lambda dev=None: Stream(dev),
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+def test_cuda_graph_is_captured_on_a_stream_of_its_own_device(monkeypatch):
+    from profiling.timing import capture_cuda_graph
+
+    fake = FakeCuda()
+    fake.install(monkeypatch)
+    calls = []
+    replay = capture_cuda_graph(lambda: calls.append(fake.current), "cuda:1", warmup=2)
+    captures = [e for e in fake.log if e[0] == "capture"]
+    # the capture stream belongs to cuda:1 and cuda:1 is current, although cuda:0 was current
+    assert captures == [("capture", "cuda:1", "cuda:1")]
+    assert calls == ["cuda:1"] * 3  # two warm-up calls on the side stream, one captured
+    assert fake.current == "cuda:0"
+    fake.log.clear()
+    replay()  # called from code where cuda:0 is current: the replay switches to cuda:1
+    assert fake.log == [("replay", "cuda:1")]
+
+
+def test_cuda_event_timer_drains_the_warmup_before_the_first_sample(monkeypatch):
+    from profiling.timing import CUDA_GRAPH, CudaEventTimer
+
+    fake = FakeCuda()
+    fake.install(monkeypatch)
+    timer = CudaEventTimer("cuda:1", mode=CUDA_GRAPH)
+
+    def work() -> None:
+        fake.log.append(("work", fake.current))
+
+    stats = time_callable(work, timer=timer, warmup=2, repeats=2)
+    assert (stats.median_ms, stats.count, timer.mode) == (2.5, 2, CUDA_GRAPH)
+    events = [e for e in fake.log if e[0] != "stream"]
+    assert events == [
+        ("work", "cuda:0"),  # warm-up
+        ("work", "cuda:0"),
+        ("synchronize", "cuda:1"),  # drained before the first timed call
+        ("record", "cuda:1"), ("work", "cuda:1"), ("record", "cuda:1"),
+        ("record", "cuda:1"), ("work", "cuda:1"), ("record", "cuda:1"),
+    ]  # fmt: skip

@@ -1,0 +1,72 @@
+"""Device-dependent training settings: the multi-device recipe rule and the precision choice.
+
+Multi-device rule (docs/multiexit.md, "Multi-GPU recipe"): ``--batch-size`` is the *global*
+batch, the images of one optimiser step over all devices, split evenly across them. The peak
+learning rates, the one-cycle schedule (a function of optimiser steps, hence of images seen)
+and the epochs are those of one device, so N devices run the single-device recipe step for
+step: the same batches of the same permutation, the same number of steps, the same learning
+rate at every step. What differs is BatchNorm, whose batch statistics are taken per device
+over ``global_batch / N`` images (no SyncBatchNorm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multiexit.errors import DeviceRecipeError
+
+
+@dataclass(frozen=True)
+class DeviceRecipe:
+    """The training recipe as run on ``devices`` devices (data parallel)."""
+
+    devices: int  # number of data-parallel processes (devices x nodes)
+    global_batch: int  # images per optimiser step, all devices together
+    per_device_batch: int  # images per step on one device (global_batch / devices)
+    lr: float  # peak one-cycle learning rate of the stage, unchanged from one device
+
+    def describe(self, stage: str) -> str:
+        """One line for the start of a stage: devices, batches and the learning-rate rule."""
+        return (
+            f"stage {stage}: {self.devices} device{'s' if self.devices != 1 else ''} x "
+            f"{self.per_device_batch} images = global batch {self.global_batch} per step; "
+            f"peak learning rate {self.lr:g} and one-cycle schedule as on one device "
+            "(multi-GPU rule: global batch and per-sample schedule kept, docs/multiexit.md)"
+        )
+
+
+def device_recipe(devices: int, *, batch_size: int, lr: float) -> DeviceRecipe:
+    """The recipe for ``devices`` data-parallel devices from the single-device settings.
+
+    Args:
+        devices: number of data-parallel processes (>= 1).
+        batch_size: global batch, images per optimiser step over all devices.
+        lr: peak learning rate of the stage; kept as it is (no linear scaling), because the
+            global batch is kept.
+
+    Raises:
+        DeviceRecipeError: ``batch_size`` does not split evenly over ``devices``.
+    """
+    if devices < 1:
+        raise DeviceRecipeError(f"Training needs at least one device (got {devices}).")
+    if batch_size % devices:
+        raise DeviceRecipeError(
+            f"--batch-size {batch_size} (the global batch) does not split evenly over "
+            f"{devices} devices; pass a multiple of {devices} or choose the devices with "
+            "--devices."
+        )
+    return DeviceRecipe(devices, batch_size, batch_size // devices, lr)
+
+
+def precision_for(on_gpu: bool, capability: tuple[int, int] | None) -> str:
+    """Lightning's precision for ``--precision auto``.
+
+    bf16-mixed on GPUs of compute capability 8.0 or newer (Ampere, Hopper: native bf16);
+    16-mixed (fp16 with loss scaling) on older GPUs, where bf16 is emulated and slow;
+    32-true on the CPU.
+    """
+    if not on_gpu:
+        return "32-true"
+    if capability is not None and tuple(capability) >= (8, 0):
+        return "bf16-mixed"
+    return "16-mixed"

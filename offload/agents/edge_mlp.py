@@ -1,0 +1,74 @@
+"""An MLP actor on GRLE+'s features: GRLE+ without message passing (the "does the graph help?"
+ablation).
+
+Each (device m, option o) pair is scored from its own features alone,
+x̂[m, o] = σ(MLP([x_device[m] ‖ x_exit[o] ‖ e_mo])) with the device, exit and edge features of
+:func:`offload.agents.grle.encode_slot` (GRLE+'s encoder, so the inputs are identical) and
+hidden widths (128, 64), ReLU. No neighbour is aggregated, so a device never sees the other
+devices competing for its ES; the learner, quantiser and critic are the shared ones. Like GRLE+ it
+has no size baked in and runs for any M, N·L and topology; it runs through the lockstep
+:class:`~offload.agents.batch.BatchLearner` with GRLE+'s batched encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from offload.agents.grle import (
+    _DENSE_FIELDS,
+    DEVICE_FEATURES,
+    EDGE_FEATURES,
+    EXIT_FEATURES,
+    GRLEConfig,
+    SlotGraph,
+    stacked_linear,
+)
+
+MLP_HIDDEN = (128, 64)  # hidden widths (the GRLE+ actor's layer widths)
+
+
+class EdgeMLPActor(nn.Module):
+    """x̂ per (device, option) pair from that pair's GRLE+ features only (see module docstring)."""
+
+    def __init__(self, config: GRLEConfig = GRLEConfig()) -> None:
+        super().__init__()
+        self.config = config  # GRLE+'s feature scaling and option set (main_branch_only)
+        h1, h2 = MLP_HIDDEN
+        self.lin1 = nn.Linear(DEVICE_FEATURES + EXIT_FEATURES + EDGE_FEATURES, h1)
+        self.lin2 = nn.Linear(h1, h2)
+        self.lin3 = nn.Linear(h2, 1)
+
+    def forward(self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None):
+        """x̂ (..., M, K) from GRLE+'s dense tensors (:data:`~offload.agents.grle._DENSE_FIELDS`,
+        any leading axes); ``params``: K runs' stacked weights (the lockstep learner)."""
+        fields = dict(zip(_DENSE_FIELDS, dense, strict=True))
+        x_dev, x_exit = fields["x_device"], fields["x_exit"]
+        edge, edge_mask = fields["edge_attr_dense"], fields["edge_mask"]
+        num_devices, num_options = edge_mask.shape[-2:]
+        x = torch.cat(
+            [
+                x_dev.unsqueeze(-2).expand(*x_dev.shape[:-1], num_options, x_dev.shape[-1]),
+                x_exit.unsqueeze(-3).expand(*x_exit.shape[:-2], num_devices, *x_exit.shape[-2:]),
+                edge,
+            ],
+            dim=-1,
+        )
+        p = params if params is not None else dict(self.named_parameters())
+        for i in (1, 2):
+            x = torch.relu(stacked_linear(x, p[f"lin{i}.weight"], p[f"lin{i}.bias"]))
+        z = stacked_linear(x, p["lin3.weight"], p["lin3.bias"])
+        return torch.sigmoid(z).squeeze(-1) * edge_mask
+
+    def relaxed(self, obs: SlotGraph) -> torch.Tensor:
+        """(M, K) x̂ of one slot; zero off the graph's edges."""
+        return self(*(getattr(obs, f) for f in _DENSE_FIELDS))
+
+    def relaxed_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
+        """(ΣM_i, K) x̂ of several slots (any sizes: no pair depends on another)."""
+        if len({g.mask.shape for g in batch}) == 1:  # same size: one stacked pass
+            stacked = [torch.stack([getattr(g, f) for g in batch]) for f in _DENSE_FIELDS]
+            return self(*stacked).flatten(0, 1)
+        return torch.cat([self.relaxed(g) for g in batch])

@@ -1,0 +1,263 @@
+"""GRLE as the paper writes it (Section V-C, eqs. 12–14): GraphSAGE on the device–exit graph.
+
+The slot graph has M device nodes and N·L exit nodes (option o = n·L + l: exit l on ES n) and an
+edge device m — exit o wherever device m can reach ES n this slot and the option is allowed (GRL:
+only the main branch l = L − 1). Where the slot state θ = {d, δ, r} and the exit information
+enter (node features only; nothing is computed from them, no edge features):
+
+- device node m: task size d (Mbit), deadline δ and uplink backlog (both ÷ ``time_scale_ms``),
+  and the rates r_{m,n} of its up links folded into two numbers, their mean and their maximum
+  (÷ ``rate_scale_mbps``). r is per link, but eq. (13) concatenates only the two node embeddings,
+  so a per-link quantity has nowhere to go but a node; the device keeps the summary that does not
+  depend on N (one actor for any N and topology). The price: the actor cannot tell *which* of
+  its ESs has the faster link — the critic's search over S candidates still can, since it scores
+  every candidate with the true rates. (``GRLEPlus`` keeps r per edge; the ablations compare.)
+- exit node o = (n, l): accuracy φ_l, computation time t_cmp = exit_ms / capacity (eq. 4, ÷
+  ``time_scale_ms``) and the backlog of ES n (÷ ``time_scale_ms``), the ES status the paper's
+  second-order neighbourhood argument is about.
+
+Eq. (12), h_v' = ReLU(W · C(h_v, mean_{u ∈ N(v)} h_u)), is torch-geometric's ``SAGEConv`` with
+mean aggregation and a root weight (``lin_r`` h_v + ``lin_l`` mean + b, i.e. W = [W_r W_l]).
+Devices and exits carry different features, so each layer has one ``SAGEConv((in_src, in_dst),
+out)`` per destination type (exits from devices, devices from exits), and messages flow both
+ways along each edge: without the device-side update a device could not see "the other devices
+at ES n" that the paper's two-layer argument relies on. Two layers (hidden 128 and 64, Section
+VI-A), then eq. (13) h_e = C(h_src, h_dst) and eq. (14) x̂_e = σ(MLP₂(ReLU(MLP₁(h_e)))).
+
+Two paths, equal up to float rounding (tested): ``graph_relaxed`` calls the ``SAGEConv`` modules
+on a PyG edge index (slots of any sizes as one disconnected graph with offset node indices, as
+``Batch.from_data_list`` does); ``forward(..., params=stacked)`` takes the same neighbour means
+with each ``SAGEConv``'s own aggregation module over all graphs at once and applies K runs'
+stacked ``lin_l``/``lin_r`` weights with one batched matmul per layer (the lockstep learner).
+Same-size slots of one run go through ``forward`` as a run of one, so the one-run and the
+lockstep learner do the same arithmetic: this actor's x̂ has many near-ties (node features
+only), and a 1e-7 rounding difference would otherwise flip some quantiser orders between
+the engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.nn import SAGEConv
+
+from offload.agents.grle import option_mask, stacked_linear
+
+PAPER_DEVICE_FEATURES = 5
+PAPER_EXIT_FEATURES = 3
+_FIELDS = ("x_device", "x_exit", "edge_mask")  # the forward's tensor inputs, in order
+
+
+@dataclass(frozen=True)
+class GRLEPaperConfig:
+    """Architecture and feature scaling of the paper's GRLE actor (defaults: Section VI-A)."""
+
+    hidden_channels: tuple[int, int] = (128, 64)  # widths of the two layers of eq. (12)
+    classifier_channels: int = 64  # width of MLP₁ in eq. (14)
+    time_scale_ms: float = 30.0  # divides times (ms) to make features O(1)
+    rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
+    main_branch_only: bool = False  # True = GRL: only the main-branch exit (l = L − 1)
+
+
+class PaperGraph(NamedTuple):
+    """One encoded slot: node features and the (M, N·L) edge mask (as tensor and as numpy)."""
+
+    x_device: torch.Tensor  # (M, PAPER_DEVICE_FEATURES) float32
+    x_exit: torch.Tensor  # (N·L, PAPER_EXIT_FEATURES) float32
+    edge_mask: torch.Tensor  # (M, N·L) float32, 1 on edges
+    mask: np.ndarray  # (M, N·L) bool, True on edges
+
+
+def paper_node_features(
+    state: Any, mask: np.ndarray, config: GRLEPaperConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Device (..., M, 5) and exit (..., N·L, 3) features of one slot or of K stacked slots
+    (``SlotState`` or ``BatchState`` fields; ``mask`` (..., M, N·L) the edge mask), float64."""
+    ts, rs = config.time_scale_ms, config.rate_scale_mbps
+    link = np.asarray(state.link, dtype=bool)
+    rate = np.where(link, np.asarray(state.rate_mbps, dtype=np.float64), 0.0) / rs
+    num_links = np.maximum(link.sum(axis=-1), 1)
+    x_device = np.stack(
+        [
+            np.asarray(state.task_bits, dtype=np.float64) / 1e6,  # d, Mbit
+            np.asarray(state.deadline_ms, dtype=np.float64) / ts,  # δ
+            np.asarray(state.device_backlog_ms, dtype=np.float64) / ts,
+            rate.sum(axis=-1) / num_links,  # mean r over the device's up links
+            rate.max(axis=-1),  # max r over the device's up links
+        ],
+        axis=-1,
+    )
+    num_exits = np.asarray(state.exit_accuracy).shape[-1]
+    num_options = mask.shape[-1]
+    n_of_o, l_of_o = np.divmod(np.arange(num_options), num_exits)
+    t_cmp = np.asarray(state.exit_ms, dtype=np.float64) / np.asarray(state.capacity)[..., None]
+    backlog = np.asarray(state.server_backlog_ms, dtype=np.float64)
+    acc = np.broadcast_to(
+        np.asarray(state.exit_accuracy, dtype=np.float64)[l_of_o],
+        backlog.shape[:-1] + (num_options,),
+    )
+    x_exit = np.stack([acc, t_cmp[..., n_of_o, l_of_o] / ts, backlog[..., n_of_o] / ts], axis=-1)
+    return x_device, x_exit
+
+
+def encode_paper_slot(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()) -> PaperGraph:
+    """Encode a ``SlotState`` (docs/interfaces.md §3) as the node features of the slot graph."""
+    mask = option_mask(state, main_branch_only=config.main_branch_only)
+    x_device, x_exit = paper_node_features(state, mask, config)
+    f32 = np.float32
+    return PaperGraph(
+        torch.from_numpy(x_device.astype(f32)),
+        torch.from_numpy(x_exit.astype(f32)),
+        torch.from_numpy(mask.astype(f32)),
+        mask,
+    )
+
+
+def _edges(edge_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Edge index of G same-size graphs (G, M, O) as one disconnected graph: node indices are
+    offset by g·M (devices) and g·O (exits), as ``Batch.from_data_list`` does. Returns the
+    (2, E) edge index and the local (device, option) of every edge."""
+    g, m, o = torch.nonzero(edge_mask > 0, as_tuple=True)
+    num_devices, num_options = edge_mask.shape[-2:]
+    edge_index = torch.stack([g * num_devices + m, g * num_options + o])
+    return edge_index, m, o
+
+
+class GRLEPaperActor(nn.Module):
+    """The paper's GRLE actor: two ``SAGEConv`` layers of eq. (12), eqs. (13)–(14)."""
+
+    def __init__(self, config: GRLEPaperConfig = GRLEPaperConfig()) -> None:
+        super().__init__()
+        self.config = config
+        h1, h2 = config.hidden_channels
+        dev, ex = PAPER_DEVICE_FEATURES, PAPER_EXIT_FEATURES
+        # layer i: one SAGEConv per destination node type (see the module docstring)
+        self.conv1_exit = SAGEConv((dev, ex), h1)  # device -> exit messages
+        self.conv1_device = SAGEConv((ex, dev), h1)  # exit -> device messages
+        self.conv2_exit = SAGEConv((h1, h1), h2)
+        self.conv2_device = SAGEConv((h1, h1), h2)
+        self.mlp1 = nn.Linear(2 * h2, config.classifier_channels)
+        self.mlp2 = nn.Linear(config.classifier_channels, 1)
+
+    # ------------------------------------------------------------------ one run (PyG SAGEConv)
+    def _layer(self, i: int, h_dev, h_exit, edge_index):
+        """Eq. (12) for both node types; edge_index (2, E) = [device, exit]."""
+        conv_exit = getattr(self, f"conv{i}_exit")
+        conv_dev = getattr(self, f"conv{i}_device")
+        new_exit = conv_exit((h_dev, h_exit), edge_index)
+        new_dev = conv_dev((h_exit, h_dev), edge_index.flip(0))
+        return torch.relu(new_dev), torch.relu(new_exit)
+
+    def _graph_probs(self, x_dev, x_exit, edge_index) -> torch.Tensor:
+        """x̂_e for every edge (E,) of one (possibly disconnected) graph."""
+        h_dev, h_exit = self._layer(1, x_dev, x_exit, edge_index)
+        h_dev, h_exit = self._layer(2, h_dev, h_exit, edge_index)
+        h_e = torch.cat([h_dev[edge_index[0]], h_exit[edge_index[1]]], dim=1)  # eq. (13)
+        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)
+
+    def relaxed(self, obs: PaperGraph) -> torch.Tensor:
+        """(M, N·L) x̂ of one slot; zero off the graph's edges."""
+        return self.relaxed_batch([obs])
+
+    def relaxed_batch(self, batch: Sequence[PaperGraph]) -> torch.Tensor:
+        """(ΣM_i, N·L) x̂ of several slots. Same-size slots go through :meth:`forward` as a run of
+        one (the lockstep learner's arithmetic, so a run's decisions do not depend on the engine
+        even at near-ties); mixed sizes through the ``SAGEConv`` modules (:meth:`graph_relaxed`)."""
+        if len({g.mask.shape for g in batch}) > 1:
+            return self.graph_relaxed(batch)
+        stacked = [torch.stack([getattr(g, f) for g in batch])[None] for f in _FIELDS]
+        params = {n: p[None] for n, p in self.named_parameters()}
+        return self(*stacked, params=params)[0].flatten(0, 1)
+
+    def graph_relaxed(self, batch: Sequence[PaperGraph]) -> torch.Tensor:
+        """(ΣM_i, N·L) x̂ of slots of any sizes through the ``SAGEConv`` modules, as one
+        disconnected graph (node indices offset per slot, as ``Batch.from_data_list`` does)."""
+        num_options = batch[0].edge_mask.shape[1]
+        rows, cols, dev_off = [], [], 0
+        for g in batch:
+            m, o = torch.nonzero(g.edge_mask > 0, as_tuple=True)
+            rows.append(m + dev_off)
+            cols.append(o)
+            dev_off += g.x_device.shape[0]
+        row, col = torch.cat(rows), torch.cat(cols)
+        # exits of graph k are nodes k·O .. k·O + O − 1 of the disconnected graph
+        graph_of_edge = torch.repeat_interleave(
+            torch.arange(len(batch)), torch.tensor([len(r) for r in rows])
+        )
+        edge_index = torch.stack([row, col + graph_of_edge * num_options])
+        probs = self._graph_probs(
+            torch.cat([g.x_device for g in batch]), torch.cat([g.x_exit for g in batch]), edge_index
+        )
+        out = torch.zeros((dev_off, num_options), dtype=probs.dtype)
+        return out.index_put((row, col), probs)
+
+    # ------------------------------------------------------------ K runs (stacked weights)
+    def forward(
+        self,
+        x_device: torch.Tensor,
+        x_exit: torch.Tensor,
+        edge_mask: torch.Tensor,
+        params: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """x̂ (..., M, O) from node features (..., M, 5), (..., O, 3) and the edge mask (..., M, O)
+        with any leading axes. ``params``: K runs' weights stacked on a leading axis (names as in
+        ``state_dict``), the inputs then leading with the same K (the lockstep learner)."""
+        p = params if params is not None else dict(self.named_parameters())
+        lead = edge_mask.shape[:-2]
+        num_devices, num_options = edge_mask.shape[-2:]
+        runs = lead[0] if params is not None else 1
+        edge_index, m_loc, o_loc = _edges(edge_mask.reshape(-1, num_devices, num_options))
+        src, dst = edge_index
+        h_dev = x_device.reshape(runs, -1, x_device.shape[-1])  # (runs, G/runs·M, F)
+        h_exit = x_exit.reshape(runs, -1, x_exit.shape[-1])
+        for i in (1, 2):
+            # neighbour means by the layer's own PyG aggregation, over all graphs at once
+            flat_dev = h_dev.reshape(-1, h_dev.shape[-1])
+            flat_exit = h_exit.reshape(-1, h_exit.shape[-1])
+            conv_exit = getattr(self, f"conv{i}_exit")
+            conv_dev = getattr(self, f"conv{i}_device")
+            mean_at_exit = conv_exit.aggr_module(flat_dev[src], dst, dim_size=flat_exit.shape[0])
+            mean_at_dev = conv_dev.aggr_module(flat_exit[dst], src, dim_size=flat_dev.shape[0])
+            mean_at_exit = mean_at_exit.reshape(runs, -1, mean_at_exit.shape[-1])
+            mean_at_dev = mean_at_dev.reshape(runs, -1, mean_at_dev.shape[-1])
+            new_exit = self._stacked_sage(p, f"conv{i}_exit.", mean_at_exit, h_exit)
+            new_dev = self._stacked_sage(p, f"conv{i}_device.", mean_at_dev, h_dev)
+            h_dev, h_exit = torch.relu(new_dev), torch.relu(new_exit)
+        # eqs. (13)-(14) for all M×O pairs: MLP₁ of a concatenation is the sum of its column blocks
+        h2 = h_dev.shape[-1]
+        shape_dev = (runs, -1, num_devices, h2)
+        shape_exit = (runs, -1, num_options, h2)
+        w, b = p["mlp1.weight"], p["mlp1.bias"]
+        z_dev = stacked_linear(h_dev, w[..., :h2]).reshape(shape_dev).unsqueeze(-2)
+        z_exit = stacked_linear(h_exit, w[..., h2:], b).reshape(shape_exit).unsqueeze(-3)
+        z = torch.relu(z_dev + z_exit)  # (runs, G/runs, M, O, C)
+        z = stacked_linear(z.reshape(runs, -1, z.shape[-1]), p["mlp2.weight"], p["mlp2.bias"])
+        out = torch.sigmoid(z).reshape(*lead, num_devices, num_options)
+        return out * edge_mask
+
+    @staticmethod
+    def _stacked_sage(p, prefix: str, mean: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+        """SAGEConv's lin_l(mean) + lin_r(root), with one run's or K runs' stacked weights."""
+        lin_l = stacked_linear(mean, p[prefix + "lin_l.weight"], p[prefix + "lin_l.bias"])
+        return lin_l + stacked_linear(root, p[prefix + "lin_r.weight"])
+
+
+def encode_paper_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()):
+    """The paper actor's input for K runs (``BatchState``): tensors (x_device, x_exit,
+    edge_mask) with a leading K axis and the (K, M, N·L) option mask; run k equals
+    :func:`encode_paper_slot` of ``state.slot(k)``."""
+    num_exits = state.exit_accuracy.shape[0]
+    mask = np.repeat(np.asarray(state.link, dtype=bool), num_exits, axis=-1)
+    if config.main_branch_only:
+        mask[..., np.arange(mask.shape[-1]) % num_exits != num_exits - 1] = False
+    x_device, x_exit = paper_node_features(state, mask, config)
+    f32 = np.float32
+    tensors = tuple(
+        torch.from_numpy(np.ascontiguousarray(a, dtype=f32)) for a in (x_device, x_exit, mask)
+    )
+    return tensors, mask

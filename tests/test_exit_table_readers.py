@@ -1,0 +1,110 @@
+"""One exit-table schema: every bad table below goes through every reader of the repository —
+the simulator's (`offload.exit_table.load_exit_table`) and profiling's
+(`profiling.table.read_exit_table`) — and each gives the same error type and the same message,
+which names the file exactly once and says what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from offload.exit_table import ExitTableError, load_exit_table
+from profiling.errors import ProfilingError
+from profiling.table import read_exit_table
+
+HEADER = "exit,layer,accuracy,latency_ms:RTX_2080TI,latency_ms:GTX_1080TI\n"
+ROW1 = "1,conv1_1,0.8,0.36,0.73\n"
+ROW17 = "17,conv5_3,0.935,1.26,2.42\n"
+READERS = {"offload": load_exit_table, "profiling": read_exit_table}
+
+# (file content, the message after "<path>" — the same for every reader)
+BAD_TABLES = {
+    "out of order": (
+        HEADER + ROW17 + ROW1,
+        " row 2 (exit 1), column 'exit': rows must be sorted by exit; reorder the rows.",
+    ),
+    "truncated last row": (
+        HEADER + ROW1 + "17,conv5_3,0.9",
+        " row 2: 3 fields but the header has 5 (the last row: is the file truncated?); "
+        "write one value per column.",
+    ),
+    "empty file": ("", ": the file is empty; write the header and one row per exit."),
+    "header only": (HEADER, ": the table has no rows; add one row per exit."),
+    "duplicate exit": (
+        HEADER + ROW1 + ROW1,
+        " row 2 (exit 1), column 'exit': exit 1 already appears in row 1; keep one row per exit.",
+    ),
+    "accuracy in percent": (
+        HEADER + ROW1.replace("0.8,", "80,"),
+        " row 1 (exit 1), column 'accuracy': 80.0 is outside [0, 1]; "
+        "write accuracy as a fraction (0.935, not 93.5).",
+    ),
+    "empty latency": (
+        HEADER + ROW1.replace("0.36", ""),
+        " row 1 (exit 1), column 'latency_ms:RTX_2080TI': the value is empty; fill it in.",
+    ),
+    "nan accuracy": (
+        HEADER + ROW1.replace("0.8,", "nan,"),
+        " row 1 (exit 1), column 'accuracy': the value is NaN; fill it in.",
+    ),
+    "negative latency": (
+        HEADER + ROW1.replace("0.36", "-0.36"),
+        " row 1 (exit 1), column 'latency_ms:RTX_2080TI': latency -0.36 ms is not positive.",
+    ),
+    "unknown column": (
+        HEADER.replace("accuracy", "acc"),
+        ": unknown column 'acc'; allowed are exit, layer, accuracy and latency_ms:<DEVICE>.",
+    ),
+    "no latency column": (
+        "exit,layer,accuracy\n1,conv1_1,0.8\n",
+        ": missing latency column; add at least one 'latency_ms:<DEVICE>' column.",
+    ),
+    "device name with a space": (
+        HEADER.replace("GTX_1080TI", "GTX 1080"),
+        ": column 'latency_ms:GTX 1080' needs a device identifier without spaces or colons.",
+    ),
+}
+BINARY = b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xff\xfe\x00binary"
+
+
+def _message(reader, path: Path) -> str:
+    with pytest.raises(ExitTableError) as info:
+        reader(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+@pytest.mark.parametrize("case", BAD_TABLES.keys())
+def test_every_reader_gives_the_same_message(tmp_path, reader, case):
+    text, expected = BAD_TABLES[case]
+    path = tmp_path / "table.csv"
+    path.write_text(text)
+    assert _message(reader, path) == f"{path}{expected}"
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+def test_missing_and_binary_files(tmp_path, reader):
+    missing = tmp_path / "absent.csv"
+    assert _message(reader, missing) == (
+        f"{missing}: no such file; pass the path of an exit table CSV such as "
+        "checkpoints/paper_table1.csv."
+    )
+    binary = tmp_path / "weights.csv"
+    binary.write_bytes(BINARY)
+    assert _message(reader, binary) == (
+        f"{binary}: not a text file (byte 10 is not UTF-8); pass the exit table CSV."
+    )
+
+
+def test_profiling_error_is_both_types(tmp_path):
+    # the profiling CLIs print a ProfilingError as one line; callers may catch either type
+    with pytest.raises(ProfilingError):
+        read_exit_table(tmp_path / "absent.csv")
+
+
+def test_the_simulator_needs_accuracy(tmp_path):
+    path = tmp_path / "latency_only.csv"
+    path.write_text("exit,layer,latency_ms:cpu_1t\n1,conv1_1,2.5\n")
+    assert read_exit_table(path).devices == ["cpu_1t"]  # a valid latency-only table
+    assert _message(load_exit_table, path).startswith(f"{path}: missing column 'accuracy'")
