@@ -108,3 +108,19 @@ def test_the_simulator_needs_accuracy(tmp_path):
     path.write_text("exit,layer,latency_ms:cpu_1t\n1,conv1_1,2.5\n")
     assert read_exit_table(path).devices == ["cpu_1t"]  # a valid latency-only table
     assert _message(load_exit_table, path).startswith(f"{path}: missing column 'accuracy'")
+
+
+@pytest.mark.parametrize("module", ["offload.sim.run_baselines", "offload.sim.calibration"])
+def test_simulator_clis_give_the_readers_message_not_a_traceback(module, tmp_path, capsys):
+    """The simulator's own command lines read tables through the same reader: a bad table is
+    argparse's one-line error (exit status 2) carrying the reader's message."""
+    import importlib
+
+    bad = tmp_path / "bad.csv"
+    text, message = BAD_TABLES["out of order"]
+    bad.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(module).main(["--table", str(bad)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(f"error: {bad}{message}") and "Traceback" not in err

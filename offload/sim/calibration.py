@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..exit_table import ExitTable, load_exit_table
+from ..exit_table import ExitTable, ExitTableError, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -120,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="only the cross_slot_queue table: greedy, tau = 10 ms, compute scale 1 and 4",
     )
     args = p.parse_args(argv)
-    table = load_exit_table(args.table)
+    try:
+        table = load_exit_table(args.table)
+    except ExitTableError as err:  # one sentence and exit status 2, no traceback
+        p.error(str(err))
     if args.queue_effect:
         print_queue_effect(args, table)
         return

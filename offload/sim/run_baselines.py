@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..exit_table import load_exit_table
+from ..exit_table import ExitTableError, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -102,8 +102,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     """Parse arguments, run, print the table; returns its rows."""
-    args = parser().parse_args(argv)
-    table = load_exit_table(args.table)
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        table = load_exit_table(args.table)
+    except ExitTableError as err:  # one sentence and exit status 2, no traceback
+        p.error(str(err))
     rows = []
     header = (
         f"{'scenario':>8} {'policy':>18} {'avg_acc':>8} {'SSP':>6} {'thr/s':>8} "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import offload.sim.env as env_module
-from offload.exit_table import ExitTable, load_exit_table
+from offload.exit_table import ExitTable
 from offload.sim import (
     BatchEnv,
     BatchState,
@@ -178,8 +178,8 @@ def fcfs_configs(**readings) -> list[MECConfig]:
 @pytest.mark.parametrize(
     "readings", [{}, {"late_policy": "send"}, {"completion_origin": "transmission"}]
 )
-def test_batch_env_equals_offload_envs_under_fcfs(readings):
-    table = load_exit_table("checkpoints/paper_table1.csv")
+def test_batch_env_equals_offload_envs_under_fcfs(readings, paper_table):
+    table = paper_table
     configs = fcfs_configs(**readings)
     seeds = [7 + k for k in range(len(configs))]
     batch = BatchEnv(table, configs)
@@ -303,8 +303,8 @@ def test_stacked_states_keep_their_carried_tasks():
     assert not np.allclose(scores[0], scores[1])
 
 
-def test_dynamic_topology_counts_every_task_once_under_fcfs():
-    table = load_exit_table("checkpoints/paper_table1.csv")
+def test_dynamic_topology_counts_every_task_once_under_fcfs(paper_table):
+    table = paper_table
     cfg = MECConfig(
         num_devices=6,
         max_devices=8,
@@ -324,8 +324,8 @@ def test_dynamic_topology_counts_every_task_once_under_fcfs():
     assert fixed + env.slot_state.carried.count == generated
 
 
-def test_queue_effect_table_recomputes_from_the_environment():
-    table = load_exit_table("checkpoints/paper_table1.csv")
+def test_queue_effect_table_recomputes_from_the_environment(paper_table):
+    table = paper_table
     rows = queue_effect(
         table, slots=20, seed=3, num_devices=4, compute_scales=(4.0,), scenarios=(2,)
     )
