@@ -18,7 +18,6 @@ experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md`
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from offload.exit_table import load_exit_table
+from offload.experiments.report import write_csv, write_text
 from offload.experiments.runner import SCENARIOS, Cell, run_cell
 from offload.experiments.store import OutputError, check_writable
 
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.concat(frames, ignore_index=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "cells.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out / "cells.csv")
+    write_csv(frame, out / "cells.csv")
     wall = time.perf_counter() - t0
     devices = {label: "+".join(server_devices(path)) for label, path in tables.items()}
     lines = [
@@ -139,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for tau in args.taus:
             lines += summary(frame, m, tau)
     text = "\n".join(lines)
-    (out / "summary.md.tmp").write_text(text)
-    os.replace(out / "summary.md.tmp", out / "summary.md")
+    write_text(out / "summary.md", text)
     print(text)
     return 0
 

@@ -10,7 +10,6 @@ as the method's colour.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from offload.experiments.report import PAPER_ACCURACY, summarise
+from offload.experiments.store import atomic_write
 
 METHOD_STYLE = {
     "GRLE": ("tab:red", "o"),
@@ -195,6 +195,4 @@ def figure_topology(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
 
 def save_figure(fig: Figure, path: Path) -> None:
     """Save as PNG (everything inside the saved area: legends below or beside the axes)."""
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))

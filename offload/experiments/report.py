@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from offload.experiments import stats
+from offload.experiments.store import atomic_write
 
 #: Section VI-D: average accuracy at M = 10, τ = 30 ms (None: not quoted)
 PAPER_ACCURACY = {
@@ -165,17 +165,13 @@ def topology_section(rows: pd.DataFrame) -> list[str]:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temporary file + os.replace)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write a CSV atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def differences_section(rows: pd.DataFrame | None, curves: pd.DataFrame | None) -> list[str]:
