@@ -213,7 +213,8 @@ def differences_section(rows: pd.DataFrame | None, curves: pd.DataFrame | None) 
         "2. **The objective is Q, not accuracy.** Every learner maximises Q = Σ φ·ψ(t) of eq. (9), "
         "and ψ falls with the completion time even inside the deadline, so a faster, shallower "
         "exit can win although the main branch would also succeed; the paper reports accuracy. "
-        "Compare the mean-Q column, where GRLE is at or above the greedy reference.",
+        "The mean-Q columns show which method earns the most reward of eq. (9); the Findings "
+        "above count, cell by cell, where the greedy reference is at or above GRLE in Q too.",
         "3. **DROO-type agents see only the channel** (as the paper describes them): ES backlog, "
         "capacity and the device's own uplink backlog are invisible to them, which costs most "
         "where the capacity varies (scenarios 2–4).",
