@@ -295,6 +295,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         limit_train: int | None = None,
         limit_eval: int | None = None,
         augment: bool = True,
+        crop_pad: int = 4,
         channels_last: bool = False,
         arrays: CifarArrays | None = None,
     ) -> None:
@@ -307,7 +308,8 @@ class CIFAR10DataModule(pl.LightningDataModule):
         seed: seed of the validation split, the shuffling and the augmentation.
         limit_train: use only this many training images (quick runs, tests); None = all.
         limit_eval: use only this many validation and test images; None = all.
-        augment: random crop (padding 4) + horizontal flip on training batches.
+        augment: random crop + horizontal flip on training batches.
+        crop_pad: zero padding of the random crop, pixels per side (0 = flips only).
         channels_last: hand batches over in channels-last memory format (GPU speed).
         arrays: data already in memory (tests); bypasses the sources.
         """
@@ -392,6 +394,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world_size,
             pad=train,
+            crop_pad=h.crop_pad,
         )
 
     def train_dataloader(self) -> TensorLoader:

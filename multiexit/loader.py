@@ -96,12 +96,14 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         pad: bool = True,
+        crop_pad: int = 4,
     ) -> None:
         self.images, self.labels = images, labels.to(images.device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.drop_last, self.seed, self.channels_last = drop_last, seed, channels_last
         self.epoch_fn = epoch_fn or (lambda: 0)
         self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.crop_pad = crop_pad  # zero padding of the random crop, pixels per side
         dev = images.device
         self.mean = torch.tensor(CIFAR_MEAN, device=dev).view(1, 3, 1, 1) * 255
         self.inv_std = 1 / (torch.tensor(CIFAR_STD, device=dev).view(1, 3, 1, 1) * 255)
@@ -123,13 +125,16 @@ class TensorLoader:
         # all random choices of the epoch cross to the device at once: no per-batch sync
         aug = None
         if self.augment:
-            aug = Augmentation(*(t.to(dev) for t in draw_augmentation(len(order), g)))
+            drawn = draw_augmentation(len(order), g, self.crop_pad)
+            aug = Augmentation(*(t.to(dev) for t in drawn))
         for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             idx = order[sl]
             x = self.images[idx]
             if aug is not None:
-                x = augment_batch(x, Augmentation(aug.dy[sl], aug.dx[sl], aug.flip[sl]))
+                x = augment_batch(
+                    x, Augmentation(aug.dy[sl], aug.dx[sl], aug.flip[sl]), self.crop_pad
+                )
             x = (x.float() - self.mean) * self.inv_std
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

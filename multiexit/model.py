@@ -22,6 +22,9 @@ Head designs (``head=``), both documented in docs/multiexit.md:
   ``128 * width`` channels while the map is larger than 4x4 (at most two), then the
   ``pool_linear`` reduction. Learned features for the shallow exits; 2.8 M parameters for
   all 16 heads together at width 1.
+- ``"conv_pool_wide"``: the same with ``256 * width`` channels; ``"conv_pool_deep"``: one
+  stride-1 3x3 conv block with ``128 * width`` channels before the stride-2 blocks (shallow
+  exits only). Compared with their accuracy and latency in docs/multiexit.md.
 - ``"pool_linear"`` (after SDN): a learned mix of max- and average-pooling down to at most
   4x4, then one linear layer. Almost free, weaker at shallow exits.
 """
@@ -39,7 +42,13 @@ VGG16_CFG: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512,
 )  # fmt: skip
 
-HEADS: tuple[str, ...] = ("conv_pool", "pool_linear")
+# Conv heads: (hidden channels at width 1, stride-1 convs before the stride-2 blocks).
+CONV_HEADS: dict[str, tuple[int, int]] = {
+    "conv_pool": (128, 0),
+    "conv_pool_wide": (256, 0),
+    "conv_pool_deep": (128, 1),
+}
+HEADS: tuple[str, ...] = (*CONV_HEADS, "pool_linear")
 CIFAR_INPUT = (3, 32, 32)  # channels, height, width of a CIFAR-10 image
 
 
@@ -98,13 +107,19 @@ def make_head(
     Raises:
         ValueError: ``kind`` is not one of :data:`HEADS`.
     """
-    if kind == "conv_pool":
-        hidden = _scaled(128, width)
+    if kind in CONV_HEADS:
+        base, plain = CONV_HEADS[kind]
+        hidden = _scaled(base, width)
         layers: list[nn.Module] = []
         ch = in_channels
-        while size > 4 and len(layers) < 2:
+        if size > 4:  # the deep variant: stride-1 convs at the map's own resolution first
+            for _ in range(plain):
+                layers.append(_conv_bn_relu(ch, hidden))
+                ch = hidden
+        downsampling = 0
+        while size > 4 and downsampling < 2:
             layers.append(_conv_bn_relu(ch, hidden, stride=2))
-            ch, size = hidden, (size + 1) // 2
+            ch, size, downsampling = hidden, (size + 1) // 2, downsampling + 1
         return nn.Sequential(*layers, *_pool_linear(ch, size, num_classes))
     if kind == "pool_linear":
         return nn.Sequential(*_pool_linear(in_channels, size, num_classes))

@@ -27,13 +27,18 @@ if TYPE_CHECKING:
 # they are the same as when it started (anything else fails later inside Lightning: more
 # epochs break the one-cycle schedule, another width the state_dict; --devices and --strategy
 # change how many steps an epoch has). Paths (--pack, --cifar-root), output and display
-# flags, --accelerator and --precision may change.
+# flags, --accelerator, --precision and --tta (evaluation only) may change. The recipe's
+# values are compared, not its name: --recipe standard with the fast recipe's flags is the same.
+# A settings file written before a setting existed does not hold it, and is not held to it.
 COMMON_SETTINGS = ("width", "head", "num_classes", "batch_size", "seed", "source", "val_size",
-                   "limit_train", "limit_eval", "limit_train_batches", "devices", "strategy")  # fmt: skip
+                   "limit_train", "limit_eval", "limit_train_batches", "devices", "strategy",
+                   "label_smoothing", "decay_norm_bias", "ema_decay", "warmup_pct", "anneal",
+                   "crop_pad")  # fmt: skip
 STAGE_SETTINGS = {
-    "main": (*COMMON_SETTINGS, "epochs_main", "lr_main", "weight_decay_main"),
-    "exits": (*COMMON_SETTINGS, "epochs_exits", "lr_exits", "weight_decay_exits", "init_from"),
-}
+    "main": (*COMMON_SETTINGS, "epochs_main", "lr_main", "weight_decay_main", "nesterov"),
+    "exits": (*COMMON_SETTINGS, "epochs_exits", "lr_exits", "weight_decay_exits", "init_from",
+              "kd_weight", "kd_temperature"),
+}  # fmt: skip
 SETTINGS_FILE = "settings.json"  # runs/<run>/<stage>/settings.json: the stage's settings
 
 

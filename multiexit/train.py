@@ -57,6 +57,20 @@ from multiexit.runs import SETTINGS_FILE, archive, check_run, init_path, stage_s
 
 ALL_STAGES = ("main", "exits", "all")
 
+# Named recipes: the TrainConfig values each one sets; a flag given on the command line (or a
+# keyword given to TrainConfig.for_recipe) still wins. "standard" is TrainConfig's defaults,
+# the recipe every run used before recipes had names. The ablation behind "fast" (width 0.25,
+# 10 + 3 epochs, one CPU thread) is in docs/multiexit.md, "Training recipes".
+RECIPES: dict[str, dict[str, object]] = {
+    "standard": {},
+    "fast": {
+        "label_smoothing": 0.1,
+        "decay_norm_bias": False,
+        "batch_size": 128,
+        "crop_pad": 2,
+    },
+}
+
 
 @dataclass
 class TrainConfig:
@@ -70,11 +84,22 @@ class TrainConfig:
     num_classes: int = 10  # number of classes
     epochs_main: int = 60  # epochs of stage main
     epochs_exits: int = 25  # epochs of stage exits (SDN: 25)
+    recipe: str = "standard"  # standard (the defaults) or fast (docs/multiexit.md); given flags win
     lr_main: float = 0.1  # peak one-cycle learning rate, stage main (SGD)
     lr_exits: float = 1e-3  # peak one-cycle learning rate, stage exits (Adam)
     weight_decay_main: float = 5e-4  # weight decay, stage main
     weight_decay_exits: float = 1e-4  # weight decay, stage exits
     batch_size: int = 256  # training images per optimiser step, all devices together
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, both stages
+    nesterov: bool = True  # Nesterov momentum (stage main, SGD)
+    decay_norm_bias: bool = True  # also weight-decay BatchNorm weights and biases
+    ema_decay: float = 0.0  # weight moving average per step, used for eval and export; 0 = off
+    warmup_pct: float = 0.15  # fraction of the steps warming the learning rate up to its peak
+    anneal: str = "linear"  # one-cycle shape: linear or cos
+    crop_pad: int = 4  # random-crop zero padding, pixels per side (0 = flips only)
+    kd_weight: float = 0.0  # stage exits: weight of distillation from the main classifier (0 = off)
+    kd_temperature: float = 3.0  # stage exits: distillation temperature
+    tta: bool = False  # also report flip test-time augmentation (column accuracy_tta)
     seed: int = 0  # seed of initialisation, split, order and augmentation
     source: str = "auto"  # data source: auto, pack, torchvision
     pack: str | None = None  # path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)
@@ -93,6 +118,17 @@ class TrainConfig:
     export: str | None = None  # write the final model to this folder (checkpoints/<run>)
     progress: bool = True  # show Lightning's progress bar
     log_every_n_steps: int = 50  # training steps between two rows of metrics.csv
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **overrides) -> TrainConfig:
+        """A config with the values of ``RECIPES[recipe]``, then ``overrides`` on top."""
+        return cls(**{"recipe": recipe, **_recipe_values(recipe), **overrides})
+
+
+def _recipe_values(recipe: str) -> dict[str, object]:
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
+    return dict(RECIPES[recipe])
 
 
 def _on_gpu(cfg: TrainConfig) -> bool:
@@ -151,10 +187,14 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
         state = load_file(str(p))
     elif p.is_file():
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        # a run with a moving average validated and exports the average: start from it too
+        prefix = (
+            "ema_model."
+            if any(k.startswith("ema_model.") for k in ckpt["state_dict"])
+            else "model."
+        )
         state = {
-            k.removeprefix("model."): v
-            for k, v in ckpt["state_dict"].items()
-            if k.startswith("model.")
+            k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
         }
     else:
         raise FileNotFoundError(
@@ -220,6 +260,7 @@ def run_stage(
         seed=cfg.seed,
         limit_train=cfg.limit_train,
         limit_eval=cfg.limit_eval,
+        crop_pad=cfg.crop_pad,
         channels_last=gpu,
         arrays=arrays,
     )
@@ -232,6 +273,15 @@ def run_stage(
         lr=recipe.lr,
         weight_decay=cfg.weight_decay_main if main else cfg.weight_decay_exits,
         channels_last=gpu,
+        label_smoothing=cfg.label_smoothing,
+        nesterov=cfg.nesterov,
+        decay_norm_bias=cfg.decay_norm_bias,
+        ema_decay=cfg.ema_decay,
+        tta=cfg.tta,
+        warmup_pct=cfg.warmup_pct,
+        anneal=cfg.anneal,
+        kd_weight=0.0 if main else cfg.kd_weight,
+        kd_temperature=cfg.kd_temperature,
     )
     last = stage_dir / "checkpoints" / "last.ckpt"
     check_run(cfg, [stage], data=arrays is None)
@@ -249,7 +299,7 @@ def run_stage(
     trainer.test(best_module, datamodule=dm, verbose=False)
     accuracy = best_module.test_accuracy
     if trainer.is_global_zero:
-        frame = accuracy_frame(best_module.model, accuracy)
+        frame = accuracy_frame(best_module.model, accuracy, best_module.test_accuracy_tta)
         atomic_write(stage_dir / "exit_accuracy.csv", lambda tmp: frame.to_csv(tmp, index=False))
     return best_module, dm, accuracy
 
@@ -262,9 +312,9 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
     for stage in stages:
         module, dm, accuracy = run_stage(cfg, stage, arrays=arrays)
     if cfg.export and module.trainer.is_global_zero:
-        frame = accuracy_frame(module.model, accuracy)
-        export_run(
-            module.model.float().to(memory_format=torch.contiguous_format),
+        frame = accuracy_frame(module.model, accuracy, module.test_accuracy_tta)
+        export_run(  # the weights that were tested: the moving average when there is one
+            module.eval_model.float().to(memory_format=torch.contiguous_format),
             cfg.export,
             data_source=dm.source_description,
             accuracy=frame,
@@ -305,7 +355,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             kind = float
         extra = {"choices": HEADS} if f.name == "head" else {}
         extra = {"choices": SOURCES} if f.name == "source" else extra
+        extra = {"choices": tuple(RECIPES)} if f.name == "recipe" else extra
+        extra = {"choices": ("linear", "cos")} if f.name == "anneal" else extra
         p.add_argument(flag, type=kind, default=default, help=doc, **extra)
+    known, _ = p.parse_known_args(argv)  # the recipe first: it sets the other flags' defaults
+    try:
+        p.set_defaults(**_recipe_values(known.recipe))
+    except ValueError as err:
+        p.error(str(err))
     ns = p.parse_args(argv)
     cfg = TrainConfig(**vars(ns))
     if cfg.limit_train_batches > 1:
@@ -317,10 +374,15 @@ def summary(cfg: TrainConfig, module: MultiExitModule, seconds: float) -> str:
     """The lines printed at the end of ``python -m multiexit.train``: the test accuracy of
     every exit of the last stage, where its weights are, and the wall time."""
     stage = module.hparams.stage
-    frame = accuracy_frame(module.model, module.test_accuracy or [])
+    frame = accuracy_frame(module.model, module.test_accuracy or [], module.test_accuracy_tta)
+    tta = "accuracy_tta" in frame.columns
     lines = [f"test accuracy of stage {stage} ({module.test_count or '?'} images):"]
-    lines += [" exit  layer     accuracy"]
-    lines += [f" {r.exit:4d}  {r.layer:<8s}  {r.accuracy:.4f}" for r in frame.itertuples()]
+    lines += [" exit  layer     accuracy" + ("  with flip TTA" if tta else "")]
+    lines += [
+        f" {r.exit:4d}  {r.layer:<8s}  {r.accuracy:.4f}"
+        + (f"    {r.accuracy_tta:.4f}" if tta else "")
+        for r in frame.itertuples()
+    ]
     ckpt = Path(cfg.runs_dir) / cfg.run / stage / "checkpoints"
     lines.append(f"checkpoints: {ckpt}/{{best,last}}.ckpt")
     lines.append(f"exported to: {cfg.export}" if cfg.export else "not exported (no --export)")

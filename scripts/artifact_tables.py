@@ -1,6 +1,6 @@
 """Print the Markdown tables of docs/artifacts.md from a published run's committed files.
 
-    python scripts/artifact_tables.py checkpoints/vgg16_cpu_budget
+    python scripts/artifact_tables.py checkpoints/vgg16_cpu_ref
 
 Reads ``manifest.json`` and ``latency_cpu_1t/{exit_table,candidates}.csv`` (+ ``.json``) of the
 run and ``checkpoints/paper_table1.csv``; prints the run's provenance, the per-exit table
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/artifact_tables.py", description=__doc__)
-    p.add_argument("run", help="published run folder, e.g. checkpoints/vgg16_cpu_budget")
+    p.add_argument("run", help="published run folder, e.g. checkpoints/vgg16_cpu_ref")
     p.add_argument("--latency", default="latency_cpu_1t", help="latency subfolder of the run")
     args = p.parse_args(argv)
     run = Path(args.run)

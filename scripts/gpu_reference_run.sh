@@ -16,7 +16,9 @@
 # Environment: PYTHON (default .venv/bin/python if present, else python3); WORK (default
 # runs/gpu_reference, git-ignored: a rerun on the same machine resumes training from its
 # last.ckpt); RUN (vgg16); EPOCHS_MAIN / EPOCHS_EXITS (default 60 / 25, and no fitting when
-# set); CALL_LIMIT_S (600: the device call's limit the run must end within); FULL_RECIPE=1;
+# set); RECIPE (standard: multiexit's --recipe; fast is measured only at 10 epochs on the CPU,
+# docs/multiexit.md "Training recipes"); CALL_LIMIT_S (600: the device call's limit the run must
+# end within); FULL_RECIPE=1;
 # GRLE_CIFAR_PACK (default data/cifar10_jpeg.npz when that file exists).
 set -euo pipefail
 [[ $# -ge 1 ]] || { echo "usage: $0 OUT [smoke|train|measure|bundle ...]" >&2; exit 2; }
@@ -35,6 +37,7 @@ if [[ -z ${GRLE_CIFAR_PACK:-} && -f data/cifar10_jpeg.npz ]]; then
 fi
 WORK=${WORK:-runs/gpu_reference}
 RUN=${RUN:-vgg16}
+RECIPE=${RECIPE:-standard}
 EXPORT=$WORK/checkpoints/$RUN
 CALL_LIMIT_S=${CALL_LIMIT_S:-600}
 mkdir -p "$OUT" "$WORK"
@@ -77,13 +80,13 @@ EOF
 )
     say "train: $E_MAIN + $E_EXITS epochs ($NOTE)"
     "$PY" -m multiexit.train --stage all --run "$RUN" --runs-dir "$WORK/runs" --width 1.0 \
-        --head conv_pool --epochs-main "$E_MAIN" --epochs-exits "$E_EXITS" --seed 0 \
+        --head conv_pool --recipe "$RECIPE" --epochs-main "$E_MAIN" --epochs-exits "$E_EXITS" --seed 0 \
         --devices 1 --no-progress --export "$EXPORT" 2>&1 | tee -a "$LOG"
     {
         echo "# GPU reference run"
         echo
         echo "- command: \`scripts/gpu_reference_run.sh $OUT $STEPS\` ($(date -u +%FT%TZ))"
-        echo "- training: $E_MAIN + $E_EXITS epochs, $NOTE (paper recipe: 60 + 25)"
+        echo "- training: $E_MAIN + $E_EXITS epochs, $NOTE (paper recipe: 60 + 25), --recipe $RECIPE"
         echo "- export: $EXPORT (bundled as reference_run.tgz.part-*)"
     } >"$REPORT"
 fi

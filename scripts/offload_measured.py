@@ -8,8 +8,8 @@ own protocol (:func:`offload.experiments.runner.run_cell`: same agents, training
 evaluation, simulator defaults).
 
     python scripts/offload_measured.py \
-        --exits checkpoints/vgg16_cpu_budget/latency_cpu_1t/candidates.csv \
-        --compare checkpoints/paper_table1.csv --out results/measured_cpu_budget
+        --exits checkpoints/vgg16_cpu_ref/latency_cpu_1t/candidates.csv \
+        --compare checkpoints/paper_table1.csv --out results/measured_cpu_ref
 
 Writes ``<out>/cells.csv`` (one row per table, method, scenario, M, τ, seed; the columns of the
 experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md``.

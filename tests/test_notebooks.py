@@ -151,7 +151,7 @@ def test_offloading_notebook_prints_the_committed_results(offloading_nb):
         last.mean().to_dict(), abs=5e-5
     )
 
-    measured = pd.read_csv(RESULTS / "measured_cpu_budget" / "cells.csv")
+    measured = pd.read_csv(RESULTS / "measured_cpu_ref" / "cells.csv")
     text = tagged(offloading_nb, "measured")
     assert f"cells.csv: {len(measured)} rows" in text
     assert "cpu_1t+cpu_1t" in text

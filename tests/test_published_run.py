@@ -1,6 +1,6 @@
 """The published run in ``checkpoints/``: complete, consistent, and as accurate as it says.
 
-The run is the CPU-budget VGG-16 of docs/artifacts.md. The accuracy check evaluates every
+The run is the CPU reference VGG-16 of docs/artifacts.md. The accuracy check evaluates every
 published exit (1-17) of the published float16 weights, in one pass, on a fixed,
 class-balanced slice of the CIFAR-10 (JPEG copy) test set: the first ``PER_CLASS`` test images
 of every class, in the pack's order (the pack stores the test images grouped by class, so its
@@ -30,7 +30,7 @@ from multiexit.data import TensorLoader
 from multiexit.export import load_run
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = REPO / "checkpoints" / "vgg16_cpu_budget"  # the published run (docs/artifacts.md)
+RUN = REPO / "checkpoints" / "vgg16_cpu_ref"  # the published run (docs/artifacts.md)
 LATENCY = RUN / "latency_cpu_1t"  # its measured CPU exit table, candidates and figure
 PER_CLASS = 50  # test images per class in the slice: 500 in all
 NUM_EXITS = 17
@@ -61,7 +61,9 @@ def test_manifest_sha256_matches_weights_and_load_run_accepts_them():
     assert len(data) == m["weights"]["bytes"]
     model, loaded = load_run(RUN)  # re-checks the sha256, rebuilds the architecture
     assert loaded == m
-    assert model.num_exits == 17 and m["config"]["width"] == 1.0
+    assert model.num_exits == 17
+    config = (m["config"]["width"], m["config"]["head"])
+    assert config == (model.width, model.head_kind) == (0.5, "conv_pool_wide")  # docs/artifacts.md
     assert "JPEG copy" in m["data_source"]
 
 

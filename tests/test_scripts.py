@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "scripts" / "cpu_budget_run.sh"
+RECIPE = ROOT / "scripts" / "cpu_reference_run.sh"
 
 
 def _fake_python(path: Path, log: Path) -> Path:
@@ -24,13 +24,13 @@ def _fake_python(path: Path, log: Path) -> Path:
 
 
 def _run_recipe(repo: Path, step: str, env: dict[str, str]) -> list[tuple[str, str]]:
-    """Run scripts/cpu_budget_run.sh inside ``repo``; returns (interpreter, arguments) calls."""
+    """Run scripts/cpu_reference_run.sh inside ``repo``; returns (interpreter, arguments) calls."""
     log = repo / "calls.log"
     log.unlink(missing_ok=True)
     base = {k: v for k, v in os.environ.items() if k not in ("PY", "PYTHON", "TRAIN_FLAGS",
-                                                               "MEASURE_FLAGS", "RUN")}  # fmt: skip
+                                                               "MEASURE_FLAGS", "RUN", "HEAD")}  # fmt: skip
     proc = subprocess.run(
-        ["bash", str(repo / "scripts" / "cpu_budget_run.sh"), step],
+        ["bash", str(repo / "scripts" / "cpu_reference_run.sh"), step],
         env={**base, **env},
         capture_output=True,
         text=True,
@@ -48,22 +48,29 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_empty_flags_are_honoured_and_unset_flags_take_the_cpu_budget(repo):
+def test_empty_flags_are_honoured_and_unset_flags_take_the_cpu_reference(repo):
     fake = str(_fake_python(repo / "bin" / "fake", repo / "calls.log"))
-    env = {"PYTHON": fake, "RUN": "vgg16", "TRAIN_FLAGS": "", "MEASURE_FLAGS": "--gpu 0"}
-    (train,) = _run_recipe(repo, "train", env)
-    assert train[0] == fake
-    assert train[1] == (
-        "-m multiexit.train --stage all --run vgg16 --runs-dir runs --width 1.0 --head "
-        "conv_pool --seed 0 --no-progress --export checkpoints/vgg16"
-    )  # the multiexit defaults: no --epochs-main, no --limit-train
+    env = {"PYTHON": fake, "RUN": "vgg16", "TRAIN_FLAGS": "", "HEAD": "conv_pool",
+           "MEASURE_FLAGS": "--gpu 0"}  # fmt: skip
+    main_stage, exits_stage = _run_recipe(repo, "train", env)
+    assert main_stage[0] == exits_stage[0] == fake
+    assert main_stage[1] == (
+        "-m multiexit.train --stage main --run vgg16 --runs-dir runs --seed 0 --no-progress"
+    )  # the multiexit defaults: no --width, no --epochs-main, no --recipe
+    assert exits_stage[1] == (
+        "-m multiexit.train --stage exits --run vgg16 --runs-dir runs --head conv_pool --seed 0 "
+        "--no-progress --export checkpoints/vgg16"
+    )
     (measure,) = _run_recipe(repo, "measure", {**env, "LATENCY_NAME": "latency_gpu0"})
     assert measure[1] == (
         "-m profiling.measure --gpu 0 --run checkpoints/vgg16 --k 5 "
         "--out checkpoints/vgg16/latency_gpu0"
     )
-    (default,) = _run_recipe(repo, "train", {"PYTHON": fake})
-    assert "--epochs-main 2 --epochs-exits 1 --limit-train 20000 --batch-size 128" in default[1]
+    main_stage, exits_stage = _run_recipe(repo, "train", {"PYTHON": fake})
+    flags = "--width 0.5 --recipe fast --crop-pad 4 --epochs-main 20 --epochs-exits 5 --tta"
+    assert f"--stage main --run vgg16_cpu_ref --runs-dir runs {flags} --seed 0" in main_stage[1]
+    assert f"--stage exits --run vgg16_cpu_ref --runs-dir runs {flags} --head " in exits_stage[1]
+    assert exits_stage[1].endswith("--export checkpoints/vgg16_cpu_ref")
     (measure,) = _run_recipe(repo, "measure", {"PYTHON": fake})
     assert measure[1].startswith("-m profiling.measure --device cpu --threads 1 --repeats 200")
 
@@ -73,12 +80,12 @@ def test_interpreter_falls_back_to_python3_without_a_venv(repo):
     bin_dir = repo / "bin"
     python3 = _fake_python(bin_dir / "python3", log)
     path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    (call,) = _run_recipe(repo, "train", {"PATH": path})
+    call, _ = _run_recipe(repo, "train", {"PATH": path})
     assert call[0] == str(python3)  # found on PATH: there is no .venv/bin/python here
     venv = _fake_python(repo / ".venv" / "bin" / "python", log)
-    (call,) = _run_recipe(repo, "train", {"PATH": path})
+    call, _ = _run_recipe(repo, "train", {"PATH": path})
     assert call[0] == ".venv/bin/python" and venv.is_file()
-    (call,) = _run_recipe(repo, "train", {"PATH": path, "PY": str(python3)})
+    call, _ = _run_recipe(repo, "train", {"PATH": path, "PY": str(python3)})
     assert call[0] == str(python3)  # an explicit interpreter wins
 
 
@@ -206,6 +213,7 @@ def test_reference_run_keeps_the_recipe_when_it_fits_and_bundles_the_export(tmp_
     out, calls, repo = _run_reference(tmp_path, 100.0)  # 1.5 x 100 s fits in 600 - 90 s
     assert calls[0].startswith(f"scripts/gpu_smoke.py {out} --work runs/gpu_reference/smoke")
     assert _train_epochs(calls) == (60, 25)
+    assert "--recipe standard" in calls[1]
     assert [c.split()[:2] for c in calls[2:]] == [["-m", "multiexit.evaluate"],
                                                   ["-m", "profiling.measure"],
                                                   ["-m", "profiling.measure"]]  # fmt: skip
@@ -229,32 +237,33 @@ def test_reference_run_reduces_epochs_to_the_time_left_and_says_so(tmp_path):
     _, calls, _ = _run_reference(tmp_path / "b", 1000.0, "smoke", "train", FULL_RECIPE="1")
     assert _train_epochs(calls) == (60, 25)
     _, calls, _ = _run_reference(tmp_path / "c", 1000.0, "train", EPOCHS_MAIN="3",
-                                 EPOCHS_EXITS="2")  # fmt: skip
+                                 EPOCHS_EXITS="2", RECIPE="fast")  # fmt: skip
+    assert "--recipe fast --epochs-main 3" in calls[0]
     assert _train_epochs(calls) == (3, 2) and not any("gpu_smoke" in c for c in calls)
 
 
 def test_documented_gpu_replacement_commands_measure_on_the_gpu_and_offload_its_table(repo):
-    """docs/artifacts.md, "Replacing the CPU-budget run": each command of its bash block, run
+    """docs/artifacts.md, "Replacing the CPU reference run": each command of its bash block, run
     with a recording Python, gets the flags the text promises (the offload step reads the GPU
     latency folder, not the CPU one)."""
     import re
     import shlex
 
     text = (ROOT / "docs" / "artifacts.md").read_text()
-    block = text.split("## Replacing the CPU-budget run", 1)[1].split("```bash\n", 1)[1]
+    block = text.split("## Replacing the CPU reference run", 1)[1].split("```bash\n", 1)[1]
     block = block.split("```", 1)[0].replace("\\\n", " ")
     commands = [line.split("#")[0].strip() for line in block.splitlines()]
-    commands = [c for c in commands if "cpu_budget_run.sh" in c]
+    commands = [c for c in commands if "cpu_reference_run.sh" in c]
     assert len(commands) == 4
     fake = str(_fake_python(repo / "bin" / "fake", repo / "calls.log"))
     calls = []
     for command in commands:
         words = shlex.split(command)
         env = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
-        ((_, argv),) = _run_recipe(repo, words[-1], {"PYTHON": fake, **env})
-        calls.append(argv)
-    train, gpu_measure, cpu_measure, offload = calls
-    assert "--epochs-main" not in train and "--export checkpoints/vgg16" in train
+        calls += [argv for _, argv in _run_recipe(repo, words[-1], {"PYTHON": fake, **env})]
+    train_main, train_exits, gpu_measure, cpu_measure, offload = calls
+    assert "--epochs-main" not in train_main and "--width" not in train_main
+    assert "--head conv_pool" in train_exits and "--export checkpoints/vgg16" in train_exits
     assert gpu_measure.startswith("-m profiling.measure --gpu 0 ")
     assert gpu_measure.endswith("--out checkpoints/vgg16/latency_gpu0")
     assert cpu_measure.endswith("--out checkpoints/vgg16/latency_cpu_1t")

@@ -14,7 +14,7 @@ from profiling.figure import exits_figure
 from profiling.table import read_exit_table
 
 REPO = Path(__file__).resolve().parents[2]
-CPU = REPO / "checkpoints" / "vgg16_cpu_budget" / "latency_cpu_1t" / "exit_table.csv"
+CPU = REPO / "checkpoints" / "vgg16_cpu_ref" / "latency_cpu_1t" / "exit_table.csv"
 PAPER = REPO / "checkpoints" / "paper_table1.csv"
 
 
@@ -31,7 +31,7 @@ def test_measured_table_figure_names_run_and_data_and_labels_every_exit_readably
     fig = exits_figure(table, candidates=[1, 4, 7, 11, 17])
     ax, renderer, notes = _labels(fig)
     title = ax.get_title()
-    assert "run checkpoints/vgg16_cpu_budget" in title
+    assert "run checkpoints/vgg16_cpu_ref" in title
     assert "accuracy on CIFAR-10 (JPEG copy) cifar10_jpeg.npz sha256:f6a62fbe121d…" in title
     assert ax.get_xlabel() == "latency on cpu_1t (ms, median of 200 calls)"
     assert ax.get_ylabel() == "top-1 accuracy"
