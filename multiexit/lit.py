@@ -4,8 +4,9 @@ Stages (paper Sec. VI-B: "we first train the main branch ... then use it as the 
 model to train the sub-models of early-exits"):
 
 - ``main``: backbone + main classifier (exit 17), cross-entropy (optionally label-smoothed),
-  SGD with (Nesterov) momentum and a one-cycle learning-rate schedule. The 16 heads are frozen (``requires_grad_(False)``):
-  the loss never uses them, and DDP requires every parameter that needs a gradient to get one.
+  SGD with (Nesterov) momentum and a one-cycle learning-rate schedule. The 16 heads are
+  frozen (``requires_grad_(False)``): the loss never uses them, and DDP requires every
+  parameter that needs a gradient to get one.
 - ``exits``: the backbone (features + main classifier) is frozen — ``requires_grad_(False)``
   and kept in ``eval()`` (re-asserted at every epoch and batch start, so BatchNorm statistics
   never move) — and all 16 heads are trained together from one no-grad backbone pass per
