@@ -21,6 +21,7 @@ from offload.agents import make_agent
 from offload.exit_table import load_exit_table
 from offload.experiments.runner import mec_config
 from offload.sim import OffloadEnv, optimal_decision, score_decisions
+from offload.sim.reward import normalised
 
 WINDOW = 50  # slots of the moving average in Fig. 4
 
@@ -61,7 +62,7 @@ def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
         state = env.slot_state
         result = agent.learn(state, lambda c, s=state: score_decisions(s, c))
         best = optimal_decision(state).q
-        ratio[k] = result.q / best if best > 0 else 1.0  # eq. (17)
+        ratio[k] = normalised(result.q, best)  # eq. (17)
         if result.loss is not None:
             loss[k] = result.loss
         env.step(result.decision)

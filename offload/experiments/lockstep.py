@@ -38,7 +38,6 @@ from offload.experiments.runner import (
     usage_columns,
 )
 from offload.sim import MECConfig
-from offload.sim.baselines import main_branch_greedy_decision
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
 from offload.sim.metrics import Metrics
 
@@ -132,14 +131,12 @@ def batch_critic_policy(learner: BatchLearner, actor: torch.nn.Module) -> BatchP
 
 
 def batch_reference_policy(name: str, seeds: list[int]) -> BatchPolicy:
-    """greedy, greedy-main (run by run: no batched main-branch greedy exists), or random with
-    one generator per run seeded as ``reference_policy`` seeds it."""
+    """greedy, greedy-main (the greedy over the deepest exit only), or random with one
+    generator per run seeded as ``reference_policy`` seeds it."""
     if name == "greedy":
         return batch_greedy
     if name == "greedy-main":
-        return lambda s: np.stack(
-            [main_branch_greedy_decision(s.slot(k)) for k in range(s.num_envs)]
-        )
+        return lambda s: batch_greedy(s, exits=[s.num_exits - 1])
     rngs = [np.random.default_rng(seed) for seed in seeds]
     return lambda s: batch_random(s, rngs)
 

@@ -25,22 +25,15 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from ..exit_table import ExitTable
-from .carry import carried_state, empty_carry, fcfs_step
+from .baselines import batch_greedy, batch_random
+from .carry import carried_state, empty_carry
 from .config import MECConfig
 from .dynamics import draw_slot, initial_fading, update_topology
 from .env import scoring_rules, server_exit_ms
-from .evaluator import (
-    as_options,
-    batch_score,
-    batch_task_rewards,
-    candidate_rewards,
-    num_carried,
-    predicted,
-    psi,
-    schedule_slot,
-)
+from .evaluator import as_options, batch_score, batch_task_rewards
 from .metrics import BatchMetrics, usage_counts
-from .state import BatchState, CarriedTasks
+from .state import BatchState
+from .step import true_slot
 
 __all__ = [
     "BatchEnv",
@@ -65,105 +58,6 @@ _SHARED_FIELDS = (
     "completion_origin",
     "cross_slot_queue",
 )
-
-
-def batch_greedy(state: BatchState) -> np.ndarray:
-    """(K, M) greedy best response device by device, equal to `greedy_decision(state.slot(k))`.
-
-    Devices are placed in the order of their earliest possible arrival (ties by device index);
-    each takes the option with the largest gain in its ES's queue value, the sum of the reward
-    terms of eq. (9) of that ES's tasks in FCFS order (ties go to the lowest option). Placing
-    device m changes only its ES's queue, so round r schedules all N*L options of the r-th
-    device of every environment, with the r devices placed before it, as K*N*L partial
-    decisions in one FCFS schedule, and sums each candidate ES's terms in the order and
-    arithmetic of `ScalarSlot.queue_value` (so the gains, and their ties, are bit-identical).
-
-    Raises:
-        ValueError: a device has no link (every device needs at least one).
-    """
-    num_envs, num_dev = state.num_envs, state.num_devices
-    num_exits, num_opt = state.num_exits, state.num_options
-    orphan = ~state.link.any(axis=2)
-    if orphan.any():
-        k, m = np.argwhere(orphan)[0]
-        raise ValueError(
-            f"device {m} of environment {k} has no link; give every device at least one "
-            "link before asking for a greedy decision."
-        )
-    pred = predicted(state)
-    order = np.argsort(pred.arrival.min(axis=2), axis=1, kind="stable")  # earliest arrival
-    env = np.arange(num_envs)
-    options = np.arange(num_opt)
-    option_server = options // num_exits
-    decision = np.zeros((num_envs, num_dev), dtype=np.int64)
-    values = np.zeros((num_envs, state.num_servers))  # queue value of each ES so far
-    fixed = num_carried(state)  # carried tasks (fcfs): fixed columns in front of every queue
-    if fixed:
-        values = _carried_values(state, pred)
-        carried = state.carried
-        fixed_server = np.broadcast_to(carried.server[:, None], (num_envs, num_opt, fixed))
-        fixed_present = np.broadcast_to(carried.present[:, None], fixed_server.shape)
-    for r in range(num_dev):
-        dev = order[:, r]  # (K,): the next device of every environment
-        # schedule only the devices placed so far and dev, in index order (FCFS ties)
-        cols = np.sort(order[:, : r + 1], axis=1)
-        col = np.argmax(cols == dev[:, None], axis=1)
-        reach = state.link[env, dev][:, option_server]  # (K, N*L): the option's link is up
-        cand = np.repeat(decision[env[:, None], cols][:, None], num_opt, axis=1)
-        cand[env, :, col] = options
-        present = np.ones(cand.shape, dtype=bool)
-        present[env, :, col] = reach  # an option over a missing link is not scheduled
-        q, arrival = candidate_rewards(state, pred.columns(cols), cand, present)
-        if fixed:
-            cand = np.concatenate([fixed_server * num_exits, cand], axis=2)
-            present = np.concatenate([fixed_present, present], axis=2)
-        on_server = present & (cand // num_exits == option_server[:, None])
-        fcfs = np.argsort(np.where(present, arrival, np.inf), axis=2, kind="stable")
-        terms = np.take_along_axis(np.where(on_server, q, 0.0), fcfs, axis=2)
-        value = np.cumsum(terms, axis=2)[:, :, -1]  # sequential, as queue_value adds them
-        gain = np.where(reach, value - values[:, option_server], -np.inf)
-        best = np.argmax(gain, axis=1)  # first maximum: the lowest option
-        decision[env, dev] = best
-        values[env, best // num_exits] = value[env, best]
-    return decision
-
-
-def _carried_values(state: BatchState, pred) -> np.ndarray:
-    """(K, N) queue value of each ES holding only its carried tasks (the greedy's start)."""
-    num_envs = state.num_envs
-    none = np.zeros((num_envs, 1, 0), dtype=np.int64)
-    q, arrival = candidate_rewards(
-        state, pred.columns(none[:, 0]), none, np.ones(none.shape, dtype=bool)
-    )
-    carried = state.carried
-    fcfs = np.argsort(np.where(carried.present, arrival[:, 0], np.inf), axis=1, kind="stable")
-    values = np.zeros((num_envs, state.num_servers))
-    for n in range(state.num_servers):
-        mine = carried.present & (carried.server == n)
-        terms = np.take_along_axis(np.where(mine, q[:, 0], 0.0), fcfs, axis=1)
-        values[:, n] = np.cumsum(terms, axis=1)[:, -1]  # sequential, as queue_value adds them
-    return values
-
-
-def batch_random(state: BatchState, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """(K, M) uniformly random ES among each device's links and random exit, equal to
-    `random_decision(state.slot(k), rngs[k])` (the same draws from each generator).
-
-    Raises:
-        ValueError: not one generator per environment.
-    """
-    if len(rngs) != state.num_envs:
-        raise ValueError(
-            f"got {len(rngs)} generators for {state.num_envs} environments; pass one per "
-            "environment."
-        )
-    shape = state.link.shape[1:]
-    keys, exits = [], []
-    for rng in rngs:  # per generator in the order random_decision draws
-        keys.append(rng.uniform(size=shape))
-        exits.append(rng.integers(0, state.num_exits, state.num_devices))
-    server = np.argmax(np.where(state.link, np.stack(keys), -1.0), axis=2)
-    return server * state.num_exits + np.stack(exits)
 
 
 class BatchStepInfo(NamedTuple):
@@ -278,107 +172,41 @@ class BatchEnv:
         state = self._state
         num_envs, num_dev = state.num_envs, state.num_devices
         dec = as_options(decisions, (num_envs, num_dev), state)
-        server, exit_index = np.divmod(dec, state.num_exits)
-        env = np.arange(num_envs)[:, None]
-        dev = np.arange(num_dev)
-        rules = self.rules
-        backlog = state.device_backlog_ms
-        origin = backlog if rules.from_transmission else np.zeros_like(backlog)
-        deadline_abs = origin + state.deadline_ms
-        tx_end = backlog + state.task_bits / (self._rate_true[env, dev, server] * 1e3)  # (1), (6)
-        arrival = np.where(tx_end < deadline_abs, tx_end, np.inf) if rules.drop_late else tx_end
-        exec_ms = (
-            self.exit_ms[env, server, exit_index] * self._jitter / state.capacity[env, server]
-        )  # eq. (4)
-        if self._carry is not None:
-            info, free = self._fcfs_step(dec, arrival, exec_ms, origin)
-        else:
-            info, free = self._free_at_step(dec, arrival, exec_ms, origin, deadline_abs)
-        # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
-        if rules.drop_late:
-            tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
-        self._device_free = np.maximum(tx_end - self.slot_ms[:, None], 0.0)
-        self._server_free = np.maximum(free - self.slot_ms[:, None], 0.0)
+        res = true_slot(
+            state,
+            dec,
+            rate_true_mbps=self._rate_true,
+            jitter=self._jitter,
+            linked=np.ones(dec.shape, dtype=bool),
+            slot_ms=self.slot_ms,
+            device_ids=np.broadcast_to(np.arange(num_dev), dec.shape),
+            carry=self._carry,
+        )
+        self._carry = res.carry
+        counted = None if res.carry is None else res.final  # free_at: every task is final
+        info = BatchStepInfo(
+            num_tasks=res.final.sum(axis=1),
+            num_success=res.success.sum(axis=1),
+            accuracy_sum=res.accuracy.sum(axis=1),
+            q_sum=res.q.sum(axis=1),
+            slot_ms=self.slot_ms.copy(),
+            **usage_counts(
+                res.tasks.exit_index,
+                res.tasks.server,
+                res.success,
+                counted,
+                state.num_exits,
+                state.num_servers,
+            ),
+        )
+        self._device_free = np.maximum(res.device_free_ms - self.slot_ms[:, None], 0.0)
+        self._server_free = np.maximum(res.server_free_ms - self.slot_ms[:, None], 0.0)
         for cfg, rng in zip(
             self.configs, self._rngs, strict=True
         ):  # no change, but keeps the streams aligned
             update_topology(cfg, rng, self._active, self._link)
         self._new_slot()
         return info
-
-    def _free_at_step(self, dec, arrival, exec_ms, origin, deadline_abs):
-        """(info, ES free times) of cross_slot_queue="free_at": the slot's tasks alone."""
-        state, rules = self._state, self.rules
-        num_envs, num_dev = dec.shape
-        server, exit_index = np.divmod(dec, state.num_exits)
-        finish, free = schedule_slot(
-            arrival,
-            exec_ms,
-            server,
-            np.ones(dec.shape, dtype=bool),
-            state.server_backlog_ms,
-            deadline_abs,
-            rules.drop_late,
-        )
-        completion = finish - origin  # eq. (8)
-        success = completion <= state.deadline_ms  # eq. (11), as a metric
-        accuracy = self.exit_accuracy[exit_index]
-        q = accuracy * psi(completion, state.deadline_ms, rules.psi_scale)  # eq. (9)
-        info = BatchStepInfo(
-            num_tasks=np.full(num_envs, num_dev),
-            num_success=success.sum(axis=1),
-            accuracy_sum=np.where(success, accuracy, 0.0).sum(axis=1),
-            q_sum=q.sum(axis=1),
-            slot_ms=self.slot_ms.copy(),
-            **usage_counts(exit_index, server, success, None, state.num_exits, state.num_servers),
-        )
-        return info, free
-
-    def _fcfs_step(self, dec, arrival, exec_ms, origin):
-        """(info, ES free times) of cross_slot_queue="fcfs" (`offload.sim.carry`): the info
-        counts the tasks whose outcome this step fixes."""
-        state, rules = self._state, self.rules
-        num_envs, num_dev = dec.shape
-        server, exit_index = np.divmod(dec, state.num_exits)
-        env = np.arange(num_envs)[:, None]
-        new = CarriedTasks(
-            np.broadcast_to(np.arange(num_dev), dec.shape),
-            server,
-            exit_index,
-            arrival,
-            exec_ms,
-            origin,
-            state.deadline_ms,
-            np.ones(dec.shape, dtype=bool),
-        )
-        served = fcfs_step(
-            self._carry[0],
-            self._carry[1],
-            new,
-            self.exit_ms[env, server, exit_index] / state.capacity[env, server],
-            state.server_backlog_ms,
-            self.slot_ms,
-            self.exit_accuracy,
-            rules.drop_late,
-            rules.psi_scale,
-        )
-        self._carry = (served.carried, served.carried_predicted_ms)
-        info = BatchStepInfo(
-            num_tasks=served.final.sum(axis=1),
-            num_success=served.success.sum(axis=1),
-            accuracy_sum=served.accuracy.sum(axis=1),
-            q_sum=served.q.sum(axis=1),
-            slot_ms=self.slot_ms.copy(),
-            **usage_counts(
-                served.tasks.exit_index,
-                served.tasks.server,
-                served.success,
-                served.final,
-                state.num_exits,
-                state.num_servers,
-            ),
-        )
-        return info, served.server_free_ms
 
     def _new_slot(self) -> None:
         num_dev = self.configs[0].num_devices

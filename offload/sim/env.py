@@ -47,11 +47,13 @@ import numpy as np
 from gymnasium import spaces
 
 from ..exit_table import ExitTable
-from .carry import carried_state, empty_carry, fcfs_step
+from .carry import carried_state, empty_carry
 from .config import MECConfig
 from .dynamics import SlotDraw, draw_slot, initial_fading, update_topology
-from .evaluator import psi, psi_scale, schedule_slot, score_decisions, task_rewards
-from .state import CarriedTasks, ScoringRules, SlotOutcome, SlotState
+from .evaluator import score_decisions, task_rewards
+from .reward import psi_scale
+from .state import BatchState, ScoringRules, SlotOutcome, SlotState
+from .step import true_slot
 
 __all__ = ["OffloadEnv"]
 
@@ -149,24 +151,38 @@ class OffloadEnv(gym.Env):
         cfg, state, draw = self.config, self._state, self._draw
         decision = self._compact(action)
         ids = state.device_ids
-        num_exits = state.num_exits
-        server, exit_index = np.divmod(decision, num_exits)
+        server = decision // state.num_exits
         linked = state.link[np.arange(ids.size), server]  # False: the task is lost
         if linked.all():
             predicted_q = float(score_decisions(state, decision)[0])
         else:  # a lost task scores 0 (score_decisions would give -inf for the missing link)
             predicted_q = float(task_rewards(state, decision[None], linked[None]).sum())
-        outcome = self._outcome(state, draw, server, exit_index, linked)
-        # eq. (6): the uplink stays busy until the transmission ends (or the deadline, if dropped)
-        backlog = state.device_backlog_ms
-        tx_end = backlog + state.task_bits / (draw.rate_true_mbps[ids, server] * 1e3)
-        if self.rules.drop_late:
-            deadline_abs = self._deadline_abs(state)
-            tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
-        tx_end = np.where(linked, tx_end, backlog)  # a lost task never uses the uplink
-        self.device_free_ms[ids] = tx_end
+        res = true_slot(
+            BatchState.of(state),
+            decision[None],
+            rate_true_mbps=draw.rate_true_mbps[ids][None],
+            jitter=draw.jitter[ids][None],
+            linked=linked[None],
+            slot_ms=np.array([cfg.slot_ms]),
+            device_ids=ids[None],
+            carry=self._carry,
+        )
+        self._carry = res.carry
+        done = res.final[0]
+        tasks = res.tasks.take(0)
+        outcome = SlotOutcome(
+            device_ids=tasks.device_ids[done],
+            server=tasks.server[done],
+            exit_index=tasks.exit_index[done],
+            arrival_ms=tasks.arrival_ms[done],
+            completion_ms=res.completion_ms[0, done],
+            success=res.success[0, done],
+            accuracy=res.accuracy[0, done],
+            q=res.q[0, done],
+        )
+        self.device_free_ms[ids] = res.device_free_ms[0]
         self.device_free_ms = np.maximum(self.device_free_ms - cfg.slot_ms, 0.0)
-        self.server_free_ms = np.maximum(self._server_free_after - cfg.slot_ms, 0.0)
+        self.server_free_ms = np.maximum(res.server_free_ms[0] - cfg.slot_ms, 0.0)
         info = {
             "slot": self.slot,
             "outcome": outcome,
@@ -222,10 +238,6 @@ class OffloadEnv(gym.Env):
             carried=None if self._carry is None else carried_state(*self._carry).take(0),
         )
 
-    def _deadline_abs(self, state: SlotState) -> np.ndarray:
-        origin = state.device_backlog_ms if self.rules.from_transmission else 0.0
-        return origin + state.deadline_ms
-
     def _action_mask(self) -> np.ndarray:
         """(D, N*L) int8: 1 where a padded device row may take an option this slot (link up;
         every option on an inactive row, whose entry is ignored)."""
@@ -233,95 +245,6 @@ class OffloadEnv(gym.Env):
         mask = np.ones((self.config.padded_devices, self.config.num_servers * num_exits), np.int8)
         mask[self._state.device_ids] = np.repeat(self._state.link, num_exits, axis=1)
         return mask
-
-    def _outcome(
-        self,
-        state: SlotState,
-        draw: SlotDraw,
-        server: np.ndarray,
-        exit_index: np.ndarray,
-        linked: np.ndarray,
-    ) -> SlotOutcome:
-        """True outcomes of the slot's tasks (true rates and inference times); a task whose
-        link is down (``linked`` False) is lost: never arrives, never computed."""
-        ids = state.device_ids
-        backlog = state.device_backlog_ms
-        origin = backlog if self.rules.from_transmission else np.zeros_like(backlog)
-        deadline_abs = origin + state.deadline_ms
-        arrival = backlog + state.task_bits / (
-            draw.rate_true_mbps[ids, server] * 1e3
-        )  # eqs. (1), (6)
-        if self.rules.drop_late:
-            arrival = np.where(arrival < deadline_abs, arrival, np.inf)
-        arrival = np.where(linked, arrival, np.inf)
-        exec_ms = (
-            self.exit_ms[server, exit_index] * draw.jitter[ids] / state.capacity[server]
-        )  # eq. (4)
-        if self._carry is not None:
-            return self._fcfs_outcome(state, server, exit_index, arrival, exec_ms, origin)
-        finish, free = schedule_slot(
-            arrival[None],
-            exec_ms[None],
-            server[None],
-            linked[None],
-            state.server_backlog_ms,
-            deadline_abs,
-            self.rules.drop_late,
-        )
-        self._server_free_after = free[0]
-        completion = np.where(linked, finish[0] - origin, np.inf)  # eq. (8)
-        success = completion <= state.deadline_ms  # eq. (11), as a metric
-        accuracy = self.exit_accuracy[exit_index]
-        q = accuracy * psi(completion, state.deadline_ms, self.rules.psi_scale)  # eq. (9)
-        return SlotOutcome(
-            device_ids=ids.copy(),
-            server=server,
-            exit_index=exit_index,
-            arrival_ms=arrival,
-            completion_ms=completion,
-            success=success,
-            accuracy=np.where(success, accuracy, 0.0),
-            q=q,
-        )
-
-    def _fcfs_outcome(self, state, server, exit_index, arrival, exec_ms, origin) -> SlotOutcome:
-        """cross_slot_queue="fcfs": serve the carried and the new tasks by arrival
-        (`offload.sim.carry`); the outcome lists the tasks fixed in this step, carried first."""
-        new = CarriedTasks(
-            state.device_ids,
-            server,
-            exit_index,
-            arrival,
-            exec_ms,
-            origin,
-            state.deadline_ms,
-            np.ones(server.size, dtype=bool),
-        )
-        served = fcfs_step(
-            self._carry[0],
-            self._carry[1],
-            CarriedTasks(*(field[None] for field in new)),
-            (self.exit_ms[server, exit_index] / state.capacity[server])[None],
-            state.server_backlog_ms[None],
-            np.array([self.config.slot_ms]),
-            self.exit_accuracy,
-            self.rules.drop_late,
-            self.rules.psi_scale,
-        )
-        self._server_free_after = served.server_free_ms[0]
-        self._carry = (served.carried, served.carried_predicted_ms)
-        done = served.final[0]
-        tasks = served.tasks.take(0)
-        return SlotOutcome(
-            device_ids=tasks.device_ids[done],
-            server=tasks.server[done],
-            exit_index=tasks.exit_index[done],
-            arrival_ms=tasks.arrival_ms[done],
-            completion_ms=served.completion_ms[0, done],
-            success=served.success[0, done],
-            accuracy=served.accuracy[0, done],
-            q=served.q[0, done],
-        )
 
     def _compact(self, action: np.ndarray) -> np.ndarray:
         """Action as one option per active device (accepts length M or padded length D)."""

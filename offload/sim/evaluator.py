@@ -12,11 +12,11 @@ first-come-first-served by arrival time; equal arrivals are served in device ord
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from .reward import psi
 from .state import BatchState, SlotState
 
 __all__ = [
@@ -28,54 +28,6 @@ __all__ = [
     "batch_score",
     "batch_task_rewards",
 ]
-
-
-class PsiScale(float):
-    """The ψ scale of a configuration that also carries ψ's shape (``MECConfig.psi_steepness``,
-    ``MECConfig.reward_form``), so that every ``psi(t, δ, rules.psi_scale)`` call follows them.
-    The default shape is a plain float (see :func:`psi_scale`): today's arithmetic, unchanged."""
-
-    steepness: float
-    on_time: bool
-
-    def __new__(cls, value: float, steepness: float = 5.0, on_time: bool = False) -> PsiScale:
-        obj = super().__new__(cls, value)
-        obj.steepness, obj.on_time = float(steepness), bool(on_time)
-        return obj
-
-    def __reduce__(self):  # noqa: ANN204 - pickling (worker processes) keeps the shape
-        return (PsiScale, (float(self), self.steepness, self.on_time))
-
-
-def psi_scale(psi_form: str, steepness: float = 5.0, reward_form: str = "psi") -> float:
-    """``ScoringRules.psi_scale`` of the readings: 1 as written, 2 "doubled"; a :class:`PsiScale`
-    when ψ's steepness is not 5 or the reward is paid on time only."""
-    value = 2.0 if psi_form == "doubled" else 1.0
-    if steepness == 5.0 and reward_form == "psi":
-        return value
-    return PsiScale(value, steepness, reward_form == "on_time")
-
-
-def psi_value(t_ms: float, deadline_ms: float, scale: float) -> float:
-    """:func:`psi` for one task (Python floats, the scalar model's arithmetic)."""
-    if getattr(scale, "on_time", False):
-        return float(scale) if t_ms <= deadline_ms else 0.0
-    e = math.exp(-getattr(scale, "steepness", 5.0) * t_ms / deadline_ms)
-    return scale * e / (1.0 + e)
-
-
-def psi(t_ms: np.ndarray, deadline_ms: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """ψ(t) = scale * (1 - sigmoid(k t / δ)) of eq. (9), k = 5 as written; exactly 0 for t = inf.
-
-    `scale` = 1 is the formula as written (ψ(0) = 0.5), 2 the "doubled" reading (ψ(0) = 1).
-    Written as scale * e / (1 + e) with e = exp(-k t / δ), which cannot overflow. A
-    :class:`PsiScale` sets k (``psi_steepness``) or, with ``on_time``, ψ = scale for t ≤ δ and
-    0 after (``reward_form="on_time"``: φ for an on-time task).
-    """
-    if getattr(scale, "on_time", False):
-        return np.where(np.asarray(t_ms) <= deadline_ms, float(scale), 0.0)
-    e = np.exp(-getattr(scale, "steepness", 5.0) * np.asarray(t_ms) / deadline_ms)
-    return scale * e / (1.0 + e)
 
 
 def schedule_slot(
@@ -257,10 +209,17 @@ class _Predicted(NamedTuple):
         )
 
 
+def deadline_origin(from_transmission: bool, device_backlog_ms: np.ndarray) -> np.ndarray:
+    """Eq. (8)'s time origin of each task after the slot start: 0 (the task's generation) or,
+    ``completion_origin="transmission"``, the start of its transmission (the uplink backlog)."""
+    return device_backlog_ms if from_transmission else np.zeros_like(device_backlog_ms)
+
+
 def predicted(state: BatchState) -> _Predicted:
+    """Eqs. (1), (4), (6), (8) as a policy predicts them (estimated rates, table latencies)."""
     rules = state.rules
     backlog = state.device_backlog_ms
-    origin = backlog if rules.from_transmission else np.zeros_like(backlog)
+    origin = deadline_origin(rules.from_transmission, backlog)
     deadline_abs = origin + state.deadline_ms
     with np.errstate(divide="ignore"):
         tx = state.task_bits[:, :, None] / (state.rate_mbps * 1e3)  # eq. (1), bits / (bit/ms)

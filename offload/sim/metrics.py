@@ -18,6 +18,7 @@ import numpy as np
 
 from .evaluator import score_decisions
 from .optimum import optimal_decision
+from .reward import normalised
 from .state import SlotState
 
 if TYPE_CHECKING:  # the batch module imports this one
@@ -91,11 +92,7 @@ def _grown(counts: np.ndarray, size: int) -> np.ndarray:
 def normalised_reward(state: SlotState, decision: np.ndarray) -> float:
     """Eq. (17): predicted Q of `decision` over the predicted Q of the exact optimum (1 when
     both are 0)."""
-    best = optimal_decision(state).q
-    q = float(score_decisions(state, decision)[0])
-    if best <= 0.0:
-        return 1.0 if q >= best else 0.0
-    return q / best
+    return normalised(float(score_decisions(state, decision)[0]), optimal_decision(state).q)
 
 
 class MetricsAccumulator:

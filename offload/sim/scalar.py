@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
-from .evaluator import psi_value
-from .state import SlotState
+from .evaluator import predicted
+from .reward import psi
+from .state import BatchState, SlotState
 
 __all__ = ["ScalarSlot"]
 
@@ -32,21 +33,15 @@ class ScalarSlot:
     def __init__(self, state: SlotState) -> None:
         num_dev = state.num_devices
         self.num_dev, self.num_srv, self.num_exits = num_dev, state.num_servers, state.num_exits
-        rules = state.rules
-        self.drop = rules.drop_late
-        backlog = state.device_backlog_ms
-        origin = backlog if rules.from_transmission else np.zeros(num_dev)
-        deadline = origin + state.deadline_ms  # absolute deadline after the slot start
-        arrival = backlog[:, None] + state.transmission_ms()  # eqs. (1), (6)
-        if self.drop:
-            arrival = np.where(arrival < deadline[:, None], arrival, np.inf)
-        self.arrival = arrival.tolist()
+        pred = predicted(BatchState.of(state))  # eqs. (1), (4), (6), (8): the evaluator's
+        self.drop = state.rules.drop_late
+        self.arrival = pred.arrival[0].tolist()
         self.link = state.link.tolist()
-        self.compute = state.compute_ms().tolist()
+        self.compute = pred.compute[0].reshape(self.num_srv, self.num_exits).tolist()
         self.phi = state.exit_accuracy.tolist()
-        self.scale = rules.psi_scale
+        self.scale = state.rules.psi_scale
         self.delta = state.deadline_ms.tolist()
-        self.origin, self.deadline = origin.tolist(), deadline.tolist()
+        self.origin, self.deadline = pred.origin[0].tolist(), pred.deadline_abs[0].tolist()
         self.backlog = [float(x) for x in state.server_backlog_ms]
         self.carried: list[list[tuple[float, int, int]]] = [[] for _ in range(self.num_srv)]
         self.carried_exit: list[int] = []
@@ -77,28 +72,22 @@ class ScalarSlot:
         at ES n (free at `free`) with exit ex (m < 0: carried task m + C, its own exit)."""
         if a == math.inf:  # dropped on the uplink: the ES never sees it
             return free, 0.0
-        start = a if a > free else free
+        start = a if a > free else free  # eq. (7)
         if m < 0:
-            return self._serve_carried(m, a, start, free)
-        end = start + self.compute[n][ex]
+            exec_ms, phi = (
+                self.carried_exec[m + self.num_carried],
+                self.carried_phi[m + self.num_carried],
+            )
+        else:
+            exec_ms, phi = self.compute[n][ex], self.phi[ex]
+        end = start + exec_ms
         if self.drop:
             deadline = self.deadline[m]
             if start >= deadline:
                 return free, 0.0
             if end > deadline:
                 return deadline, 0.0
-        return end, self.phi[ex] * psi_value(end - self.origin[m], self.delta[m], self.scale)
-
-    def _serve_carried(self, m: int, a: float, start: float, free: float) -> tuple[float, float]:
-        c = m + self.num_carried
-        end = start + self.carried_exec[c]
-        if self.drop:
-            deadline = self.deadline[m]
-            if start >= deadline:
-                return free, 0.0
-            if end > deadline:
-                return deadline, 0.0
-        return end, self.carried_phi[c] * psi_value(end - self.origin[m], self.delta[m], self.scale)
+        return end, phi * psi(end - self.origin[m], self.delta[m], self.scale)  # eqs. (8), (9)
 
     def queue_value(self, n: int, tasks: list[tuple[float, int, int]]) -> float:
         """Sum of the reward terms of `tasks` = [(arrival, m, ex), ...] sorted in FCFS order,

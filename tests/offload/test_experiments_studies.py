@@ -24,7 +24,7 @@ from offload.experiments.study_report import (
     usage_section,
 )
 from offload.sim import MECConfig, OffloadEnv, optimal_decision, score_decisions
-from offload.sim.evaluator import PsiScale, psi, psi_scale, psi_value
+from offload.sim.reward import PsiScale, normalised, psi, psi_scale
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--quick", "--workers", "1", "--train-slots", "8", "--eval-slots", "6"]
@@ -43,14 +43,26 @@ def test_psi_steepness_and_on_time_reward_by_hand():
     k10 = psi_scale("as_written", 10.0)
     # ψ(t) = 1 − sigmoid(10 t/δ): t = 3, δ = 30 → 1/(1 + e^1)
     assert psi(np.array([3.0]), np.array([30.0]), k10)[0] == pytest.approx(1 / (1 + math.e))
-    assert psi_value(3.0, 30.0, k10) == pytest.approx(1 / (1 + math.e))
+    assert psi(3.0, 30.0, k10) == pytest.approx(1 / (1 + math.e))  # floats: a float back
     on_time = psi_scale("as_written", 5.0, "on_time")
     t = np.array([0.0, 29.0, 30.0, 30.5, math.inf])
     np.testing.assert_array_equal(psi(t, np.full(5, 30.0), on_time), [1, 1, 1, 0, 0])
-    assert [psi_value(x, 30.0, on_time) for x in (30.0, 30.5)] == [1.0, 0.0]
+    assert [psi(x, 30.0, on_time) for x in (30.0, 30.5)] == [1.0, 0.0]
     assert float(psi_scale("doubled", 5.0, "on_time")) == 2.0
     again = pickle.loads(pickle.dumps(k10))  # worker processes keep the shape
     assert isinstance(again, PsiScale) and again.steepness == 10.0 and not again.on_time
+
+
+def test_psi_of_floats_is_the_array_formula_and_eq_17_by_hand():
+    """One ψ for floats (the scalar search model) and arrays; eq. (17) with its zero case."""
+    for t in (0.0, 6.0, 29.5, 31.0, 200.0, math.inf):
+        got = psi(t, 30.0, 2.0)
+        assert type(got) is float
+        assert got == pytest.approx(float(psi(np.array([t]), np.array([30.0]), 2.0)[0]), rel=1e-15)
+    assert psi(6.0, 30.0) == math.exp(-1.0) / (1.0 + math.exp(-1.0))  # ψ(δ/5) = 1 - sigmoid(1)
+    assert normalised(0.375, 0.5) == 0.75
+    assert normalised(0.0, 0.0) == 1.0  # the optimum earns nothing and neither does the decision
+    assert normalised(-1.0, 0.0) == 0.0
 
 
 @pytest.mark.parametrize(("k", "form"), [(20.0, "psi"), (5.0, "on_time")])

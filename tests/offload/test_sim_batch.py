@@ -285,10 +285,15 @@ def test_clear_errors(paper_table, rand):
         BatchState.stack([rand(rng, RULES[0]), rand(rng, RULES[0], num_dev=5)])
     with pytest.raises(ValueError, match="same reward readings"):
         BatchState.stack([rand(rng, RULES[0]), rand(rng, RULES[1])])
+    # a device without links is no error for the greedy (dynamic topology): its task is lost,
+    # it takes option 0, and the other devices are placed as if it were not there
     orphan = rand(rng, RULES[0])
     orphan.link[2] = False
-    with pytest.raises(ValueError, match="device 2 of environment 1 has no link"):
-        batch_greedy(BatchState.stack([rand(rng, RULES[0]), orphan]))
+    alone = rand(rng, RULES[0])
+    dec = batch_greedy(BatchState.stack([alone, orphan]))
+    assert dec[1, 2] == 0
+    devices = np.arange(orphan.num_devices)
+    assert (orphan.link[devices, dec[1] // orphan.num_exits] | (devices == 2)).all()
     # a missing link is not an error in scoring: the candidate gets -inf, as in score_decisions
     down = rand(rng, RULES[0])
     down.link[0] = [False, True, True]
