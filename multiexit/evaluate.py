@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from grle_common.fileio import atomic_write
 from multiexit.data import SOURCES, TensorLoader, load_cifar10
 from multiexit.errors import (
     CheckpointMismatchError,
@@ -25,7 +26,7 @@ from multiexit.errors import (
     ManifestError,
     OutputPathError,
 )
-from multiexit.export import atomic_write, check_output_dir, load_run
+from multiexit.export import check_output_dir, load_run
 from multiexit.lit import accuracy_frame
 from multiexit.model import VGG16MultiExit
 

@@ -7,11 +7,8 @@ of the weights file; :func:`load_run` checks that checksum and rebuilds the mode
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+# re-exported: the names multiexit used before the one implementation in grle_common
+from grle_common.fileio import atomic_write, sha256_file, write_text_atomic
 from multiexit.errors import CheckpointMismatchError, ChecksumError, ManifestError, OutputPathError
 from multiexit.model import VGG16MultiExit, build_vgg16_multiexit
 
@@ -26,34 +25,6 @@ WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 ACCURACY_FILE = "exit_accuracy.csv"
 FORMAT = "grle-multiexit/1"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it.
-
-    Readers never see a half-written file; on error the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache or export is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
@@ -136,7 +107,7 @@ def export_run(
         manifest["accuracy_file"] = ACCURACY_FILE
     manifest.update(extra or {})
     text = json.dumps(manifest, indent=2) + "\n"
-    atomic_write(out / MANIFEST_FILE, lambda tmp: Path(tmp).write_text(text))
+    write_text_atomic(out / MANIFEST_FILE, text)
     return out
 
 

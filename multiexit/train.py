@@ -38,6 +38,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import load_file
 
+from grle_common.fileio import atomic_write, write_text_atomic
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
 from multiexit.devices import device_recipe, precision_for
 from multiexit.errors import (
@@ -50,7 +51,7 @@ from multiexit.errors import (
     RunSettingsMismatchError,
     UnknownStageError,
 )
-from multiexit.export import atomic_write, export_run, load_run, load_state_into
+from multiexit.export import export_run, load_run, load_state_into
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
 from multiexit.model import HEADS
 from multiexit.runs import SETTINGS_FILE, archive, check_run, init_path, stage_settings
@@ -292,7 +293,7 @@ def run_stage(
         archive(stage_dir)
     if rank_zero_only.rank == 0:  # the first file of the stage: every check has passed
         text = json.dumps(stage_settings(cfg, stage), indent=2) + "\n"
-        atomic_write(stage_dir / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomic(stage_dir / SETTINGS_FILE, text)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     best = checkpoint.best_model_path or str(last)
     best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
-from offload.experiments.report import write_csv, write_text
+from offload.experiments.report import write_csv
 from offload.experiments.runner import SCENARIOS, Cell, run_cell
 from offload.experiments.store import OutputError, check_writable
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         for tau in args.taus:
             lines += summary(frame, m, tau)
     text = "\n".join(lines)
-    write_text(out / "summary.md", text)
+    write_text_atomic(out / "summary.md", text)
     print(text)
     return 0
 

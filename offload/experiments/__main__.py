@@ -28,8 +28,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from grle_common.fileio import write_text_atomic
 from offload.exit_table import ExitTableError, load_exit_table
-from offload.experiments import report, store
+from offload.experiments import store
 from offload.experiments.jobs import build_jobs, run_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
 from offload.experiments.runner import SCENARIOS, default_exits
@@ -394,7 +395,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 run=store.display_path(str(out)),
             )
             text = header(args.experiment, plan, args, argv, wall, note) + sections
-            report.write_text(staged / md.name, "\n".join(text) + "\n")
+            write_text_atomic(staged / md.name, "\n".join(text) + "\n")
             meta = store.manifest(
                 argv,
                 config,
@@ -405,7 +406,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 workers=args.workers,
                 exits=store.display_path(args.exits),
             )
-            report.write_text(staged / store.MANIFEST, meta)
+            write_text_atomic(staged / store.MANIFEST, meta)
             if actors.is_dir():
                 os.replace(actors, staged / "actors")
             store.commit(staged, out)

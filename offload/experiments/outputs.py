@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from grle_common.fileio import write_text_atomic
 from offload.experiments import figures, report, store, study_figures, study_report
 from offload.experiments.runner import SCENARIOS
 
@@ -55,7 +56,7 @@ def rebuild_report(experiment: str, out: Path) -> int:
         sections = write_outputs(
             results, staged, exit_table=table, run=store.display_path(str(out)), csvs=False
         )
-        report.write_text(staged / md.name, "\n".join(old[:first] + sections) + "\n")
+        write_text_atomic(staged / md.name, "\n".join(old[:first] + sections) + "\n")
         store.commit(staged, out)
     print(f"rebuilt {md}")
     return 0
