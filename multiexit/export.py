@@ -18,7 +18,13 @@ from safetensors.torch import load_file, save_file
 
 # re-exported: the names multiexit used before the one implementation in grle_common
 from grle_common.fileio import atomic_write, sha256_file, write_text_atomic
-from multiexit.errors import CheckpointMismatchError, ChecksumError, ManifestError, OutputPathError
+from multiexit.errors import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    ChecksumError,
+    ManifestError,
+    OutputPathError,
+)
 from multiexit.model import VGG16MultiExit, build_vgg16_multiexit
 
 WEIGHTS_FILE = "model.safetensors"
@@ -205,7 +211,8 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
     ``profiling.measure`` use it), so every caller shows the same messages.
 
     Raises:
-        FileNotFoundError: ``path`` is not a folder, has no ``manifest.json`` or no weights file.
+        CheckpointNotFoundError: ``path`` is not a folder, has no ``manifest.json`` or no
+            weights file (a ``FileNotFoundError``).
         ManifestError: ``manifest.json`` is not a manifest written by :func:`export_run`.
         ChecksumError: the weights file's sha256 differs from the manifest's.
         CheckpointMismatchError: the weights do not fit the manifest's model (the message names
@@ -214,12 +221,12 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
     run = Path(path)
     manifest_path = run / MANIFEST_FILE
     if not run.is_dir():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{run} is not a folder; pass an exported run folder such as checkpoints/<run> "
             "(written by `python -m multiexit.train --export`)."
         )
     if not manifest_path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"The folder {run} has no {MANIFEST_FILE}, so it is not an exported run; pass a "
             "folder written by `python -m multiexit.train --export` (e.g. checkpoints/<run>)."
         )
@@ -234,7 +241,7 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
             f" {exc}); re-export the run with `python -m multiexit.train --export`."
         ) from None
     if not weights.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"The weights file {weights} named by {manifest_path} is missing; re-export the run."
         )
     digest = sha256_file(weights)

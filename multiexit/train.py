@@ -38,19 +38,11 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import load_file
 
+from grle_common.cli import run_cli
 from grle_common.fileio import atomic_write, write_text_atomic
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
 from multiexit.devices import device_recipe, precision_for
-from multiexit.errors import (
-    CheckpointMismatchError,
-    ChecksumError,
-    DataNotFoundError,
-    DeviceRecipeError,
-    ManifestError,
-    OutputPathError,
-    RunSettingsMismatchError,
-    UnknownStageError,
-)
+from multiexit.errors import CheckpointNotFoundError
 from multiexit.export import export_run, load_run, load_state_into
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
 from multiexit.model import HEADS
@@ -178,7 +170,7 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
     heads keep their fresh initialisation, so any head design can be trained on one backbone.
 
     Raises:
-        FileNotFoundError: no such file, or a folder without ``manifest.json``.
+        CheckpointNotFoundError: no such file, or a folder without ``manifest.json``.
         CheckpointMismatchError: the backbone's width or classes differ from ``module``'s.
     """
     p = Path(path)
@@ -198,7 +190,7 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
             k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
         }
     else:
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"No checkpoint at {p} to start stage exits from; train stage main first "
             "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
         )
@@ -404,25 +396,15 @@ def quiet_upstream() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: user errors print one sentence and exit with status 2; a finished run
-    prints :func:`summary`."""
+    """CLI entry point: train, then print :func:`summary`.
+
+    Raises:
+        MultiexitError: a problem the user can fix (no data, a checkpoint that does not fit, a
+            reused run name, an unwritable path, ...); ``run_cli`` prints it as one line.
+    """
     start = time.perf_counter()
-    try:
-        cfg = parse_args(argv)
-        module = train(cfg)
-    except (
-        DataNotFoundError,
-        ChecksumError,
-        UnknownStageError,
-        CheckpointMismatchError,
-        DeviceRecipeError,
-        ManifestError,
-        OutputPathError,
-        RunSettingsMismatchError,
-        FileNotFoundError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = parse_args(argv)
+    module = train(cfg)
     if rank_zero_only.rank == 0:
         print(summary(cfg, module, time.perf_counter() - start), flush=True)
     return 0
@@ -430,4 +412,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     quiet_upstream()  # the command line only: in-process callers keep their own settings
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from grle_common.cli import run_cli
 from profiling import metadata as meta
-from profiling.errors import ProfilingError, run_cli
+from profiling.errors import ProfilingError
 from profiling.fileio import ensure_writable_dir, sha256_file, write_files_atomically
 from profiling.timing import (
     CUDA_EVENTS,

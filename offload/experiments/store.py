@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from grle_common.cli import UserError
 from grle_common.fileio import check_writable_dir, sha256_file, write_bytes_atomic
 
 PROGRESS = ".progress"
@@ -40,7 +41,7 @@ MANIFEST = "manifest.json"
 PACKAGES = ("numpy", "pandas", "torch", "torch-geometric", "gymnasium", "matplotlib")
 
 
-class OutputError(Exception):
+class OutputError(UserError):
     """An output folder cannot be used; the message is one sentence that says what to do."""
 
 
