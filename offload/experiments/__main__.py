@@ -50,7 +50,7 @@ READINGS = (
 EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """How big an experiment run is."""
 
