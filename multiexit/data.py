@@ -29,8 +29,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from grle_common.fileio import atomic_write, sha256_file, write_text_atomic
 from multiexit.errors import ChecksumError, DataNotFoundError
-from multiexit.export import atomic_write, sha256_file
 from multiexit.loader import (  # noqa: F401 - re-exported: part of multiexit.data's API
     CIFAR_MEAN,
     CIFAR_STD,
@@ -186,14 +186,14 @@ def load_pack(
             )
     arrays = decode_pack(path, expected_sha256=expected_sha256)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         buf = io.BytesIO()
         np.savez(buf, **{k: getattr(arrays, k).numpy() for k in CifarArrays._fields[:4]})
-        Path(tmp).write_bytes(buf.getvalue())
+        tmp.write_bytes(buf.getvalue())
 
     atomic_write(cache, write)
     line = f"{sha256_file(cache)}  {cache.name}\n"
-    atomic_write(cache.with_name(cache.name + ".sha256"), lambda tmp: Path(tmp).write_text(line))
+    write_text_atomic(cache.with_name(cache.name + ".sha256"), line)
     return arrays
 
 

@@ -17,15 +17,11 @@ from pathlib import Path
 
 import torch
 
+from grle_common.cli import run_cli
+from grle_common.fileio import atomic_write
 from multiexit.data import SOURCES, TensorLoader, load_cifar10
-from multiexit.errors import (
-    CheckpointMismatchError,
-    ChecksumError,
-    DataNotFoundError,
-    ManifestError,
-    OutputPathError,
-)
-from multiexit.export import atomic_write, check_output_dir, load_run
+from multiexit.errors import OutputPathError
+from multiexit.export import check_output_dir, load_run
 from multiexit.lit import accuracy_frame
 from multiexit.model import VGG16MultiExit
 
@@ -44,6 +40,11 @@ def evaluate_exits(model: VGG16MultiExit, loader: TensorLoader) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see the module docstring).
+
+    Raises:
+        MultiexitError: an unwritable ``--out``, a missing or broken run, no data.
+    """
     p = argparse.ArgumentParser(prog="python -m multiexit.evaluate", description=__doc__)
     p.add_argument("run", help="exported run folder (checkpoints/<run>)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="data source")
@@ -54,25 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="CSV path (default: print to stdout)")
     args = p.parse_args(argv)
     start = time.perf_counter()
-    try:
-        if args.out:
-            check_output_dir(Path(args.out).parent, "the folder of --out")
-            if Path(args.out).is_dir():
-                raise OutputPathError(
-                    f"Cannot write --out {args.out} (it is a folder); name a file."
-                )
-        model, manifest = load_run(args.run)
-        data = load_cifar10(source=args.source, pack_path=args.pack, cifar_root=args.cifar_root)
-    except (
-        FileNotFoundError,
-        ChecksumError,
-        CheckpointMismatchError,
-        DataNotFoundError,
-        ManifestError,
-        OutputPathError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.out:
+        check_output_dir(Path(args.out).parent, "the folder of --out")
+        if Path(args.out).is_dir():
+            raise OutputPathError(f"Cannot write --out {args.out} (it is a folder); name a file.")
+    model, manifest = load_run(args.run)
+    data = load_cifar10(source=args.source, pack_path=args.pack, cifar_root=args.cifar_root)
     device = torch.device(args.device)
     model = model.to(device)
     loader = TensorLoader(data.test_x.to(device), data.test_y, batch_size=args.batch_size)
@@ -97,4 +85,4 @@ if __name__ == "__main__":
     # upstream deprecations a user cannot act on; the command line only, not in-process callers
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    sys.exit(main())
+    sys.exit(run_cli(main))

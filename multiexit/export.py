@@ -7,11 +7,8 @@ of the weights file; :func:`load_run` checks that checksum and rebuilds the mode
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +16,21 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from multiexit.errors import CheckpointMismatchError, ChecksumError, ManifestError, OutputPathError
+# re-exported: the names multiexit used before the one implementation in grle_common
+from grle_common.fileio import atomic_write, sha256_file, write_text_atomic
+from multiexit.errors import (
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    ChecksumError,
+    ManifestError,
+    OutputPathError,
+)
 from multiexit.model import VGG16MultiExit, build_vgg16_multiexit
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 ACCURACY_FILE = "exit_accuracy.csv"
 FORMAT = "grle-multiexit/1"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it.
-
-    Readers never see a half-written file; on error the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache or export is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
@@ -136,7 +113,7 @@ def export_run(
         manifest["accuracy_file"] = ACCURACY_FILE
     manifest.update(extra or {})
     text = json.dumps(manifest, indent=2) + "\n"
-    atomic_write(out / MANIFEST_FILE, lambda tmp: Path(tmp).write_text(text))
+    write_text_atomic(out / MANIFEST_FILE, text)
     return out
 
 
@@ -234,7 +211,8 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
     ``profiling.measure`` use it), so every caller shows the same messages.
 
     Raises:
-        FileNotFoundError: ``path`` is not a folder, has no ``manifest.json`` or no weights file.
+        CheckpointNotFoundError: ``path`` is not a folder, has no ``manifest.json`` or no
+            weights file (a ``FileNotFoundError``).
         ManifestError: ``manifest.json`` is not a manifest written by :func:`export_run`.
         ChecksumError: the weights file's sha256 differs from the manifest's.
         CheckpointMismatchError: the weights do not fit the manifest's model (the message names
@@ -243,12 +221,12 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
     run = Path(path)
     manifest_path = run / MANIFEST_FILE
     if not run.is_dir():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{run} is not a folder; pass an exported run folder such as checkpoints/<run> "
             "(written by `python -m multiexit.train --export`)."
         )
     if not manifest_path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"The folder {run} has no {MANIFEST_FILE}, so it is not an exported run; pass a "
             "folder written by `python -m multiexit.train --export` (e.g. checkpoints/<run>)."
         )
@@ -263,7 +241,7 @@ def load_run(path: str | os.PathLike) -> tuple[VGG16MultiExit, dict[str, Any]]:
             f" {exc}); re-export the run with `python -m multiexit.train --export`."
         ) from None
     if not weights.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"The weights file {weights} named by {manifest_path} is missing; re-export the run."
         )
     digest = sha256_file(weights)

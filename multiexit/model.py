@@ -31,11 +31,15 @@ Head designs (``head=``), both documented in docs/multiexit.md:
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from grle_common.cli import run_cli
 
 # 13 convs and 4 max-pools: the CIFAR VGG-16 layout (torchvision's "D" without the 5th pool).
 VGG16_CFG: tuple[int | str, ...] = (
@@ -331,9 +335,19 @@ def exit_table_markdown(rows: Sequence[ExitInfo]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m multiexit.model [width] [head]
-    import sys
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m multiexit.model [width] [head]``: print the exit table as Markdown."""
+    p = argparse.ArgumentParser(
+        prog="python -m multiexit.model", description="The exit table of the model, as Markdown."
+    )
+    p.add_argument("width", nargs="?", type=float, default=1.0, help="channel multiplier")
+    p.add_argument("head", nargs="?", choices=HEADS, default="conv_pool", help="exit head design")
+    args = p.parse_args(argv)
+    if args.width <= 0:
+        p.error(f"width must be positive, got {args.width:g}.")
+    print(exit_table_markdown(exit_table(build_vgg16_multiexit(width=args.width, head=args.head))))
+    return 0
 
-    w = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
-    h = sys.argv[2] if len(sys.argv) > 2 else "conv_pool"
-    print(exit_table_markdown(exit_table(build_vgg16_multiexit(width=w, head=h))))
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -16,7 +16,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from multiexit.data import resolve_source
-from multiexit.errors import RunSettingsMismatchError
+from multiexit.errors import CheckpointNotFoundError, RunSettingsMismatchError
 from multiexit.export import check_output_dir
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None
         OutputPathError: a run or export folder cannot be created.
         RunSettingsMismatchError: a reused run name with other settings; the message names
             them and the two ways out (a new ``--run`` or ``--no-resume``).
-        FileNotFoundError: stage ``exits`` has no main-stage checkpoint to start from.
+        CheckpointNotFoundError: stage ``exits`` has no main-stage checkpoint to start from.
         DataNotFoundError: no CIFAR-10 source.
     """
     check_output_dir(Path(cfg.runs_dir) / cfg.run, "the run folder (--runs-dir/--run)")
@@ -114,7 +114,7 @@ def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None
     if exits_alone and not (cfg.resume and exits_last.is_file()):
         init = Path(init_path(cfg))
         if not init.exists():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"No checkpoint at {init} to start stage exits from; train stage main first "
                 "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
             )

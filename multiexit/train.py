@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
-import re
 import shlex
 import sys
 import time
@@ -38,19 +36,12 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from safetensors.torch import load_file
 
+from grle_common.cli import add_dataclass_args, option, run_cli
+from grle_common.fileio import atomic_write, write_text_atomic
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
 from multiexit.devices import device_recipe, precision_for
-from multiexit.errors import (
-    CheckpointMismatchError,
-    ChecksumError,
-    DataNotFoundError,
-    DeviceRecipeError,
-    ManifestError,
-    OutputPathError,
-    RunSettingsMismatchError,
-    UnknownStageError,
-)
-from multiexit.export import atomic_write, export_run, load_run, load_state_into
+from multiexit.errors import CheckpointNotFoundError
+from multiexit.export import export_run, load_run, load_state_into
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
 from multiexit.model import HEADS
 from multiexit.runs import SETTINGS_FILE, archive, check_run, init_path, stage_settings
@@ -72,52 +63,67 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    """Everything a training run depends on (the CLI flags, one to one)."""
+    """Everything a training run depends on (the CLI flags, one to one: each field's help text
+    is its ``--help`` line, see :func:`grle_common.cli.add_dataclass_args`)."""
 
-    stage: str = "all"  # main, exits, or all (= main then exits)
-    run: str = "vgg16"  # run name: runs/<run>/ and, with export, checkpoints/<run>/
-    runs_dir: str = "runs"  # parent folder of the Lightning run folders
-    width: float = 1.0  # channel multiplier of backbone and heads
-    head: str = "conv_pool"  # exit head design, one of multiexit.model.HEADS
-    num_classes: int = 10  # number of classes
-    epochs_main: int = 60  # epochs of stage main
-    epochs_exits: int = 25  # epochs of stage exits (SDN: 25)
-    recipe: str = "standard"  # standard (the defaults) or fast (docs/multiexit.md); given flags win
-    lr_main: float = 0.1  # peak one-cycle learning rate, stage main (SGD)
-    lr_exits: float = 1e-3  # peak one-cycle learning rate, stage exits (Adam)
-    weight_decay_main: float = 5e-4  # weight decay, stage main
-    weight_decay_exits: float = 1e-4  # weight decay, stage exits
-    batch_size: int = 256  # training images per optimiser step, all devices together
-    label_smoothing: float = 0.0  # cross-entropy label smoothing, both stages
-    nesterov: bool = True  # Nesterov momentum (stage main, SGD)
-    decay_norm_bias: bool = True  # also weight-decay BatchNorm weights and biases
-    ema_decay: float = 0.0  # weight moving average per step, used for eval and export; 0 = off
-    warmup_pct: float = 0.15  # fraction of the steps warming the learning rate up to its peak
-    anneal: str = "linear"  # one-cycle shape: linear or cos
-    crop_pad: int = 4  # random-crop zero padding, pixels per side (0 = flips only)
-    kd_weight: float = 0.0  # stage exits: weight of distillation from the main classifier (0 = off)
-    kd_temperature: float = 3.0  # stage exits: distillation temperature
-    tta: bool = False  # also report flip test-time augmentation (column accuracy_tta)
-    seed: int = 0  # seed of initialisation, split, order and augmentation
-    source: str = "auto"  # data source: auto, pack, torchvision
-    pack: str | None = None  # path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)
-    cifar_root: str | None = None  # torchvision CIFAR-10 root folder
-    download: bool = False  # let torchvision download CIFAR-10 (needs internet)
-    val_size: int = 5000  # training images held out for checkpoint selection
-    limit_train: int | None = None  # use only this many training images (quick runs)
-    limit_eval: int | None = None  # use only this many validation / test images
-    limit_train_batches: float = 1.0  # fraction (<=1) or number (>1) of batches per epoch
-    accelerator: str = "auto"  # Lightning accelerator: auto, cpu, gpu
-    devices: str = "auto"  # Lightning devices: auto, 1, 8, "0,1"
-    strategy: str = "auto"  # Lightning strategy: auto, ddp, ...
-    precision: str = "auto"  # auto = bf16-mixed on GPUs >= sm80, 16-mixed on older, 32-true on CPU
-    resume: bool = True  # resume a stage from its last.ckpt when present
-    init_from: str | None = None  # stage exits: main-stage .ckpt or exported run folder
-    export: str | None = None  # write the final model to this folder (checkpoints/<run>)
-    progress: bool = True  # show Lightning's progress bar
-    log_every_n_steps: int = 50  # training steps between two rows of metrics.csv
+    stage: str = option("all", "main, exits, or all (= main then exits)")
+    run: str = option("vgg16", "run name: runs/<run>/ and, with export, checkpoints/<run>/")
+    runs_dir: str = option("runs", "parent folder of the Lightning run folders")
+    width: float = option(1.0, "channel multiplier of backbone and heads")
+    head: str = option("conv_pool", "exit head design, one of multiexit.model.HEADS", choices=HEADS)
+    num_classes: int = option(10, "number of classes")
+    epochs_main: int = option(60, "epochs of stage main")
+    epochs_exits: int = option(25, "epochs of stage exits (SDN: 25)")
+    recipe: str = option(
+        "standard",
+        "standard (the defaults) or fast (docs/multiexit.md); given flags win",
+        choices=RECIPES,
+    )
+    lr_main: float = option(0.1, "peak one-cycle learning rate, stage main (SGD)")
+    lr_exits: float = option(1e-3, "peak one-cycle learning rate, stage exits (Adam)")
+    weight_decay_main: float = option(5e-4, "weight decay, stage main")
+    weight_decay_exits: float = option(1e-4, "weight decay, stage exits")
+    batch_size: int = option(256, "training images per optimiser step, all devices together")
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing, both stages")
+    nesterov: bool = option(True, "Nesterov momentum (stage main, SGD)")
+    decay_norm_bias: bool = option(True, "also weight-decay BatchNorm weights and biases")
+    ema_decay: float = option(
+        0.0, "weight moving average per step, used for eval and export; 0 = off"
+    )
+    warmup_pct: float = option(
+        0.15, "fraction of the steps warming the learning rate up to its peak"
+    )
+    anneal: str = option("linear", "one-cycle shape: linear or cos", choices=("linear", "cos"))
+    crop_pad: int = option(4, "random-crop zero padding, pixels per side (0 = flips only)")
+    kd_weight: float = option(
+        0.0, "stage exits: weight of distillation from the main classifier (0 = off)"
+    )
+    kd_temperature: float = option(3.0, "stage exits: distillation temperature")
+    tta: bool = option(False, "also report flip test-time augmentation (column accuracy_tta)")
+    seed: int = option(0, "seed of initialisation, split, order and augmentation")
+    source: str = option("auto", "data source: auto, pack, torchvision", choices=SOURCES)
+    pack: str | None = option(
+        None, "path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)"
+    )
+    cifar_root: str | None = option(None, "torchvision CIFAR-10 root folder")
+    download: bool = option(False, "let torchvision download CIFAR-10 (needs internet)")
+    val_size: int = option(5000, "training images held out for checkpoint selection")
+    limit_train: int | None = option(None, "use only this many training images (quick runs)")
+    limit_eval: int | None = option(None, "use only this many validation / test images")
+    limit_train_batches: float = option(1.0, "fraction (<=1) or number (>1) of batches per epoch")
+    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu")
+    devices: str = option("auto", 'Lightning devices: auto, 1, 8, "0,1"')
+    strategy: str = option("auto", "Lightning strategy: auto, ddp, ...")
+    precision: str = option(
+        "auto", "auto = bf16-mixed on GPUs >= sm80, 16-mixed on older, 32-true on CPU"
+    )
+    resume: bool = option(True, "resume a stage from its last.ckpt when present")
+    init_from: str | None = option(None, "stage exits: main-stage .ckpt or exported run folder")
+    export: str | None = option(None, "write the final model to this folder (checkpoints/<run>)")
+    progress: bool = option(True, "show Lightning's progress bar")
+    log_every_n_steps: int = option(50, "training steps between two rows of metrics.csv")
 
     @classmethod
     def for_recipe(cls, recipe: str, **overrides) -> TrainConfig:
@@ -177,7 +183,7 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
     heads keep their fresh initialisation, so any head design can be trained on one backbone.
 
     Raises:
-        FileNotFoundError: no such file, or a folder without ``manifest.json``.
+        CheckpointNotFoundError: no such file, or a folder without ``manifest.json``.
         CheckpointMismatchError: the backbone's width or classes differ from ``module``'s.
     """
     p = Path(path)
@@ -197,7 +203,7 @@ def _init_weights(module: MultiExitModule, path: str) -> None:
             k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
         }
     else:
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"No checkpoint at {p} to start stage exits from; train stage main first "
             "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
         )
@@ -292,7 +298,7 @@ def run_stage(
         archive(stage_dir)
     if rank_zero_only.rank == 0:  # the first file of the stage: every check has passed
         text = json.dumps(stage_settings(cfg, stage), indent=2) + "\n"
-        atomic_write(stage_dir / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomic(stage_dir / SETTINGS_FILE, text)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     best = checkpoint.best_model_path or str(last)
     best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")
@@ -329,35 +335,12 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
     return module
 
 
-def _field_help() -> dict[str, str]:
-    """The one-line comment of every :class:`TrainConfig` field, used as its ``--help`` text."""
-    pattern = re.compile(r"^\s+(\w+): [^#]+#\s*(.+)$")
-    lines = inspect.getsource(TrainConfig).splitlines()
-    return {m[1]: m[2] for m in map(pattern.match, lines) if m}
-
-
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from command-line flags (``--flag-name`` per field)."""
     p = argparse.ArgumentParser(
         prog="python -m multiexit.train", description=__doc__.split("\n")[0]
     )
-    defaults = TrainConfig()
-    docs = _field_help()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        doc = docs.get(f.name, "") + " (default: %(default)s)"
-        if f.type in (bool, "bool"):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
-            continue
-        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        if f.name in ("limit_train_batches",):
-            kind = float
-        extra = {"choices": HEADS} if f.name == "head" else {}
-        extra = {"choices": SOURCES} if f.name == "source" else extra
-        extra = {"choices": tuple(RECIPES)} if f.name == "recipe" else extra
-        extra = {"choices": ("linear", "cos")} if f.name == "anneal" else extra
-        p.add_argument(flag, type=kind, default=default, help=doc, **extra)
+    add_dataclass_args(p, TrainConfig)
     known, _ = p.parse_known_args(argv)  # the recipe first: it sets the other flags' defaults
     try:
         p.set_defaults(**_recipe_values(known.recipe))
@@ -403,25 +386,15 @@ def quiet_upstream() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: user errors print one sentence and exit with status 2; a finished run
-    prints :func:`summary`."""
+    """CLI entry point: train, then print :func:`summary`.
+
+    Raises:
+        MultiexitError: a problem the user can fix (no data, a checkpoint that does not fit, a
+            reused run name, an unwritable path, ...); ``run_cli`` prints it as one line.
+    """
     start = time.perf_counter()
-    try:
-        cfg = parse_args(argv)
-        module = train(cfg)
-    except (
-        DataNotFoundError,
-        ChecksumError,
-        UnknownStageError,
-        CheckpointMismatchError,
-        DeviceRecipeError,
-        ManifestError,
-        OutputPathError,
-        RunSettingsMismatchError,
-        FileNotFoundError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = parse_args(argv)
+    module = train(cfg)
     if rank_zero_only.rank == 0:
         print(summary(cfg, module, time.perf_counter() - start), flush=True)
     return 0
@@ -429,4 +402,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     quiet_upstream()  # the command line only: in-process callers keep their own settings
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -5,7 +5,8 @@ Every reader of an exit table goes through :func:`read_table_frame` / :func:`val
 here: ``offload.exit_table.load_exit_table`` (the simulator's) and
 ``profiling.table.read_exit_table`` (which adds the JSON sidecar). Both raise
 :class:`ExitTableError` with the same message for the same fault. This module needs only numpy
-and pandas: it imports neither torch, torchvision, `multiexit` nor `profiling`.
+and pandas (and the standard-library ``grle_common``): it imports neither torch, torchvision,
+`multiexit` nor `profiling`.
 
 Schema, columns in this order: ``exit`` (int >= 1, unique, rows sorted by it), ``layer``
 (non-empty), ``accuracy`` (in [0, 1]; absent only in a latency-only table, which the simulator
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grle_common.cli import UserError
+
 __all__ = [
     "ExitTable",
     "ExitTableError",
@@ -42,9 +45,13 @@ LATENCY_PREFIX = "latency_ms:"
 _DEVICE_ID = re.compile(r"^[^\s:]+$")
 
 
-class ExitTableError(ValueError):
+class ExitTableError(UserError, ValueError):
     """An exit table is missing, unreadable or breaks the schema of docs/interfaces.md, section 1;
-    the message names the file once, the row and column, and says what to do."""
+    the message names the file once, the row and column, and says what to do.
+
+    The one error type of every exit-table reader (simulator and profiling); a
+    :class:`~grle_common.cli.UserError`, so every command line prints it as ``error: <message>``.
+    """
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,13 @@
 """The one error type the profiling package shows to users."""
 
+from grle_common.cli import UserError, run_cli  # noqa: F401 - run_cli: kept importable here
 
-class ProfilingError(Exception):
+
+class ProfilingError(UserError):
     """Bad input or environment: the message is one sentence that says what to do.
 
-    The command-line entry points print it as ``error: <message>`` and exit with status 2;
-    library callers can catch it like any exception.
+    The command-line entry points print it as ``error: <message>`` and exit with status 2
+    (:func:`grle_common.cli.run_cli`); library callers can catch it like any exception.
+    A fault in an exit table is :class:`offload.exit_table.ExitTableError`, another
+    :class:`~grle_common.cli.UserError` that the same entry points print the same way.
     """
-
-
-def run_cli(main, argv=None) -> int:  # noqa: ANN001 - small shared helper for the entry points
-    """Run ``main(argv)``; a :class:`ProfilingError` becomes ``error: <message>`` on stderr and
-    exit status 2 (argparse's status for bad usage)."""
-    import sys
-
-    try:
-        return int(main(argv) or 0)
-    except ProfilingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -26,15 +26,16 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from grle_common.cli import add_dataclass_args, option, run_cli
 from profiling import metadata as meta
-from profiling.errors import ProfilingError, run_cli
+from profiling.errors import ProfilingError
 from profiling.fileio import ensure_writable_dir, sha256_file, write_files_atomically
 from profiling.timing import (
     CUDA_EVENTS,
@@ -50,37 +51,72 @@ from profiling.timing import (
 )
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+NOT_FLAGS = ("input_shape",)  # MeasureConfig fields the command line does not set
 LATENCY_DECIMALS = 4  # CSV medians in ms rounded to 0.1 microsecond
 
 
-@dataclass(frozen=True)
-class MeasureConfig:
-    """How each exit is timed."""
+#: (warm-up calls, timed calls) per exit when not given, by device kind: the command line's
+#: defaults, with which every committed measured table (checkpoints/) was made
+DEFAULT_CALLS = {"cuda": (50, 1024), "cpu": (10, 100)}
+CPU_CLOCKS = ("wall", "process")
 
-    batch_size: int = 1  # images per forward pass
-    dtype: str = "fp32"  # weights and inputs: fp32, fp16 or bf16
-    warmup: int = 10  # untimed calls per exit before timing (autotuning, caches, allocator)
-    repeats: int = 100  # timed calls per exit
-    cuda_graphs: bool = False  # GPU only: time CUDA-graph replays instead of eager launches
-    input_shape: tuple[int, int, int] = (3, 32, 32)  # channels, height, width of one image
-    seed: int = 0  # seed of the random input (and of an untrained model's weights)
-    interleave: bool = False  # time exits round-robin (1, 2, ..., 17, 1, 2, ...), not one by one
-    cpu_clock: str = "wall"  # CPU only: "wall" (perf_counter) or "process" (process CPU time)
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureConfig:
+    """How each exit is timed. Every field but ``input_shape`` is a flag of
+    ``python -m profiling.measure`` with this default and help text."""
+
+    batch_size: int = option(1, "images per forward pass")
+    dtype: str = option("fp32", "weights and inputs", choices=DTYPES)
+    warmup: int | None = option(
+        None,
+        "untimed calls per exit before timing (autotuning, caches, allocator)",
+        default_text=f"{DEFAULT_CALLS['cuda'][0]} on a GPU, {DEFAULT_CALLS['cpu'][0]} on the CPU",
+    )
+    repeats: int | None = option(
+        None,
+        "timed calls per exit",
+        default_text=f"{DEFAULT_CALLS['cuda'][1]} on a GPU, {DEFAULT_CALLS['cpu'][1]} on the CPU",
+    )
+    cuda_graphs: bool = option(False, "GPU only: time CUDA-graph replays, not eager launches")
+    input_shape: tuple[int, int, int] = option((3, 32, 32), "channels, height, width of an image")
+    seed: int = option(0, "seed of the random input (and of an untrained model's weights)")
+    interleave: bool = option(
+        False, "time the exits round-robin (1, 2, ..., 17, 1, 2, ...), for shared machines"
+    )
+    cpu_clock: str = option(
+        "wall",
+        "CPU timing clock: wall (perf_counter) or process (CPU time of the process; with "
+        "--threads 1 it ignores time lost to other processes on a shared machine)",
+        choices=CPU_CLOCKS,
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ProfilingError(f"--batch-size must be >= 1 (got {self.batch_size}).")
         if self.dtype not in DTYPES:
             raise ProfilingError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype}).")
-        if self.cpu_clock not in ("wall", "process"):
+        if self.cpu_clock not in CPU_CLOCKS:
             raise ProfilingError(f"--cpu-clock must be wall or process (got {self.cpu_clock}).")
-        if self.warmup < 0 or self.repeats < 1:
+        if (self.warmup is not None and self.warmup < 0) or (
+            self.repeats is not None and self.repeats < 1
+        ):
             raise ProfilingError(
                 f"--warmup must be >= 0 and --repeats >= 1 (got {self.warmup}, {self.repeats})."
             )
 
+    def for_device(self, kind: str) -> MeasureConfig:
+        """This config with ``warmup`` and ``repeats`` that were not given set to
+        :data:`DEFAULT_CALLS` of the device kind (``"cuda"``, else the CPU's)."""
+        warmup, repeats = DEFAULT_CALLS["cuda" if kind == "cuda" else "cpu"]
+        return replace(
+            self,
+            warmup=warmup if self.warmup is None else self.warmup,
+            repeats=repeats if self.repeats is None else self.repeats,
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Target:
     """One device to measure on."""
 
@@ -101,7 +137,7 @@ def resolve_targets(*, gpus: Sequence[str] | None, cpu_threads: int | None) -> l
         threads = 1 if cpu_threads is None else cpu_threads
         if threads < 1:
             raise ProfilingError(f"--threads must be >= 1 (got {threads}).")
-        return [Target(torch.device("cpu"), f"cpu_{threads}t")]
+        return [Target(device=torch.device("cpu"), device_id=f"cpu_{threads}t")]
     if not torch.cuda.is_available():
         built = torch.version.cuda or "no CUDA"
         raise ProfilingError(
@@ -128,7 +164,10 @@ def resolve_targets(*, gpus: Sequence[str] | None, cpu_threads: int | None) -> l
     ids = [device_id_from_name(names[i]) for i in indices]
     if len(set(ids)) < len(ids):  # identical GPUs: tell the columns apart by index
         ids = [f"{d}_cuda{i}" for d, i in zip(ids, indices, strict=True)]
-    return [Target(torch.device("cuda", i), d) for i, d in zip(indices, ids, strict=True)]
+    return [
+        Target(device=torch.device("cuda", i), device_id=d)
+        for i, d in zip(indices, ids, strict=True)
+    ]
 
 
 def time_exits(
@@ -145,6 +184,7 @@ def time_exits(
         (statistics per exit, 1 first; timing mode).
     """
     device = target.device
+    config = config.for_device(device.type)
     dtype = DTYPES[config.dtype]
     model = model.to(device=device, dtype=dtype).eval()
     generator = torch.Generator().manual_seed(config.seed)
@@ -338,33 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="channel width (--untrained; default 1.0)")
     p.add_argument("--head", help="exit head design (--untrained; default conv_pool)")
     p.add_argument("--num-classes", type=int, help="classes (--untrained; default 10)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
-    p.add_argument("--cuda-graphs", action="store_true", help="time CUDA-graph replays (GPU)")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="timed calls per exit (default 1024 on a GPU, 100 on the CPU)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=int,
-        default=None,
-        help="untimed calls per exit (default 50 on a GPU, 10 on the CPU)",
-    )
-    p.add_argument(
-        "--interleave", action="store_true", help="time the exits round-robin (shared machines)"
-    )
-    p.add_argument(
-        "--cpu-clock",
-        choices=["wall", "process"],
-        default="wall",
-        help="CPU timing clock: wall (perf_counter, default) or process (CPU time of the "
-        "process; with --threads 1 it ignores time lost to other processes on a shared machine)",
-    )
+    add_dataclass_args(p.add_argument_group("timing"), MeasureConfig, exclude=NOT_FLAGS)
     p.add_argument("--k", type=int, default=5, help="number of candidate exits to select")
-    p.add_argument("--seed", type=int, default=0, help="seed of the input (and untrained weights)")
     p.add_argument("--out", help="output folder (default checkpoints/latency_<model>_<devices>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -394,16 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cuda_graphs and not on_gpu:
         raise ProfilingError("--cuda-graphs needs --gpu; CPU timing has no graphs to replay.")
     targets = resolve_targets(gpus=args.gpu, cpu_threads=None if on_gpu else args.threads)
-    config = MeasureConfig(
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        warmup=args.warmup if args.warmup is not None else (50 if on_gpu else 10),
-        repeats=args.repeats if args.repeats is not None else (1024 if on_gpu else 100),
-        cuda_graphs=args.cuda_graphs,
-        seed=args.seed,
-        interleave=args.interleave,
-        cpu_clock=args.cpu_clock,
-    )
+    flags = {
+        f.name: getattr(args, f.name) for f in fields(MeasureConfig) if f.name not in NOT_FLAGS
+    }
+    config = MeasureConfig(**flags).for_device("cuda" if on_gpu else "cpu")
     if not on_gpu:
         torch.set_num_threads(args.threads)
     model, model_info, accuracy = _load_model(args)

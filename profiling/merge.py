@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from profiling.errors import run_cli
+from grle_common.cli import run_cli
 from profiling.table import merge_exit_tables, read_exit_table, write_exit_table
 
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from grle_common.cli import run_cli
 from profiling.candidates import candidate_table, select_candidates
-from profiling.errors import run_cli
 from profiling.figure import exits_figure_writer
 from profiling.fileio import write_files_atomically
 from profiling.table import read_exit_table, table_writers

@@ -30,34 +30,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# the schema's one set of rules and messages, shared with the simulator's reader (numpy and
-# pandas only; importing it pulls in no part of the simulator)
-from offload import exit_table as schema
-from offload.exit_table import LATENCY_PREFIX
+# the schema's one set of rules, messages and error type, shared with the simulator's reader
+# (numpy and pandas only; importing it pulls in no part of the simulator). ExitTableError is a
+# grle_common UserError, so the profiling command lines print it as one line like their own.
+from offload.exit_table import (  # ExitTableError and validate_frame: also profiling.table API
+    LATENCY_PREFIX,
+    ExitTableError,
+    read_table_frame,
+    validate_frame,
+)
 from profiling.errors import ProfilingError
 from profiling.fileio import write_files_atomically
 
 SOURCES = ("transcribed", "measured", "mixed")
-
-
-class ExitTableError(ProfilingError, schema.ExitTableError):
-    """An exit table violates the schema; the message names the file, row and column.
-
-    A :class:`offload.exit_table.ExitTableError` too: every reader raises that type with the same
-    message for the same fault; being a :class:`ProfilingError` lets the profiling CLIs print it.
-    """
-
-
-def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataFrame:
-    """Check ``frame`` against the schema and return a typed copy (int exits, float values).
-
-    Raises:
-        ExitTableError: naming ``name``, the 1-based data row, the exit and the column at fault.
-    """
-    try:
-        return schema.validate_frame(frame, name=name)
-    except schema.ExitTableError as exc:
-        raise ExitTableError(str(exc)) from None
 
 
 def device_id_from_name(name: str) -> str:
@@ -192,10 +177,7 @@ def read_exit_table(path: Path | str, *, require_sidecar: bool = False) -> ExitT
             row and column).
     """
     path = Path(path)
-    try:
-        frame = schema.read_table_frame(path)
-    except schema.ExitTableError as exc:
-        raise ExitTableError(str(exc)) from None
+    frame = read_table_frame(path)
     meta_path = sidecar_path(path)
     if meta_path.is_file():
         try:

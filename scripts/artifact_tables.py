@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grle_common.cli import run_cli
 from profiling.table import read_exit_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
+from grle_common.cli import run_cli  # noqa: E402
 from profiling.fileio import write_files_atomically  # noqa: E402
 
 EPOCH_IMAGES, VAL_IMAGES, RECIPE_EPOCHS = 45_000, 5_000, (60, 25)  # the paper recipe
@@ -398,4 +399,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

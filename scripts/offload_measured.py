@@ -27,10 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from grle_common.cli import run_cli
+from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
-from offload.experiments.report import write_csv, write_text
+from offload.experiments.report import write_csv
 from offload.experiments.runner import SCENARIOS, Cell, run_cell
-from offload.experiments.store import OutputError, check_writable
+from offload.experiments.store import check_writable
 
 FIGURE = {"devices": "Fig. 5", "capacity": "Fig. 6", "fluctuation": "Fig. 7", "csi": "Fig. 8"}
 
@@ -101,13 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="processes")
     args = p.parse_args(argv)
     tables = {"measured": args.exits} | ({"paper": args.compare} if args.compare else {})
-    try:
-        for path in tables.values():
-            server_devices(path)
-        check_writable(Path(args.out))  # before the work, not after it
-    except (OSError, ValueError, OutputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for path in tables.values():
+        server_devices(path)  # ExitTableError: run_cli prints its one sentence
+    check_writable(Path(args.out))  # before the work, not after it (OutputError)
     jobs = [(label, c) for label, path in tables.items() for c in cells_for(path, args)]
     t0 = time.perf_counter()
     if args.workers > 1:
@@ -137,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         for tau in args.taus:
             lines += summary(frame, m, tau)
     text = "\n".join(lines)
-    write_text(out / "summary.md", text)
+    write_text_atomic(out / "summary.md", text)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from grle_common.cli import UserError, run_cli
 from offload.exit_table import ExitTableError, load_exit_table
 from profiling.errors import ProfilingError
 from profiling.table import read_exit_table
@@ -97,10 +98,16 @@ def test_missing_and_binary_files(tmp_path, reader):
     )
 
 
-def test_profiling_error_is_both_types(tmp_path):
-    # the profiling CLIs print a ProfilingError as one line; callers may catch either type
-    with pytest.raises(ProfilingError):
-        read_exit_table(tmp_path / "absent.csv")
+def test_one_error_type_that_every_cli_prints_as_one_line(tmp_path, capsys):
+    # one ExitTableError for every reader: a ValueError for library callers and a UserError,
+    # which the profiling CLIs (run_cli) print as one line just like their ProfilingError
+    missing = tmp_path / "absent.csv"
+    with pytest.raises(ValueError) as info:
+        read_exit_table(missing)
+    assert type(info.value) is ExitTableError and isinstance(info.value, UserError)
+    assert not issubclass(ExitTableError, ProfilingError)  # offload imports no profiling
+    assert run_cli(lambda argv: read_exit_table(argv[0]), [missing]) == 2
+    assert capsys.readouterr().err == f"error: {info.value}\n"
 
 
 def test_the_simulator_needs_accuracy(tmp_path):
@@ -113,14 +120,11 @@ def test_the_simulator_needs_accuracy(tmp_path):
 @pytest.mark.parametrize("module", ["offload.sim.run_baselines", "offload.sim.calibration"])
 def test_simulator_clis_give_the_readers_message_not_a_traceback(module, tmp_path, capsys):
     """The simulator's own command lines read tables through the same reader: a bad table is
-    argparse's one-line error (exit status 2) carrying the reader's message."""
+    one line ``error: <the reader's message>`` and exit status 2 (grle_common.cli.run_cli)."""
     import importlib
 
     bad = tmp_path / "bad.csv"
     text, message = BAD_TABLES["out of order"]
     bad.write_text(text)
-    with pytest.raises(SystemExit) as stop:
-        importlib.import_module(module).main(["--table", str(bad)])
-    assert stop.value.code == 2
-    err = capsys.readouterr().err
-    assert err.rstrip().endswith(f"error: {bad}{message}") and "Traceback" not in err
+    assert run_cli(importlib.import_module(module).main, ["--table", str(bad)]) == 2
+    assert capsys.readouterr().err == f"error: {bad}{message}\n"

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from grle_common.fileio import atomic_write, write_text_atomic
 from offload.agents.droo import DROOActor, DROOConfig, encode_channel
 from offload.agents.edge_mlp import EdgeMLPActor
 from offload.agents.grle import GRLEActor, GRLEConfig, encode_slot
@@ -104,14 +105,9 @@ class LearningAgent:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the actor to ``path`` (.safetensors) and its metadata to ``path`` .json."""
         path = Path(path).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.actor.state_dict().items()}, str(tmp))
-        os.replace(tmp, path)
-        meta_path = path.with_suffix(".json")
-        tmp = meta_path.with_name(meta_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=2))
-        os.replace(tmp, meta_path)
+        tensors = {k: v.contiguous() for k, v in self.actor.state_dict().items()}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        write_text_atomic(path.with_suffix(".json"), json.dumps(self.meta, indent=2))
         return path
 
 

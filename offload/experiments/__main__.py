@@ -28,8 +28,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from offload.exit_table import ExitTableError, load_exit_table
-from offload.experiments import report, store
+from grle_common.cli import UserError, run_cli
+from grle_common.fileio import write_text_atomic
+from offload.exit_table import load_exit_table
+from offload.experiments import store
 from offload.experiments.jobs import build_jobs, run_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
 from offload.experiments.runner import SCENARIOS, default_exits
@@ -48,7 +50,7 @@ READINGS = (
 EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """How big an experiment run is."""
 
@@ -287,30 +289,41 @@ def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
-def _check_inputs(args: argparse.Namespace) -> str | None:
-    """One sentence about the first bad input (exit table, server devices), or None."""
+class InputError(UserError):
+    """Flags or an exit table that an experiment cannot run with; one sentence says what to do."""
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Check the inputs (flags, exit table, server devices) before any work.
+
+    Raises:
+        InputError: flags that contradict each other, or a table without the servers' devices.
+        ExitTableError: the exit table is missing or breaks the schema.
+    """
     if args.experiment == "regime" and args.compute_scale is not None:
-        return (
+        raise InputError(
             "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
-    try:
-        table = load_exit_table(args.exits)
-    except ExitTableError as err:
-        return str(err)
+    table = load_exit_table(args.exits)
     servers = MECConfig(**sim_overrides(args)).server_devices
     missing = [d for d in servers if d not in table.devices]
     if missing:
-        return (
+        raise InputError(
             f"the exit table {args.exits} has no latency column for the edge server "
             f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
             f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]})."
         )
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0, 2 for bad input, 130 for Ctrl-C)."""
+    """Run the command line; returns the exit status (0, or 130 after a Ctrl-C, which says how
+    to resume).
+
+    Raises:
+        UserError: bad inputs or an unusable output folder (``run_cli`` prints it as one line);
+            nothing has been written then.
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
@@ -323,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.rebuild_report:
         return rebuild_report(args.experiment, Path(args.out))
-    problem = _check_inputs(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+    _check_inputs(args)
     plan = make_plan(args)
     out = Path(args.out) if args.out else store.default_out(args.experiment)
     resume_cmd = "python -m offload.experiments " + shlex.join(
@@ -344,12 +354,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"nothing to do: {out} already holds this finished run ({md}).")
             return 0
     progress = store.Progress(out, config)
-    try:
-        store.check_writable(out)
-        progress.open()
-    except store.OutputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    store.check_writable(out)
+    progress.open()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     sim = tuple(sim_overrides(args).items())
@@ -394,7 +400,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 run=store.display_path(str(out)),
             )
             text = header(args.experiment, plan, args, argv, wall, note) + sections
-            report.write_text(staged / md.name, "\n".join(text) + "\n")
+            write_text_atomic(staged / md.name, "\n".join(text) + "\n")
             meta = store.manifest(
                 argv,
                 config,
@@ -405,7 +411,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 workers=args.workers,
                 exits=store.display_path(args.exits),
             )
-            report.write_text(staged / store.MANIFEST, meta)
+            write_text_atomic(staged / store.MANIFEST, meta)
             if actors.is_dir():
                 os.replace(actors, staged / "actors")
             store.commit(staged, out)
@@ -422,4 +428,4 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main))

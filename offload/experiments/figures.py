@@ -16,8 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from grle_common.fileio import atomic_write
 from offload.experiments.report import PAPER_ACCURACY, summarise
-from offload.experiments.store import atomic_write
 
 METHOD_STYLE = {
     "GRLE": ("tab:red", "o"),

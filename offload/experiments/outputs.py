@@ -3,11 +3,11 @@ and the redraw of figures and report from the CSVs of an earlier run (``--rebuil
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from grle_common.fileio import write_text_atomic
 from offload.experiments import figures, report, store, study_figures, study_report
 from offload.experiments.runner import SCENARIOS
 
@@ -19,11 +19,14 @@ def report_name(experiment: str) -> str:
 
 def rebuild_report(experiment: str, out: Path) -> int:
     """Figures and report again from ``out``'s CSVs; the old report's header is kept, the CSVs
-    are not rewritten."""
+    are not rewritten.
+
+    Raises:
+        OutputError: ``out`` holds no report of ``experiment``.
+    """
     md = out / report_name(experiment)
     if not md.exists():
-        print(f"error: no report at {md} to rebuild; run the experiment first.", file=sys.stderr)
-        return 2
+        raise store.OutputError(f"no report at {md} to rebuild; run the experiment first.")
     old = md.read_text().splitlines()
     first = next((i for i, line in enumerate(old) if line.startswith("#" * 2)), len(old))
     results: dict[str, list[pd.DataFrame]] = {}
@@ -55,7 +58,7 @@ def rebuild_report(experiment: str, out: Path) -> int:
         sections = write_outputs(
             results, staged, exit_table=table, run=store.display_path(str(out)), csvs=False
         )
-        report.write_text(staged / md.name, "\n".join(old[:first] + sections) + "\n")
+        write_text_atomic(staged / md.name, "\n".join(old[:first] + sections) + "\n")
         store.commit(staged, out)
     print(f"rebuilt {md}")
     return 0

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grle_common.fileio import atomic_write
 from offload.experiments import stats
-from offload.experiments.store import atomic_write
 
 #: Section VI-D: average accuracy at M = 10, τ = 30 ms (None: not quoted)
 PAPER_ACCURACY = {
@@ -162,11 +162,6 @@ def topology_section(rows: pd.DataFrame) -> list[str]:
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     out += ["", "![topology](topology.png)", ""]
     return out
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -26,19 +26,22 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from grle_common.cli import UserError
+from grle_common.fileio import check_writable_dir, sha256_file, write_bytes_atomic
+
 PROGRESS = ".progress"
 MANIFEST = "manifest.json"
 PACKAGES = ("numpy", "pandas", "torch", "torch-geometric", "gymnasium", "matplotlib")
 
 
-class OutputError(Exception):
+class OutputError(UserError):
     """An output folder cannot be used; the message is one sentence that says what to do."""
 
 
@@ -74,9 +77,7 @@ def check_writable(folder: Path) -> None:
             or the disk is read-only).
     """
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
+        check_writable_dir(folder)
     except OSError as exc:
         raise OutputError(
             f"cannot write to the output folder {folder} ({exc.strerror or exc}); "
@@ -84,25 +85,8 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` whole or not at all: ``write(tmp)`` fills a temporary file beside it (same
-    suffix, so writers that choose the format by suffix still work), then one rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+#: hex sha256 of a file's bytes (:func:`grle_common.fileio.sha256_file`, the same digest)
+file_sha256 = sha256_file
 
 
 class Progress:
@@ -137,7 +121,7 @@ class Progress:
                     f"{', '.join(diff)}); rerun that command to finish it, or pass a new --out."
                 )
         self.jobs.mkdir(parents=True, exist_ok=True)
-        _atomic_bytes(cfg, (json.dumps(self.config, indent=2, sort_keys=True) + "\n").encode())
+        write_bytes_atomic(cfg, (json.dumps(self.config, indent=2, sort_keys=True) + "\n").encode())
         return len(list(self.jobs.glob("*.pkl")))
 
     def path(self, key: str) -> Path:
@@ -155,7 +139,7 @@ class Progress:
             return None  # unreadable (or from an incompatible version): the job runs again
 
     def save(self, key: str, result: Any) -> None:
-        _atomic_bytes(self.path(key), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        write_bytes_atomic(self.path(key), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

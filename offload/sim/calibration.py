@@ -13,9 +13,12 @@ are myopic heuristics, not the paper's learners). Every reading runs with the sa
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
-from ..exit_table import ExitTable, ExitTableError, load_exit_table
+from grle_common.cli import run_cli
+
+from ..exit_table import ExitTable, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -120,10 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="only the cross_slot_queue table: greedy, tau = 10 ms, compute scale 1 and 4",
     )
     args = p.parse_args(argv)
-    try:
-        table = load_exit_table(args.table)
-    except ExitTableError as err:  # one sentence and exit status 2, no traceback
-        p.error(str(err))
+    table = load_exit_table(args.table)  # ExitTableError: run_cli prints its one sentence
     if args.queue_effect:
         print_queue_effect(args, table)
         return
@@ -171,4 +171,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -10,12 +10,15 @@ eq. (17) on every K-th slot (the exact optimum costs tens of ms per slot at M = 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..exit_table import ExitTableError, load_exit_table
+from grle_common.cli import run_cli
+
+from ..exit_table import load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -104,10 +107,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     """Parse arguments, run, print the table; returns its rows."""
     p = parser()
     args = p.parse_args(argv)
-    try:
-        table = load_exit_table(args.table)
-    except ExitTableError as err:  # one sentence and exit status 2, no traceback
-        p.error(str(err))
+    table = load_exit_table(args.table)  # ExitTableError: run_cli prints its one sentence
     rows = []
     header = (
         f"{'scenario':>8} {'policy':>18} {'avg_acc':>8} {'SSP':>6} {'thr/s':>8} "
@@ -142,4 +142,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

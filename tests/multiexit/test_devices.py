@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grle_common.cli import run_cli
 from multiexit.data import CIFAR10DataModule, TensorLoader, shard, shard_size
 from multiexit.devices import DeviceRecipe, device_recipe, precision_for
 from multiexit.errors import DeviceRecipeError
@@ -30,8 +31,9 @@ def test_multi_device_rule_keeps_global_batch_and_learning_rate(devices, per_dev
 def test_multi_device_rule_refuses_a_batch_that_does_not_split(tmp_path, capsys):
     with pytest.raises(DeviceRecipeError, match="--batch-size 256 .* over 3 devices"):
         device_recipe(3, batch_size=256, lr=0.1)
-    rc = main(["--accelerator", "cpu", "--devices", "3", "--batch-size", "100", "--no-progress",
-               "--runs-dir", str(tmp_path / "runs"), "--width", "0.0625"])  # fmt: skip
+    rc = run_cli(main, ["--accelerator", "cpu", "--devices", "3", "--batch-size", "100",
+                        "--no-progress", "--runs-dir", str(tmp_path / "runs"),
+                        "--width", "0.0625"])  # fmt: skip
     assert rc == 2
     assert capsys.readouterr().err.startswith("error: --batch-size 100 (the global batch)")
     assert not (tmp_path / "runs").exists()  # refused before any folder was created

@@ -208,16 +208,17 @@ def test_head_designs_differ_only_where_the_map_is_larger_than_four():
 def test_resuming_with_another_recipe_is_refused_by_its_values_not_its_name(
     tmp_path, arrays, capsys
 ):
+    from grle_common.cli import run_cli
     from multiexit.train import main
 
     from .test_train import _cli
 
     train(config(tmp_path, stage="main", epochs_main=1, limit_train=64), arrays=arrays)
-    assert main(_cli(tmp_path, "--recipe", "fast")) == 2
+    assert run_cli(main, _cli(tmp_path, "--recipe", "fast")) == 2
     err = capsys.readouterr().err
     assert (
         "(main: --label-smoothing 0.1 (was 0.0), --decay-norm-bias False (was True), "
         "--crop-pad 2 (was 4))"
     ) in err  # --batch-size is given, so the recipe's 128 does not apply
-    assert main(_cli(tmp_path, "--crop-pad", "2", "--ema-decay", "0.9")) == 2
+    assert run_cli(main, _cli(tmp_path, "--crop-pad", "2", "--ema-decay", "0.9")) == 2
     assert "(main: --ema-decay 0.9 (was 0.0), --crop-pad 2 (was 4))" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 import multiexit.evaluate as evaluate_cli
+from grle_common.cli import run_cli
 from multiexit.data import TensorLoader
 from multiexit.errors import (
     CheckpointMismatchError,
@@ -265,14 +266,15 @@ def test_stage_all_exports_a_loadable_run(tmp_path, arrays):
 
 
 def test_cli_errors_are_one_sentence(tmp_path, capsys):
-    assert main(["--stage", "warmup", "--runs-dir", str(tmp_path)]) == 2
+    assert run_cli(main, ["--stage", "warmup", "--runs-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: Unknown stage 'warmup'; choose one of main, exits, all."
     )
     with pytest.raises(UnknownStageError):
         train(TrainConfig(stage="finetune"))
     missing = tmp_path / "missing.npz"
-    rc = main(
+    rc = run_cli(
+        main,
         [
             "--source",
             "pack",
@@ -283,11 +285,12 @@ def test_cli_errors_are_one_sentence(tmp_path, capsys):
             "--accelerator",
             "cpu",
             "--no-progress",
-        ]
+        ],
     )
     err = capsys.readouterr().err
     assert rc == 2 and f"tried: JPEG pack {missing}" in err and "--pack PATH" in err
-    rc = main(
+    rc = run_cli(
+        main,
         [
             "--stage",
             "exits",
@@ -299,7 +302,7 @@ def test_cli_errors_are_one_sentence(tmp_path, capsys):
             str(tmp_path / "none.ckpt"),
             "--accelerator",
             "cpu",
-        ]
+        ],
     )
     assert rc == 2 and "train stage main first" in capsys.readouterr().err
 
@@ -308,8 +311,9 @@ def test_cli_refuses_a_checkpoint_of_another_width(tmp_path, capsys, monkeypatch
     # a data source must exist to get past the checks; it is never read
     monkeypatch.setenv("GRLE_CIFAR_PACK", str(tmp_path / "wide" / "manifest.json"))
     export_run(build_vgg16_multiexit(width=1 / 8), tmp_path / "wide", data_source="none")
-    rc = main(["--stage", "exits", "--runs-dir", str(tmp_path), "--width", "0.0625",
-               "--init-from", str(tmp_path / "wide"), "--accelerator", "cpu", "--no-progress"])  # fmt: skip
+    rc = run_cli(main, ["--stage", "exits", "--runs-dir", str(tmp_path), "--width", "0.0625",
+                        "--init-from", str(tmp_path / "wide"), "--accelerator", "cpu",
+                        "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and err == (
         f"error: The checkpoint {tmp_path / 'wide'} does not fit this model (width 0.125 in the "
@@ -318,8 +322,9 @@ def test_cli_refuses_a_checkpoint_of_another_width(tmp_path, capsys, monkeypatch
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide"]  # no run folder created
     (tmp_path / "empty").mkdir()
-    rc = main(["--stage", "exits", "--runs-dir", str(tmp_path), "--init-from",
-               str(tmp_path / "empty"), "--accelerator", "cpu", "--no-progress"])  # fmt: skip
+    rc = run_cli(main, ["--stage", "exits", "--runs-dir", str(tmp_path), "--init-from",
+                        str(tmp_path / "empty"), "--accelerator", "cpu",
+                        "--no-progress"])  # fmt: skip
     assert rc == 2 and f"The folder {tmp_path / 'empty'} has no manifest.json, so it is not an " \
         "exported run" in capsys.readouterr().err  # fmt: skip
 
@@ -356,7 +361,7 @@ def test_a_reused_run_name_with_other_settings_is_one_sentence_and_creates_nothi
     before = _tree(tmp_path)
     assert "runs/t/main/version_0" in before and "runs/t/main/version_1" not in before
     # more epochs: once OneCycleLR's "Tried to step 5 times" traceback after a new version_1
-    assert main(_cli(tmp_path, "--epochs-main", "2")) == 2
+    assert run_cli(main, _cli(tmp_path, "--epochs-main", "2")) == 2
     err = capsys.readouterr().err
     assert err == (
         f"error: The run 't' ({tmp_path / 'runs/t/main'}) was started with other settings "
@@ -365,13 +370,13 @@ def test_a_reused_run_name_with_other_settings_is_one_sentence_and_creates_nothi
         "<stage>.replaced-<UTC time>).\n"
     )
     # another width: once a state_dict dump of every tensor
-    assert main(_cli(tmp_path, "--width", "0.125", "--seed", "3")) == 2
+    assert run_cli(main, _cli(tmp_path, "--width", "0.125", "--seed", "3")) == 2
     err = capsys.readouterr().err
     assert "(main: --width 0.125 (was 0.0625), --seed 3 (was 0))" in err and err.count("\n") == 1
     assert _tree(tmp_path) == before  # no version_N, no settings file, nothing
     # a run written before settings.json existed: its checkpoint's hyper-parameters decide
     (tmp_path / "runs/t/main/settings.json").unlink()
-    assert main(_cli(tmp_path, "--width", "0.125")) == 2
+    assert run_cli(main, _cli(tmp_path, "--width", "0.125")) == 2
     assert "(main: --width 0.125 (was 0.0625))" in capsys.readouterr().err
 
 
@@ -403,12 +408,12 @@ def test_no_resume_starts_over_and_keeps_the_old_stage_folder(tmp_path, arrays, 
 def test_unwritable_output_paths_fail_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    rc = main(_cli(tmp_path, "--runs-dir", str(blocker / "runs")))
+    rc = run_cli(main, _cli(tmp_path, "--runs-dir", str(blocker / "runs")))
     assert rc == 2 and capsys.readouterr().err == (
         f"error: Cannot write the run folder (--runs-dir/--run) {blocker / 'runs/t'} "
         f"({blocker} is a file, not a folder); choose another path.\n"
     )
-    rc = main(_cli(tmp_path, "--export", str(blocker / "export")))
+    rc = run_cli(main, _cli(tmp_path, "--export", str(blocker / "export")))
     assert rc == 2 and capsys.readouterr().err == (
         f"error: Cannot write --export {blocker / 'export'} ({blocker} is a file, not a folder); "
         "choose another path.\n"
@@ -476,7 +481,7 @@ def test_evaluate_cli_reports_every_exit_of_an_exported_run(
     blocker = tmp_path / "file"
     blocker.write_text("x")
     argv = [str(tmp_path / "no-run"), "--out", str(blocker / "acc.csv")]
-    assert evaluate_cli.main(argv) == 2  # the output is checked first, before any loading
+    assert run_cli(evaluate_cli.main, argv) == 2  # the output is checked before any loading
     assert capsys.readouterr().err == (
         f"error: Cannot write the folder of --out {blocker} ({blocker} is a file, not a "
         "folder); choose another path.\n"

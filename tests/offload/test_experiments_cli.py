@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from grle_common.cli import run_cli
 from offload.agents import load_agent
 from offload.experiments.__main__ import main
 
@@ -111,7 +112,7 @@ def test_single_experiment_writes_its_own_report(tmp_path, experiment, actors):
 def test_missing_exit_table_is_one_clear_error(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
     out = tmp_path / "out"
-    assert main(["devices", "--quick", "--exits", str(missing), "--out", str(out)]) == 2
+    assert run_cli(main, ["devices", "--quick", "--exits", str(missing), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert err.count(str(missing)) == 1 and f"{missing}: no such file" in err
@@ -125,9 +126,8 @@ def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
     )
     out = tmp_path / "out"
     # the default servers are the paper's GPUs, which this table does not have
-    assert (
-        main(["devices", *SMALL, "--devices", "4", "--exits", str(table), "--out", str(out)]) == 2
-    )
+    argv = ["devices", *SMALL, "--devices", "4", "--exits", str(table), "--out", str(out)]
+    assert run_cli(main, argv) == 2
     err = capsys.readouterr().err
     assert "['RTX_2080TI', 'GTX_1080TI']" in err and "--server-devices cpu_1t cpu_1t" in err
     assert not out.exists()  # nothing half-written

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from grle_common.cli import run_cli
 from offload.experiments import store
 from offload.experiments.__main__ import main
 
@@ -85,7 +86,8 @@ def test_unwritable_out_is_one_sentence_before_any_work(tmp_path, capsys, monkey
         raise AssertionError("jobs ran although the output folder is unusable")
 
     monkeypatch.setattr("offload.experiments.__main__.run_jobs", no_work)
-    assert main(["paper", "--out", str(blocker / "sub")]) == 2  # the full preset: 30 min of work
+    argv = ["paper", "--out", str(blocker / "sub")]  # the full preset: 30 min of work
+    assert run_cli(main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot write to the output folder {blocker / 'sub'} (")
     assert err.endswith("pass a writable folder with --out.") and err.count("\n") == 0
@@ -95,7 +97,7 @@ def test_unwritable_out_is_one_sentence_before_any_work(tmp_path, capsys, monkey
 def test_a_folder_of_another_unfinished_run_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     store.Progress(out, {"experiment": "csi", "engine": "loop"}).open()
-    assert main(["csi", *TINY, "--workers", "1", "--out", str(out)]) == 2
+    assert run_cli(main, ["csi", *TINY, "--workers", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds an unfinished run with other settings" in err and "engine" in err
     assert not (out / "csi.csv").exists()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from grle_common.cli import run_cli
 from offload.exit_table import load_exit_table
 from offload.experiments.__main__ import main
 from offload.experiments.runner import default_exits
@@ -81,7 +82,7 @@ def test_optimum_and_evaluator_agree_under_the_new_rewards(k, form):
 
 def test_regime_refuses_a_fixed_compute_scale(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["regime", *TINY, "--compute-scale", "4", "--out", str(out)]) == 2
+    assert run_cli(main, ["regime", *TINY, "--compute-scale", "4", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the regime map sweeps the compute scale itself")
     assert err.count("\n") == 1 and not out.exists()

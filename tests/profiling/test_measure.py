@@ -68,7 +68,9 @@ def test_time_exits_runs_each_exit_module_the_right_number_of_times(interleave):
         )
     config = MeasureConfig(warmup=2, repeats=4, batch_size=2, interleave=interleave)
     timer = HostClockTimer(clock=StepClock())
-    stats, mode = time_exits(model, Target(torch.device("cpu"), "cpu_1t"), config, timer=timer)
+    stats, mode = time_exits(
+        model, Target(device=torch.device("cpu"), device_id="cpu_1t"), config, timer=timer
+    )
     assert mode == "host_clock"
     assert calls == [6] * 17  # warm-up + repeats, and each call reaches exactly head i
     assert [s.count for s in stats] == [4] * 17

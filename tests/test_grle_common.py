@@ -1,0 +1,177 @@
+"""grle_common: the one atomic write, the one file digest and the one command-line convention."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from grle_common.cli import UserError, add_dataclass_args, option, run_cli
+from grle_common.fileio import (
+    atomic_write,
+    check_writable_dir,
+    sha256_file,
+    write_bytes_atomic,
+    write_files_atomically,
+    write_text_atomic,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old")
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text("new but incomp")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_a_set_of_files_is_written_whole_or_not_at_all(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "sub" / "b.json"
+
+    def fail(_tmp: Path) -> None:
+        raise OSError("no space left")
+
+    with pytest.raises(OSError, match="no space left"):
+        write_files_atomically({a: lambda tmp: tmp.write_text("a"), b: fail})
+    assert not a.exists() and list((tmp_path / "sub").iterdir()) == []
+    seen = []
+
+    def record(tmp: Path) -> None:
+        seen.append(tmp.name)
+        tmp.write_text(tmp.suffix)
+
+    write_files_atomically({a: record, b: record})
+    assert a.read_text() == ".csv" and b.read_text() == ".json"  # the target's suffix is kept
+    assert seen[0].startswith(".a.csv.") and seen[0].endswith(".tmp.csv")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.csv", "b.json", "sub"]
+
+
+def test_text_and_bytes_wrappers_and_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    text = write_text_atomic(tmp_path / "new" / "report.md", "τ = 30 ms\n")
+    assert text.read_text(encoding="utf-8") == "τ = 30 ms\n"
+    assert text.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
+    data = write_bytes_atomic(tmp_path / "job.pkl", b"\x00\x01")
+    assert data.read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["job.pkl", "new", "report.md"]
+
+
+def test_check_writable_dir(tmp_path):
+    assert check_writable_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe is gone
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        check_writable_dir(blocker / "sub")
+
+
+def test_sha256_file_equals_hashlib(tmp_path):
+    path = tmp_path / "weights.bin"
+    data = os.urandom(3 * 1024 + 17)
+    path.write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert sha256_file(path) == expected
+    assert sha256_file(path, chunk_bytes=1000) == expected  # chunk edges change nothing
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+class BadInput(UserError):
+    pass
+
+
+def test_run_cli_turns_a_user_error_into_one_line_and_status_2(capsys):
+    def main(argv):
+        raise BadInput(f"the table {argv[0]} has no rows; add one row per exit.")
+
+    assert run_cli(main, ["t.csv"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: the table t.csv has no rows; add one row per exit.\n"
+    assert captured.out == ""
+
+
+def test_run_cli_statuses(capsys):
+    def interrupted(_argv):
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert run_cli(lambda argv: 3) == 3
+    assert run_cli(lambda argv: None) == 0
+    assert run_cli(lambda argv: [{"rows": 1}]) == 0  # a main that returns its results
+
+    def bug(_argv):
+        raise ZeroDivisionError("a bug, not a user error")
+
+    with pytest.raises(ZeroDivisionError):
+        run_cli(bug)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    width: float = option(1.0, "channel multiplier")
+    head: str = option("conv_pool", "exit head design", choices=("conv_pool", "pool_linear"))
+    epochs: int = option(60, "epochs of 100% of the data")
+    limit: int | None = option(None, "use only this many images")
+    warmup: int | None = option(None, "untimed calls", default_text="50 on a GPU, 10 on the CPU")
+    resume: bool = option(True, "resume from last.ckpt")
+    tta: bool = option(False, "flip test-time augmentation")
+    shape: tuple[int, int] = option((32, 32), "height and width of an image, pixels")
+
+
+def test_dataclass_args_build_flags_with_help_and_defaults(capsys):
+    p = argparse.ArgumentParser(prog="x")
+    names = add_dataclass_args(p, Config, exclude=("shape",))
+    assert names == ["width", "head", "epochs", "limit", "warmup", "resume", "tta"]
+    assert Config(**{n: getattr(p.parse_args([]), n) for n in names}) == Config()
+    args = p.parse_args(["--width", "0.5", "--limit", "64", "--no-resume", "--tta"])
+    assert (args.width, args.limit, args.resume, args.tta) == (0.5, 64, False, True)
+    assert isinstance(args.width, float) and isinstance(args.limit, int)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--head", "mlp"])
+    assert "invalid choice: 'mlp'" in capsys.readouterr().err
+    text = " ".join(p.format_help().split())
+    assert "--width WIDTH channel multiplier (default: 1.0)" in text
+    assert "--epochs EPOCHS epochs of 100% of the data (default: 60)" in text
+    assert "--limit LIMIT use only this many images (default: None)" in text
+    assert "--warmup WARMUP untimed calls (default: 50 on a GPU, 10 on the CPU)" in text
+    assert "--resume, --no-resume resume from last.ckpt (default: True)" in text
+    assert "--tta, --no-tta flip test-time augmentation (default: False)" in text
+
+
+def test_dataclass_args_refuse_an_undocumented_field():
+    @dataclass
+    class Undocumented:
+        width: float = 1.0
+
+    with pytest.raises(TypeError, match="'width' .* has no help text"):
+        add_dataclass_args(argparse.ArgumentParser(), Undocumented)
+    with pytest.raises(TypeError, match="'shape' has type"):
+        add_dataclass_args(argparse.ArgumentParser(), Config)
+
+
+def test_grle_common_imports_only_the_standard_library():
+    code = (
+        "import sys, grle_common.cli, grle_common.fileio;"
+        "bad = [m for m in ('numpy', 'pandas', 'torch', 'multiexit', 'profiling', 'offload')"
+        " if m in sys.modules]; print(bad)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
