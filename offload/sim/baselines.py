@@ -15,7 +15,7 @@ import numpy as np
 
 from .evaluator import candidate_rewards, num_carried, predicted
 from .scalar import ScalarSlot
-from .state import BatchState, SlotState
+from .state import BatchState, SlotState, check_one_per_env
 
 __all__ = [
     "batch_greedy",
@@ -149,11 +149,7 @@ def batch_random(state: BatchState, rngs: Sequence[np.random.Generator]) -> np.n
     Raises:
         ValueError: not one generator per slot.
     """
-    if len(rngs) != state.num_envs:
-        raise ValueError(
-            f"got {len(rngs)} generators for {state.num_envs} environments; pass one per "
-            "environment."
-        )
+    check_one_per_env(rngs, state.num_envs, "generators")
     shape = state.link.shape[1:]
     keys, exits = [], []
     for rng in rngs:

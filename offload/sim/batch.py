@@ -32,7 +32,7 @@ from .dynamics import draw_slot, initial_fading, update_topology
 from .env import scoring_rules, server_exit_ms
 from .evaluator import as_options, batch_score, batch_task_rewards
 from .metrics import BatchMetrics, usage_counts
-from .state import BatchState
+from .state import BatchState, check_one_per_env
 from .step import true_slot
 
 __all__ = [
@@ -140,11 +140,7 @@ class BatchEnv:
         Raises:
             ValueError: not one seed per environment.
         """
-        if len(seeds) != self.num_envs:
-            raise ValueError(
-                f"got {len(seeds)} seeds for {self.num_envs} environments; pass one per "
-                "environment."
-            )
+        check_one_per_env(seeds, self.num_envs, "seeds")
         # gymnasium.Env.reset(seed=) seeds np_random this way
         self._rngs = [seeding.np_random(operator.index(seed))[0] for seed in seeds]
         cfg = self.configs[0]

@@ -84,88 +84,10 @@ class Usage(NamedTuple):
         return cols
 
 
-def _grown(counts: np.ndarray, size: int) -> np.ndarray:
-    """`counts` padded with zeros to at least `size` entries."""
-    return counts if counts.size >= size else np.pad(counts, (0, size - counts.size))
-
-
 def normalised_reward(state: SlotState, decision: np.ndarray) -> float:
     """Eq. (17): predicted Q of `decision` over the predicted Q of the exact optimum (1 when
     both are 0)."""
     return normalised(float(score_decisions(state, decision)[0]), optimal_decision(state).q)
-
-
-class MetricsAccumulator:
-    """Adds up `env.step` infos; `result()` gives the Section VI-D measures and `usage()` the
-    exit and ES usage (from ``info["outcome"]``).
-
-    Args:
-        num_exits: L, candidate exits (None: as many as the outcomes show, so an exit above
-            every one chosen is missing from `usage`; pass L to count it as 0).
-        num_servers: N, edge servers (None: likewise).
-    """
-
-    def __init__(self, num_exits: int | None = None, num_servers: int | None = None) -> None:
-        self.slots = 0
-        self.tasks = 0
-        self.successes = 0
-        self.accuracy_sum = 0.0
-        self.q_sum = 0.0
-        self.elapsed_ms = 0.0
-        self.normalised: list[float] = []
-        self.exit_tasks = np.zeros(num_exits or 0, dtype=np.int64)
-        self.exit_success = np.zeros(num_exits or 0, dtype=np.int64)
-        self.server_tasks = np.zeros(num_servers or 0, dtype=np.int64)
-
-    def add(self, info: dict[str, Any], normalised: float | None = None) -> None:
-        """Count one slot from the `info` of `env.step` (and its eq. (17) value, if known)."""
-        self.slots += 1
-        self.tasks += info["num_tasks"]
-        self.successes += info["num_success"]
-        self.accuracy_sum += info["accuracy_sum"]
-        self.q_sum += info["q_sum"]
-        self.elapsed_ms += info["slot_ms"]
-        if normalised is not None:
-            self.normalised.append(normalised)
-        outcome = info.get("outcome")
-        if outcome is not None:
-            self.add_usage(outcome.exit_index, outcome.server, outcome.success)
-
-    def add_usage(self, exit_index: np.ndarray, server: np.ndarray, success: np.ndarray) -> None:
-        """Count tasks by exit (0-based), ES and success (done by `add` from the outcome)."""
-        exit_index = np.asarray(exit_index, dtype=np.int64)
-        size = int(exit_index.max(initial=-1)) + 1
-        tasks = np.bincount(exit_index, minlength=size)
-        ok = np.bincount(exit_index, weights=np.asarray(success, dtype=bool), minlength=size)
-        srv = np.bincount(np.asarray(server, dtype=np.int64))
-        self.exit_tasks = _grown(self.exit_tasks, tasks.size)
-        self.exit_success = _grown(self.exit_success, tasks.size)
-        self.server_tasks = _grown(self.server_tasks, srv.size)
-        self.exit_tasks[: tasks.size] += tasks
-        self.exit_success[: tasks.size] += ok.astype(np.int64)
-        self.server_tasks[: srv.size] += srv
-
-    def usage(self) -> Usage:
-        """Task counts per exit and ES over the slots added so far."""
-        size = max(self.exit_tasks.size, self.exit_success.size)
-        return Usage(
-            _grown(self.exit_tasks, size).copy(),
-            _grown(self.exit_success, size).copy(),
-            self.server_tasks.copy(),
-        )
-
-    def result(self) -> Metrics:
-        tasks = max(self.tasks, 1)
-        return Metrics(
-            slots=self.slots,
-            tasks=self.tasks,
-            avg_accuracy=self.accuracy_sum / tasks,
-            ssp=self.successes / tasks,
-            throughput_per_s=self.successes / (self.elapsed_ms / 1e3) if self.elapsed_ms else 0.0,
-            mean_q=self.q_sum / max(self.slots, 1),
-            mean_normalised_reward=float(np.mean(self.normalised)) if self.normalised else math.nan,
-            usage=self.usage(),
-        )
 
 
 def usage_counts(
@@ -194,41 +116,65 @@ def usage_counts(
     }
 
 
-class BatchMetrics:
-    """Adds up `BatchEnv.step` infos (`offload.sim.batch`); `result()` gives the Section VI-D measures of every
-    environment, equal to a `MetricsAccumulator` fed with that environment's infos."""
+def _widened(counts: np.ndarray, size: int) -> np.ndarray:
+    """(K, W) `counts` padded with zero columns to at least `size`."""
+    extra = size - counts.shape[1]
+    return counts if extra <= 0 else np.pad(counts, ((0, 0), (0, extra)))
 
-    def __init__(self, num_envs: int) -> None:
+
+class BatchMetrics:
+    """Adds up the steps of K runs (`BatchEnv.step` infos, or one run's through
+    `MetricsAccumulator`); `result()` gives the Section VI-D measures of every run.
+
+    Args:
+        num_envs: K, runs.
+        num_exits: L, candidate exits (None: as many as the steps show, so an exit above every
+            one chosen is missing from `usage`; pass L to count it as 0).
+        num_servers: N, edge servers (None: likewise).
+    """
+
+    def __init__(
+        self, num_envs: int, num_exits: int | None = None, num_servers: int | None = None
+    ) -> None:
         self.slots = 0
         self.tasks = np.zeros(num_envs, dtype=np.int64)
         self.successes = np.zeros(num_envs, dtype=np.int64)
         self.accuracy_sum = np.zeros(num_envs)
         self.q_sum = np.zeros(num_envs)
         self.elapsed_ms = np.zeros(num_envs)
-        self.exit_tasks: np.ndarray | int = 0  # (K, L) once a step is added
-        self.exit_success: np.ndarray | int = 0
-        self.server_tasks: np.ndarray | int = 0
+        self.exit_tasks = np.zeros((num_envs, num_exits or 0), dtype=np.int64)
+        self.exit_success = np.zeros((num_envs, num_exits or 0), dtype=np.int64)
+        self.server_tasks = np.zeros((num_envs, num_servers or 0), dtype=np.int64)
 
     def add(self, info: BatchStepInfo) -> None:
-        """Count one slot of every environment."""
+        """Count one slot of every run."""
         self.slots += 1
         self.tasks += info.num_tasks
         self.successes += info.num_success
         self.accuracy_sum += info.accuracy_sum
         self.q_sum += info.q_sum
         self.elapsed_ms += info.slot_ms
-        self.exit_tasks = self.exit_tasks + info.exit_tasks
-        self.exit_success = self.exit_success + info.exit_success
-        self.server_tasks = self.server_tasks + info.server_tasks
+        self.add_usage(info.exit_tasks, info.exit_success, info.server_tasks)
+
+    def add_usage(
+        self, exit_tasks: np.ndarray, exit_success: np.ndarray, server_tasks: np.ndarray
+    ) -> None:
+        """Add (K, L') task and success counts per exit and (K, N') per ES (widening to them)."""
+        width = max(self.exit_tasks.shape[1], exit_tasks.shape[1])
+        self.exit_tasks = _widened(self.exit_tasks, width)
+        self.exit_success = _widened(self.exit_success, width)
+        self.server_tasks = _widened(self.server_tasks, server_tasks.shape[1])
+        self.exit_tasks[:, : exit_tasks.shape[1]] += exit_tasks
+        self.exit_success[:, : exit_success.shape[1]] += exit_success
+        self.server_tasks[:, : server_tasks.shape[1]] += server_tasks
 
     def usage(self) -> list[Usage]:
-        """One `Usage` per environment, equal to `MetricsAccumulator(L, N).usage()` fed with
-        that environment's infos.
+        """One `Usage` per run.
 
         Raises:
             ValueError: no step was added yet.
         """
-        if isinstance(self.exit_tasks, int):
+        if self.slots == 0:
             raise ValueError("BatchMetrics.usage() before any add(); step the environments first.")
         return [
             Usage(
@@ -237,21 +183,80 @@ class BatchMetrics:
             for k in range(len(self.tasks))
         ]
 
-    def result(self) -> list[Metrics]:
-        """One `Metrics` per environment (mean_normalised_reward is nan: eq. (17) is not
-        computed in batch)."""
+    def result(self, normalised: list[list[float]] | None = None) -> list[Metrics]:
+        """One `Metrics` per run; `normalised[k]` are run k's eq. (17) values (none: nan)."""
         results = []
         for k in range(len(self.tasks)):
-            acc = MetricsAccumulator()  # the same formulas, from this environment's totals
-            acc.slots = self.slots
-            acc.tasks = int(self.tasks[k])
-            acc.successes = int(self.successes[k])
-            acc.accuracy_sum = float(self.accuracy_sum[k])
-            acc.q_sum = float(self.q_sum[k])
-            acc.elapsed_ms = float(self.elapsed_ms[k])
-            if not isinstance(self.exit_tasks, int):
-                acc.exit_tasks = self.exit_tasks[k].copy()
-                acc.exit_success = self.exit_success[k].copy()
-                acc.server_tasks = self.server_tasks[k].copy()
-            results.append(acc.result())
+            ratios = normalised[k] if normalised is not None else []
+            tasks, successes = int(self.tasks[k]), int(self.successes[k])
+            elapsed_ms = float(self.elapsed_ms[k])
+            results.append(
+                Metrics(
+                    slots=self.slots,
+                    tasks=tasks,
+                    avg_accuracy=float(self.accuracy_sum[k]) / max(tasks, 1),
+                    ssp=successes / max(tasks, 1),
+                    throughput_per_s=successes / (elapsed_ms / 1e3) if elapsed_ms else 0.0,
+                    mean_q=float(self.q_sum[k]) / max(self.slots, 1),
+                    mean_normalised_reward=float(np.mean(ratios)) if ratios else math.nan,
+                    usage=Usage(
+                        self.exit_tasks[k].copy(),
+                        self.exit_success[k].copy(),
+                        self.server_tasks[k].copy(),
+                    ),
+                )
+            )
         return results
+
+
+class MetricsAccumulator:
+    """Adds up one run's `env.step` infos: `BatchMetrics` with K = 1, plus the eq. (17) values
+    of the slots that have one. `result()` gives the Section VI-D measures and `usage()` the
+    exit and ES usage (from ``info["outcome"]``).
+
+    Args:
+        num_exits: L, candidate exits (None: as many as the outcomes show).
+        num_servers: N, edge servers (None: likewise).
+    """
+
+    def __init__(self, num_exits: int | None = None, num_servers: int | None = None) -> None:
+        self.runs = BatchMetrics(1, num_exits, num_servers)
+        self.normalised: list[float] = []
+
+    def add(self, info: dict[str, Any], normalised: float | None = None) -> None:
+        """Count one slot from the `info` of `env.step` (and its eq. (17) value, if known)."""
+        runs = self.runs
+        runs.slots += 1
+        runs.tasks += info["num_tasks"]
+        runs.successes += info["num_success"]
+        runs.accuracy_sum += info["accuracy_sum"]
+        runs.q_sum += info["q_sum"]
+        runs.elapsed_ms += info["slot_ms"]
+        if normalised is not None:
+            self.normalised.append(normalised)
+        outcome = info.get("outcome")
+        if outcome is not None:
+            self.add_usage(outcome.exit_index, outcome.server, outcome.success)
+
+    def add_usage(self, exit_index: np.ndarray, server: np.ndarray, success: np.ndarray) -> None:
+        """Count tasks by exit (0-based), ES and success (done by `add` from the outcome)."""
+        exit_index = np.asarray(exit_index, dtype=np.int64)[None]
+        server = np.asarray(server, dtype=np.int64)[None]
+        counts = usage_counts(
+            exit_index,
+            server,
+            np.asarray(success, dtype=bool)[None],
+            None,
+            max(self.runs.exit_tasks.shape[1], int(exit_index.max(initial=-1)) + 1),
+            max(self.runs.server_tasks.shape[1], int(server.max(initial=-1)) + 1),
+        )
+        self.runs.add_usage(**counts)
+
+    def usage(self) -> Usage:
+        """Task counts per exit and ES over the slots added so far."""
+        return Usage(*(field[0].copy() for field in (
+            self.runs.exit_tasks, self.runs.exit_success, self.runs.server_tasks
+        )))  # fmt: skip
+
+    def result(self) -> Metrics:
+        return self.runs.result([self.normalised])[0]

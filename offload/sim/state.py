@@ -45,6 +45,14 @@ class CarriedTasks(NamedTuple):
         return CarriedTasks(*(field[index] for field in self))
 
 
+def check_one_per_env(items: Sequence, num_envs: int, what: str) -> None:
+    """Raise ValueError unless there is one of `items` (seeds, generators, ...) per environment."""
+    if len(items) != num_envs:
+        raise ValueError(
+            f"got {len(items)} {what} for {num_envs} environments; pass one per environment."
+        )
+
+
 def no_carried(shape: tuple[int, ...] = ()) -> CarriedTasks:
     """An empty `CarriedTasks` with leading axes `shape` (e.g. (K,)) and C = 0."""
     full = (*shape, 0)
@@ -53,8 +61,37 @@ def no_carried(shape: tuple[int, ...] = ()) -> CarriedTasks:
     return CarriedTasks(ints, ints, ints, times, times, times, times, np.zeros(full, dtype=bool))
 
 
+class _Sizes:
+    """M, N, L and N*L of a slot state, read from the trailing axes (so one slot and K slots
+    share them)."""
+
+    task_bits: np.ndarray
+    capacity: np.ndarray
+    exit_accuracy: np.ndarray
+
+    @property
+    def num_devices(self) -> int:
+        """M, devices (active in this slot; of every environment in a batch)."""
+        return int(self.task_bits.shape[-1])
+
+    @property
+    def num_servers(self) -> int:
+        """N, edge servers."""
+        return int(self.capacity.shape[-1])
+
+    @property
+    def num_exits(self) -> int:
+        """L, candidate exits."""
+        return int(self.exit_accuracy.shape[0])
+
+    @property
+    def num_options(self) -> int:
+        """N*L options per device."""
+        return self.num_servers * self.num_exits
+
+
 @dataclass(frozen=True)
-class SlotState:
+class SlotState(_Sizes):
     """The agent-visible state of one slot (docs/interfaces.md, section 3).
 
     M = devices active in this slot, N = edge servers, L = candidate exits; option o = n*L + l.
@@ -74,26 +111,6 @@ class SlotState:
     rules: ScoringRules = ScoringRules(1.0, True, False)  # reward readings of the config
     # tasks of earlier slots still in transit (cross_slot_queue="fcfs"); None: not tracked
     carried: CarriedTasks | None = None
-
-    @property
-    def num_devices(self) -> int:
-        """M, active devices in this slot."""
-        return int(self.task_bits.shape[0])
-
-    @property
-    def num_servers(self) -> int:
-        """N, edge servers."""
-        return int(self.capacity.shape[0])
-
-    @property
-    def num_exits(self) -> int:
-        """L, candidate exits."""
-        return int(self.exit_accuracy.shape[0])
-
-    @property
-    def num_options(self) -> int:
-        """N*L options per device."""
-        return self.num_servers * self.num_exits
 
     def transmission_ms(self) -> np.ndarray:
         """(M, N) predicted transmission time d / r of eq. (1), ms (inf where no link)."""
@@ -139,7 +156,7 @@ _PER_SLOT = (
 
 
 @dataclass(frozen=True)
-class BatchState:
+class BatchState(_Sizes):
     """K slot states with the same M, N, L (leading axis = environment); the batched
     `SlotState`, over devices 0..M-1 of every environment. All arrays are float64 unless noted."""
 
@@ -159,26 +176,6 @@ class BatchState:
     def num_envs(self) -> int:
         """K, environments."""
         return int(self.task_bits.shape[0])
-
-    @property
-    def num_devices(self) -> int:
-        """M, devices of every environment."""
-        return int(self.task_bits.shape[1])
-
-    @property
-    def num_servers(self) -> int:
-        """N, edge servers."""
-        return int(self.capacity.shape[1])
-
-    @property
-    def num_exits(self) -> int:
-        """L, candidate exits."""
-        return int(self.exit_accuracy.shape[0])
-
-    @property
-    def num_options(self) -> int:
-        """N*L options per device."""
-        return self.num_servers * self.num_exits
 
     def slot(self, k: int) -> SlotState:
         """The `SlotState` of environment k (device_ids = 0..M-1; arrays are views)."""
