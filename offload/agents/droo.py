@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from offload.agents.grle import option_mask, stacked_linear
+from offload.sim.state import BatchState, SlotState
 
 
 @dataclass(frozen=True)
@@ -73,25 +74,43 @@ def device_rows(device_ids: np.ndarray, config: DROOConfig) -> np.ndarray:
     return ids
 
 
-def encode_channel(state: Any, config: DROOConfig) -> ChannelObs:
-    """Flatten the rates of a ``SlotState``; raises if M or N differ from the actor's."""
+def encode_channel_batch(
+    state: BatchState, config: DROOConfig, device_ids: np.ndarray | None = None
+) -> tuple[tuple[torch.Tensor, ...], np.ndarray]:
+    """DROO's input of K slots: the scaled rates (K, M·N) flattened, 0 where a link is down (a
+    padded actor: (K, max_devices·N) with device m in input row ``device_ids[k, m]``, default
+    m, and the rows as a second tensor (K, M)), and the (K, M, N·L) option mask.
+
+    Raises:
+        ValueError: M or N differ from the actor's (unpadded), or a device id does not fit.
+    """
     rate = np.asarray(state.rate_mbps, dtype=np.float64)
     link = np.asarray(state.link, dtype=bool)
     mask = option_mask(state, main_branch_only=config.main_branch_only)
-    if config.max_devices is not None and rate.shape[1] == config.num_servers:
-        rows = device_rows(state.device_ids, config)
-        x = np.zeros((config.max_devices, config.num_servers))
-        x[rows] = np.where(link, rate, 0.0) / config.rate_scale_mbps
-        x32 = torch.from_numpy(x.reshape(-1).astype(np.float32))
-        return ChannelObs(x32, mask, torch.from_numpy(rows))
-    if rate.shape != (config.num_devices, config.num_servers):
+    num_runs, num_devices, num_servers = rate.shape
+    scaled = np.where(link, rate, 0.0) / config.rate_scale_mbps
+    if config.max_devices is not None and num_servers == config.num_servers:
+        if device_ids is None:
+            device_ids = np.broadcast_to(np.arange(num_devices), (num_runs, num_devices))
+        rows = device_rows(device_ids, config)
+        x = np.zeros((num_runs, config.max_devices, num_servers))
+        x[np.arange(num_runs)[:, None], rows] = scaled
+        x32 = torch.from_numpy(x.reshape(num_runs, -1).astype(np.float32))
+        return (x32, torch.from_numpy(np.array(rows, dtype=np.int64))), mask
+    if rate.shape[1:] != (config.num_devices, config.num_servers):
         raise ValueError(
             f"this DROO actor was built for {config.num_devices} devices and {config.num_servers} "
-            f"servers but the slot has {rate.shape[0]} and {rate.shape[1]}; DROO's input size is "
+            f"servers but the slots have {num_devices} and {num_servers}; DROO's input size is "
             "fixed, so build and train a new actor for this size (or use GRLE)."
         )
-    x = np.where(link, rate, 0.0).reshape(-1) / config.rate_scale_mbps
-    return ChannelObs(torch.from_numpy(x.astype(np.float32)), mask)
+    return (torch.from_numpy(scaled.reshape(num_runs, -1).astype(np.float32)),), mask
+
+
+def encode_channel(state: SlotState, config: DROOConfig) -> ChannelObs:
+    """:func:`encode_channel_batch` of one slot (its device ids place a padded actor's rows)."""
+    tensors, mask = encode_channel_batch(BatchState.of(state), config, state.device_ids[None])
+    rows = tensors[1][0] if len(tensors) > 1 else None
+    return ChannelObs(tensors[0][0], mask[0], rows)
 
 
 class DROOActor(nn.Module):

@@ -46,6 +46,9 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from offload.sim.reward import psi
+from offload.sim.state import BatchState, SlotState
+
 DEVICE_FEATURES = 4
 EXIT_FEATURES = 7
 EDGE_FEATURES = 6
@@ -83,96 +86,106 @@ def _sub(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-def psi(t_ms: np.ndarray, deadline_ms: np.ndarray) -> np.ndarray:
-    """ψ(t) = 1 − sigmoid(5 t / δ) of eq. (9)."""
-    return 1.0 - 1.0 / (1.0 + np.exp(-5.0 * t_ms / deadline_ms))
-
-
 def option_mask(state: Any, *, main_branch_only: bool = False) -> np.ndarray:
-    """(M, N·L) bool: device m may take option o = n·L + l (link up, and l = L − 1 for GRL)."""
+    """(..., M, N·L) bool: device m may take option o = n·L + l (link up, and l = L − 1 for
+    GRL); one slot (M, N·L) or K slots (K, M, N·L)."""
     num_exits = state.exit_accuracy.shape[0]
-    mask = np.repeat(np.asarray(state.link, dtype=bool), num_exits, axis=1)
+    mask = np.repeat(np.asarray(state.link, dtype=bool), num_exits, axis=-1)
     if main_branch_only:
-        mask[:, np.arange(mask.shape[1]) % num_exits != num_exits - 1] = False
+        mask[..., np.arange(mask.shape[-1]) % num_exits != num_exits - 1] = False
     return mask
 
 
-def encode_slot(state: Any, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
-    """Build GRLE+'s slot graph (node and engineered edge features) from a ``SlotState``."""
-    num_exits = state.exit_accuracy.shape[0]
+def encode_slot_batch(
+    state: BatchState, config: GRLEConfig = GRLEConfig()
+) -> tuple[tuple[torch.Tensor, ...], np.ndarray]:
+    """GRLE+'s dense slot graphs of K slots: the actor's input tensors (:data:`_DENSE_FIELDS`
+    order, leading axis K) and the (K, M, N·L) option mask (the edges)."""
     mask = option_mask(state, main_branch_only=config.main_branch_only)
-    m_idx, o_idx = np.nonzero(mask)
-    n_idx = o_idx // num_exits
-    l_idx = o_idx % num_exits
+    num_runs, num_devices, num_options = mask.shape
+    num_exits = state.exit_accuracy.shape[0]
     ts = config.time_scale_ms
-
-    deadline = np.asarray(state.deadline_ms, dtype=np.float64)
-    dev_backlog = np.asarray(state.device_backlog_ms, dtype=np.float64)
-    capacity = np.asarray(state.capacity, dtype=np.float64)
-    t_cmp = np.asarray(state.exit_ms, dtype=np.float64) / capacity[:, None]  # eq. (4), (N, L)
-    srv_backlog = np.asarray(state.server_backlog_ms, dtype=np.float64)
-    acc = np.asarray(state.exit_accuracy, dtype=np.float64)
-    num_devices, num_options = mask.shape
-
-    x_device = np.stack(
-        [
-            np.asarray(state.task_bits, dtype=np.float64) / 1e6,
-            deadline / ts,
-            dev_backlog / deadline,
-            mask.sum(axis=1) / max(num_options, 1),
-        ],
-        axis=1,
-    )
     n_of_o = np.arange(num_options) // num_exits
     l_of_o = np.arange(num_options) % num_exits
+
+    bits = np.asarray(state.task_bits, dtype=np.float64)  # (K, M)
+    deadline = np.asarray(state.deadline_ms, dtype=np.float64)
+    dev_backlog = np.asarray(state.device_backlog_ms, dtype=np.float64)
+    capacity = np.asarray(state.capacity, dtype=np.float64)  # (K, N)
+    exit_ms = np.asarray(state.exit_ms, dtype=np.float64)  # (K, N, L)
+    t_cmp = exit_ms / capacity[:, :, None]  # eq. (4)
+    srv_backlog = np.asarray(state.server_backlog_ms, dtype=np.float64)  # (K, N)
+    acc = np.asarray(state.exit_accuracy, dtype=np.float64)  # (L,)
+    adj = mask.astype(np.float64)
+    deg_dev = adj.sum(axis=2)  # (K, M)
+    deg_exit = adj.sum(axis=1)  # (K, O)
+
+    x_device = np.stack(
+        [bits / 1e6, deadline / ts, dev_backlog / deadline, deg_dev / max(num_options, 1)],
+        axis=2,
+    )
     x_exit = np.stack(
         [
-            acc[l_of_o],
-            t_cmp[n_of_o, l_of_o] / ts,
-            np.asarray(state.exit_ms, dtype=np.float64)[n_of_o, l_of_o] / ts,
-            srv_backlog[n_of_o] / ts,
-            capacity[n_of_o],
-            mask.sum(axis=0) / max(num_devices, 1),
-            np.full(num_options, num_devices / 10.0),
+            np.broadcast_to(acc[l_of_o], (num_runs, num_options)),
+            t_cmp[:, n_of_o, l_of_o] / ts,
+            exit_ms[:, n_of_o, l_of_o] / ts,
+            srv_backlog[:, n_of_o] / ts,
+            capacity[:, n_of_o],
+            deg_exit / max(num_devices, 1),
+            np.full((num_runs, num_options), num_devices / 10.0),
         ],
-        axis=1,
+        axis=2,
     )
-    rate = np.asarray(state.rate_mbps, dtype=np.float64)[m_idx, n_idx]
-    dl = deadline[m_idx]
-    t_com = np.asarray(state.task_bits, dtype=np.float64)[m_idx] / (rate * 1e3)  # eq. (1), ms
-    t_arr = dev_backlog[m_idx] + t_com  # eq. (6) relative to the slot start
-    t_done = np.maximum(t_arr, srv_backlog[n_idx]) + t_cmp[n_idx, l_idx]  # eq. (8) if alone
-    edge_attr = np.stack(
+    # edge features for every (m, o) pair, zeroed off the edges
+    rate = np.asarray(state.rate_mbps, dtype=np.float64)[:, :, n_of_o]  # (K, M, O)
+    dl = deadline[:, :, None]
+    t_com = bits[:, :, None] / (rate * 1e3)  # eq. (1)
+    t_arr = dev_backlog[:, :, None] + t_com  # eq. (6)
+    t_done = np.maximum(t_arr, srv_backlog[:, None, n_of_o]) + t_cmp[:, None, n_of_o, l_of_o]
+    dense_attr = np.stack(
         [
             rate / config.rate_scale_mbps,
             t_com / dl,
-            np.minimum(t_arr / dl, 5.0),  # clipped: beyond a few deadlines only "late" matters
+            np.minimum(t_arr / dl, 5.0),
             np.minimum(t_done / dl, 5.0),
-            acc[l_idx] * psi(t_done, dl),  # eq. (9) for this task alone
-            (t_done <= dl).astype(np.float64),  # eq. (11)
+            acc[l_of_o] * psi(t_done, dl),  # eq. (9) for this task alone
+            (t_done <= dl).astype(np.float64),
         ],
-        axis=1,
+        axis=3,
     )
-    # Mean aggregation as row-normalised adjacency matrices: one small matmul per
-    # layer instead of a scatter (the per-slot decision is latency-bound, not FLOP-bound).
-    adj = mask.astype(np.float64)
-    deg_dev = np.maximum(adj.sum(axis=1, keepdims=True), 1.0)
-    deg_exit = np.maximum(adj.sum(axis=0, keepdims=True), 1.0)
-    dense_attr = np.zeros((num_devices, num_options, EDGE_FEATURES))
-    dense_attr[m_idx, o_idx] = edge_attr
+    dense_attr = np.where(mask[..., None], dense_attr, 0.0)
+    deg_dev1 = np.maximum(deg_dev, 1.0)[:, :, None]
+    deg_exit1 = np.maximum(deg_exit, 1.0)[:, :, None]
     f32 = np.float32
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=f32))
+
+    tensors = (
+        t(x_device),
+        t(x_exit),
+        t(adj / deg_dev1),  # adj_device (K, M, O)
+        t((adj / deg_exit1.transpose(0, 2, 1)).transpose(0, 2, 1)),  # adj_exit (K, O, M)
+        t(dense_attr.sum(axis=2) / deg_dev1),  # edge_mean_device (K, M, F)
+        t(dense_attr.sum(axis=1) / deg_exit1),  # edge_mean_exit (K, O, F)
+        t(dense_attr),  # edge_attr_dense (K, M, O, F)
+        t(adj),  # edge_mask (K, M, O)
+    )
+    assert tensors[6].shape[-1] == EDGE_FEATURES
+    return tensors, mask
+
+
+def encode_slot(state: SlotState, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
+    """GRLE+'s slot graph of one slot: :func:`encode_slot_batch` of a batch of one, plus the
+    edge list (device m, option o) and its features for the message-passing path."""
+    tensors, mask = encode_slot_batch(BatchState.of(state), config)
+    dense = dict(zip(_DENSE_FIELDS, (t[0] for t in tensors), strict=True))
+    m_idx, o_idx = np.nonzero(mask[0])
     return SlotGraph(
-        x_device=torch.from_numpy(x_device.astype(f32)),
-        x_exit=torch.from_numpy(x_exit.astype(f32)),
         edge_index=torch.from_numpy(np.stack([m_idx, o_idx]).astype(np.int64)),
-        edge_attr=torch.from_numpy(edge_attr.astype(f32)),
-        adj_exit=torch.from_numpy((adj / deg_exit).T.astype(f32)),
-        adj_device=torch.from_numpy((adj / deg_dev).astype(f32)),
-        edge_mean_exit=torch.from_numpy((dense_attr.sum(axis=0) / deg_exit.T).astype(f32)),
-        edge_mean_device=torch.from_numpy((dense_attr.sum(axis=1) / deg_dev).astype(f32)),
-        edge_attr_dense=torch.from_numpy(dense_attr.astype(f32)),
-        edge_mask=torch.from_numpy(adj.astype(f32)),
-        mask=mask,
+        edge_attr=dense["edge_attr_dense"][torch.from_numpy(m_idx), torch.from_numpy(o_idx)],
+        mask=mask[0],
+        **dense,
     )
 
 

@@ -251,10 +251,7 @@ def encode_paper_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()):
     """The paper actor's input for K runs (``BatchState``): tensors (x_device, x_exit,
     edge_mask) with a leading K axis and the (K, M, N·L) option mask; run k equals
     :func:`encode_paper_slot` of ``state.slot(k)``."""
-    num_exits = state.exit_accuracy.shape[0]
-    mask = np.repeat(np.asarray(state.link, dtype=bool), num_exits, axis=-1)
-    if config.main_branch_only:
-        mask[..., np.arange(mask.shape[-1]) % num_exits != num_exits - 1] = False
+    mask = option_mask(state, main_branch_only=config.main_branch_only)
     x_device, x_exit = paper_node_features(state, mask, config)
     f32 = np.float32
     tensors = tuple(

@@ -95,74 +95,99 @@ def quantise(
     *,
     distinct: bool = True,
 ) -> np.ndarray:
-    """Order-preserving quantisation of a relaxed decision into one-option-per-device candidates.
+    """Order-preserving quantisation of relaxed decisions into one-option-per-device candidates
+    (the module docstring gives the rule), for one run or K runs at once.
 
     Args:
-        relaxed: (M, K) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored).
-        mask: (M, K) bool, True where device m may take option o (link up, option allowed).
+        relaxed: (M, O) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored),
+            or (K, M, O) for K runs.
+        mask: the same shape, bool: True where device m may take option o.
         num_candidates: S, the length of the ordered candidate list before duplicates are
-            removed; default M·K (the paper's S = M·N·L).
+            removed; default M·O (the paper's S = M·N·L).
         distinct: keep only the first occurrence of each decision among the first S entries
             (the module docstring explains why no decision changes); False returns the list
             with its duplicates.
 
     Returns:
-        (S', M) int64 option per device, S' <= min(S, 1 + 2·(#valid pairs − M)) (equal with
-        ``distinct=False``); row 0 is the actor's argmax; every entry is a valid option of its
-        device; with ``distinct`` no two rows are equal.
+        (S', M) int64 options per device for one run, S' <= min(S, 1 + 2·(#valid pairs − M))
+        (equal with ``distinct=False``); row 0 is the actor's argmax; every entry is a valid
+        option of its device; with ``distinct`` no two rows are equal. For K runs (K, S', M),
+        S' the longest run's list; a shorter list is padded with copies of its candidate 0,
+        which change neither the best score nor the index of the first best candidate.
 
     Raises:
         ValueError: if shapes differ or a device has no valid option.
     """
     relaxed = np.asarray(relaxed, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    if relaxed.shape != mask.shape or relaxed.ndim != 2:
+    if relaxed.shape != mask.shape or relaxed.ndim not in (2, 3):
         raise ValueError(
-            f"relaxed {relaxed.shape} and mask {mask.shape} must both be (M, K); pass one row per device."
+            f"relaxed {relaxed.shape} and mask {mask.shape} must both be (M, O), or (K, M, O) "
+            "for K runs; pass one row per device."
         )
-    num_devices, num_options = relaxed.shape
-    if num_devices and not mask.any(axis=1).all():
-        bad = int(np.flatnonzero(~mask.any(axis=1))[0])
-        raise ValueError(
-            f"device {bad} has no valid option; drop it from the slot before deciding."
-        )
+    if relaxed.ndim == 2:  # one run: a batch of one
+        return quantise(relaxed[None], mask[None], num_candidates, distinct=distinct)[0]
+    num_runs, num_devices, num_options = relaxed.shape
     if num_devices == 0:
-        return np.zeros((1, 0), dtype=np.int64)
+        return np.zeros((num_runs, 1, 0), dtype=np.int64)
+    if not mask.any(axis=2).all():
+        k, m = np.argwhere(~mask.any(axis=2))[0]
+        run = f" of run {k}" if num_runs > 1 else ""
+        raise ValueError(
+            f"device {m}{run} has no valid option; drop it from the slot before deciding."
+        )
     if num_candidates is None:
         num_candidates = num_devices * num_options
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
 
+    runs = np.arange(num_runs)[:, None]
+    devs = np.arange(num_devices)[None, :]
     scores = np.where(mask, relaxed, -np.inf)
-    choice = scores.argmax(axis=1)  # candidate 0: the actor's own choice
-    best = scores[np.arange(num_devices), choice]
-    gap = np.where(mask, best[:, None] - relaxed, np.inf)  # (M, K) confidence given up
-    gap[np.arange(num_devices), choice] = np.inf  # moving to one's own choice is no move
-
-    pair_dev, pair_opt = np.nonzero(np.isfinite(gap))
-    order = np.argsort(gap[pair_dev, pair_opt], kind="stable")
-    pair_dev, pair_opt = pair_dev[order], pair_opt[order]
-    pair_gap = gap[pair_dev, pair_opt]  # (P,)
-
-    out = [choice[None, :]]
-    room = num_candidates - 1
-    if room > 0 and len(pair_dev):
-        # Threshold family: move every same-side device at least as close to o* (DROO's rule).
-        same_side = choice[None, :] == choice[pair_dev][:, None]  # (P, M)
-        closer = gap[:, pair_opt].T <= pair_gap[:, None]  # (P, M); inf gaps (invalid) never move
-        moves = same_side & closer
-        thresh = np.where(moves, pair_opt[:, None], choice[None, :])
-        out.append(thresh[:room])
-        room -= min(room, len(thresh))
-    if room > 0 and len(pair_dev):
-        # Single-move family: only m* moves to o*.
-        single = np.repeat(choice[None, :], len(pair_dev), axis=0)
-        single[np.arange(len(pair_dev)), pair_dev] = pair_opt
-        out.append(single[:room])
-    cands = np.concatenate(out, axis=0).astype(np.int64, copy=False)
-    if distinct:
-        cands = cands[first_occurrences(cands[None])[0]]
-    return cands
+    choice = scores.argmax(axis=2)  # (K, M) candidate 0
+    best = scores[runs, devs, choice]
+    gap = np.where(mask, best[:, :, None] - relaxed, np.inf)
+    gap[runs, devs, choice] = np.inf
+    flat = gap.reshape(num_runs, -1)
+    # finite gaps first, in the same stable order as quantise's np.nonzero + argsort
+    order = np.argsort(flat, axis=1, kind="stable")
+    num_pairs = np.isfinite(flat).sum(axis=1)  # (K,) P_k
+    most = int(num_pairs.max())
+    order = order[:, :most]
+    pair_dev, pair_opt = np.divmod(order, num_options)  # (K, P)
+    pair_gap = np.take_along_axis(flat, order, axis=1)  # (K, P)
+    # threshold family: same side as m* and at least as close to o* (DROO's rule)
+    same_side = choice[:, None, :] == np.take_along_axis(choice, pair_dev, axis=1)[:, :, None]
+    gap_t = gap.transpose(0, 2, 1)  # (K, O, M)
+    closer = gap_t[runs, pair_opt] <= pair_gap[:, :, None]  # (K, P, M)
+    thresh = np.where(same_side & closer, pair_opt[:, :, None], choice[:, None, :])
+    # single-move family: only m* moves to o*
+    single = np.repeat(choice[:, None, :], most, axis=1)
+    single[runs, np.arange(most)[None, :], pair_dev] = pair_opt
+    pool = np.concatenate([choice[:, None, :], thresh, single], axis=1)  # (K, 1 + 2P, M)
+    # the candidate list of run k: 0, thresh[:P_k], single[:P_k], then copies of 0
+    size = min(num_candidates, 1 + 2 * most)
+    if (num_pairs == most).all():  # every run has P pairs (e.g. all links up): no padding
+        cands = pool[:, :size].astype(np.int64, copy=False)
+    else:
+        pos = np.arange(size)[None, :]
+        p_k = num_pairs[:, None]
+        index = np.where(
+            pos == 0,
+            0,
+            np.where(pos <= p_k, pos, np.where(pos <= 2 * p_k, pos - p_k + most, 0)),
+        )
+        cands = pool[runs, index].astype(np.int64, copy=False)
+    if not distinct:
+        return cands
+    keep = first_occurrences(cands)  # the padding copies of candidate 0 go too
+    count = keep.sum(axis=1)
+    if (count == count[0]).all():  # the same number of distinct candidates in every run
+        return cands[keep].reshape(num_runs, int(count[0]), num_devices)
+    out = np.repeat(cands[:, :1], int(count.max()), axis=1)  # pad with candidate 0
+    run_of, _ = np.nonzero(keep)
+    out[run_of, (np.cumsum(keep, axis=1) - 1)[keep]] = cands[keep]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from offload.agents.batch import (
-    BatchLearner,
-    encode_channel_batch,
-    encode_slot_batch,
-    quantise_batch,
-)
-from offload.agents.droo import DROOActor, DROOConfig, encode_channel
-from offload.agents.grle import _DENSE_FIELDS, GRLEActor, GRLEConfig, encode_slot
+from offload.agents.batch import BatchLearner, DenseBatch
+from offload.agents.droo import DROOActor, DROOConfig, encode_channel, encode_channel_batch
+from offload.agents.grle import _DENSE_FIELDS, GRLEActor, GRLEConfig, encode_slot, encode_slot_batch
 from offload.agents.learner import Learner, LearnerConfig, quantise
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.batch import BatchState
 
 
 @pytest.mark.parametrize("distinct", [True, False])
-def test_quantise_batch_equals_quantise_run_by_run(distinct):
+def test_runs_quantised_together_equal_each_run_alone(distinct):
     rng = np.random.default_rng(0)
     longest = 0
     for trial in range(300):
@@ -36,7 +31,7 @@ def test_quantise_batch_equals_quantise_run_by_run(distinct):
         mask = rng.random((k, m, o)) < 0.7  # runs differ in their number of valid pairs
         mask[np.arange(k)[:, None], np.arange(m)[None, :], rng.integers(0, o, (k, m))] = True
         s = [None, 1, 3, 50][trial % 4]
-        out = quantise_batch(x, mask, s, distinct=distinct)
+        out = quantise(x, mask, s, distinct=distinct)
         refs = [quantise(x[run], mask[run], s, distinct=distinct) for run in range(k)]
         assert out.shape == (k, max(len(r) for r in refs), m)  # as long as the longest list
         for run, ref in enumerate(refs):
@@ -49,11 +44,11 @@ def test_quantise_batch_equals_quantise_run_by_run(distinct):
     assert longest > 1
 
 
-def test_quantise_batch_rejects_a_device_without_options():
+def test_quantise_of_k_runs_names_the_run_without_options():
     mask = np.ones((2, 3, 4), bool)
     mask[1, 2] = False
     with pytest.raises(ValueError, match="device 2 of run 1 has no valid option"):
-        quantise_batch(np.zeros((2, 3, 4)), mask)
+        quantise(np.zeros((2, 3, 4)), mask)
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +68,24 @@ def states(paper_table):
 
 
 @pytest.mark.parametrize("main_branch_only", [False, True])
-def test_encode_slot_batch_equals_encode_slot(states, main_branch_only):
+def test_slots_encoded_together_equal_each_slot_alone(states, main_branch_only):
+    """K slots in one call give each slot's own graph, bit for bit (no cross-slot leakage)."""
     cfg = GRLEConfig(main_branch_only=main_branch_only)
-    batch = encode_slot_batch(BatchState.stack(states), cfg)
+    tensors, mask = encode_slot_batch(BatchState.stack(states), cfg)
     for k, state in enumerate(states):
         graph = encode_slot(state, cfg)
-        np.testing.assert_array_equal(batch.mask[k], graph.mask)
+        np.testing.assert_array_equal(mask[k], graph.mask)
         for i, field in enumerate(_DENSE_FIELDS):
-            torch.testing.assert_close(batch.tensors[i][k], getattr(graph, field))
+            assert torch.equal(tensors[i][k], getattr(graph, field)), field
+        m, o = graph.edge_index
+        assert torch.equal(graph.edge_attr, graph.edge_attr_dense[m, o])
 
 
-def test_encode_channel_batch_equals_encode_channel(states):
+def test_channels_encoded_together_equal_each_slot_alone(states):
     cfg = DROOConfig(num_devices=6, num_servers=2, num_exits=5)
-    batch = encode_channel_batch(BatchState.stack(states), cfg)
+    tensors, _ = encode_channel_batch(BatchState.stack(states), cfg)
     for k, state in enumerate(states):
-        assert torch.equal(batch.tensors[0][k], encode_channel(state, cfg).x)
+        assert torch.equal(tensors[0][k], encode_channel(state, cfg).x)
     with pytest.raises(ValueError, match="input size is fixed"):
         encode_channel_batch(BatchState.stack(states), replace(cfg, num_devices=7))
 
@@ -107,10 +105,10 @@ def test_batch_learner_equals_one_learner_per_run(states, kind, chunk):
             actors.append(DROOActor(DROOConfig(6, 2, 5, main_branch_only=True)))
     batch_state = BatchState.stack(states)
     if kind == "GRLE":
-        obs = encode_slot_batch(batch_state)
+        obs = DenseBatch(*encode_slot_batch(batch_state))
         single = [encode_slot(s) for s in states]
     else:
-        obs = encode_channel_batch(batch_state, actors[0].config)
+        obs = DenseBatch(*encode_channel_batch(batch_state, actors[0].config))
         single = [encode_channel(s, actors[0].config) for s in states]
     batched = BatchLearner(
         actors, cfg, seeds, train_chunk=chunk
