@@ -19,7 +19,7 @@ agent's own share is visible, and prints ratios against the 1 ms target for GRLE
 
 ``--lockstep K`` (default 24, 0 = skip) then times the lockstep engine of the experiments: one
 evaluation slot (encode, actor, quantiser, critic scoring, environment step) and one training
-step for K runs of mixed scenarios and τ at once (``offload.agents.batch``, ``offload.sim.batch``,
+step for K runs of mixed scenarios and τ at once (``offload.agents.learner``, ``offload.sim.batch``,
 compute_scale 4), per run, against the same slot run one by one (``agent.act`` + ``env.step``).
 """
 
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from offload.agents import AGENT_NAMES, ALL_AGENT_NAMES, make_agent, quantise
-from offload.agents.batch import BatchLearner
+from offload.agents.agent import input_encoder
+from offload.agents.learner import Learner
 from offload.exit_table import load_exit_table
-from offload.experiments.lockstep import batch_encoder
 from offload.experiments.runner import SCENARIOS, default_exits, mec_config
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.batch import BatchEnv, batch_score
@@ -135,8 +135,8 @@ def lockstep(args: argparse.Namespace, table) -> None:
             )
             for seed in seeds
         ]
-        learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
-        encode = batch_encoder(agents[0].actor)
+        learner = Learner([a.actor for a in agents], agents[0].learner.config, seeds)
+        encode = input_encoder(agents[0].actor)
         env = BatchEnv(table, configs)
         env.reset(seeds)
         for _ in range(learner.config.memory_size):  # fill the replay memories

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, remedy: str) -> list[dict]:
     for k in range(1, args.slots + 1):
         state = env.slot_state
         obs = agent.encode(state)
-        x = agent.learner.relaxed(obs)[obs.mask]
+        x = agent.learner.relaxed(obs)[obs.mask]  # (1, M, O) x̂ at the valid pairs
         window.inside += int(((x > 0.01) & (x < 0.99)).sum())
         window.exact += int(((x == 0.0) | (x == 1.0)).sum())
         window.outputs += x.size

@@ -7,20 +7,22 @@ from offload.agents.agent import (
     ALL_AGENT_NAMES,
     GRAPH_ACTOR,
     LearningAgent,
+    StepResult,
     load_agent,
     make_agent,
 )
 from offload.agents.learner import (
     DROO_PUBLISHED,
+    ActorInput,
     Learner,
     LearnerConfig,
     ReplayMemory,
-    StepResult,
     quantise,
 )
 
 __all__ = [
     "ACTOR_KINDS",
+    "ActorInput",
     "AGENT_NAMES",
     "ALL_AGENT_NAMES",
     "DROO_PUBLISHED",

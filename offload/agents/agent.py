@@ -32,18 +32,27 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from grle_common.fileio import atomic_write, write_text_atomic
-from offload.agents.droo import DROOActor, DROOConfig, encode_channel
+from offload.agents.droo import DROOActor, DROOConfig, encode_channel_batch
 from offload.agents.edge_mlp import EdgeMLPActor
-from offload.agents.grle import GRLEActor, GRLEConfig, encode_slot
-from offload.agents.grle_paper import GRLEPaperActor, GRLEPaperConfig, encode_paper_slot
-from offload.agents.learner import Learner, LearnerConfig, ScoreFn, StepResult
+from offload.agents.grle import DENSE_DEVICE_AXES, GRLEActor, GRLEConfig, encode_slot_batch
+from offload.agents.grle_paper import (
+    PAPER_DEVICE_AXES,
+    GRLEPaperActor,
+    GRLEPaperConfig,
+    encode_paper_batch,
+)
+from offload.agents.learner import ActorInput, Learner, LearnerConfig
+from offload.sim.state import BatchState, SlotState
+
+OneRunScore = Callable[[np.ndarray], np.ndarray]
+"""Scores one slot's candidates: int (S, M) -> float (S,) (higher is better, -inf infeasible)."""
 
 #: the learning methods the experiments run (``offload.experiments``). The results/ committed
 #: before issue 10 were made with GRLE, GRL, DROOE, DROO and ``GRAPH_ACTOR = "grle_plus"``, so
@@ -66,14 +75,42 @@ def actor_kind(name: str) -> str:
     return _DEFAULT_KIND.get(name, GRAPH_ACTOR)
 
 
+class StepResult(NamedTuple):
+    """What one slot of Algorithm 1 produced for one run."""
+
+    decision: np.ndarray  # (M,) int, the action taken (best candidate)
+    q: float  # its score
+    best_index: int  # index of the winning candidate (0 = actor's argmax)
+    loss: float | None  # training loss of eq. (16) if the actor trained this slot
+
+
+def input_encoder(actor: torch.nn.Module) -> Callable[[SlotState | BatchState], ActorInput]:
+    """The encoder of an actor's kind: one slot (a ``SlotState``, a batch of one) or K slots
+    (a ``BatchState``) -> :class:`~offload.agents.learner.ActorInput`."""
+    cfg = actor.config
+
+    def encode(state: SlotState | BatchState) -> ActorInput:
+        one = isinstance(state, SlotState)
+        batch = BatchState.of(state) if one else state
+        if isinstance(cfg, GRLEPaperConfig):
+            return ActorInput(*encode_paper_batch(batch, cfg), PAPER_DEVICE_AXES)
+        if isinstance(cfg, GRLEConfig):  # GRLE+ and the edge MLP share GRLE+'s encoder
+            return ActorInput(*encode_slot_batch(batch, cfg), DENSE_DEVICE_AXES)
+        ids = state.device_ids[None] if one else None  # a padded DROO places devices by id
+        tensors, mask = encode_channel_batch(batch, cfg, ids)
+        return ActorInput(tensors, mask, (None, 0)[: len(tensors)])
+
+    return encode
+
+
 class LearningAgent:
-    """An actor network with its encoder and learner; see the module docstring."""
+    """An actor network with its encoder and learner for one run (the learner with K = 1);
+    see the module docstring."""
 
     def __init__(
         self,
         name: str,
         actor: torch.nn.Module,
-        encode: Callable[[Any], Any],
         learner_config: LearnerConfig,
         *,
         seed: int,
@@ -81,26 +118,26 @@ class LearningAgent:
     ) -> None:
         self.name = name
         self.actor = actor
-        self.encode = encode
-        self.learner = Learner(actor, learner_config, seed=seed)
+        self.encode = input_encoder(actor)
+        self.learner = Learner([actor], learner_config, [seed])
         self.meta = meta
 
-    def learn(self, state: Any, score: ScoreFn) -> StepResult:
+    def learn(self, state: SlotState, score: OneRunScore) -> StepResult:
         """One slot of Algorithm 1: decide with actor + critic, remember, train every ω slots."""
-        obs = self.encode(state)
-        return self.learner.step(obs, obs.mask, score)
+        return _one(self.learner.step(self.encode(state), _as_runs(score)))
 
-    def act(self, state: Any, score: ScoreFn, *, num_candidates: int | None = None) -> StepResult:
+    def act(
+        self, state: SlotState, score: OneRunScore, *, num_candidates: int | None = None
+    ) -> StepResult:
         """Decide with the actor and the critic (best quantised candidate), no learning;
         ``num_candidates`` overrides the learner's S for this decision."""
         obs = self.encode(state)
-        return self.learner.decide(obs, obs.mask, score, num_candidates=num_candidates)
+        return _one(self.learner.decide(obs, _as_runs(score), num_candidates=num_candidates))
 
-    def greedy_action(self, state: Any) -> np.ndarray:
+    def greedy_action(self, state: SlotState) -> np.ndarray:
         """The actor's own argmax over the valid options (no critic), (M,) int."""
         obs = self.encode(state)
-        x = np.where(obs.mask, self.learner.relaxed(obs), -np.inf)
-        return x.argmax(axis=1)
+        return np.where(obs.mask, self.learner.relaxed(obs), -np.inf)[0].argmax(axis=1)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the actor to ``path`` (.safetensors) and its metadata to ``path`` .json."""
@@ -109,6 +146,16 @@ class LearningAgent:
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         write_text_atomic(path.with_suffix(".json"), json.dumps(self.meta, indent=2))
         return path
+
+
+def _as_runs(score: OneRunScore) -> Callable[[np.ndarray], np.ndarray]:
+    """A one-slot score as the learner's (1, S, M) -> (1, S)."""
+    return lambda cands: np.asarray(score(cands[0]), dtype=np.float64)[None]
+
+
+def _one(step) -> StepResult:  # noqa: ANN001 - learner.Step of one run
+    loss = None if step.loss is None else float(step.loss[0])
+    return StepResult(step.decisions[0], float(step.q[0]), int(step.best_index[0]), loss)
 
 
 def make_agent(
@@ -180,21 +227,16 @@ def _build(
         "learner": asdict(learner),
         "config": asdict(cfg),
     }
-    if kind == "grle_plus":
-        net: torch.nn.Module = GRLEActor(cfg)
-        encode: Callable[[Any], Any] = lambda s: encode_slot(s, cfg)  # noqa: E731
-    elif kind == "edge_mlp":
-        net = EdgeMLPActor(cfg)
-        encode = lambda s: encode_slot(s, cfg)  # noqa: E731
-    elif kind == "grle_paper":
-        net = GRLEPaperActor(cfg)
-        encode = lambda s: encode_paper_slot(s, cfg)  # noqa: E731
-    else:
-        net = DROOActor(cfg)
-        encode = lambda s: encode_channel(s, cfg)  # noqa: E731
-    return LearningAgent(name, net, encode, learner, seed=seed, meta=meta)
+    net: torch.nn.Module = _ACTORS[kind](cfg)
+    return LearningAgent(name, net, learner, seed=seed, meta=meta)
 
 
+_ACTORS = {
+    "grle_paper": GRLEPaperActor,
+    "grle_plus": GRLEActor,
+    "edge_mlp": EdgeMLPActor,
+    "droo": DROOActor,
+}
 _CONFIGS = {
     "grle_paper": GRLEPaperConfig,
     "grle_plus": GRLEConfig,

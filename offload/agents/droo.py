@@ -24,16 +24,15 @@ Two options (both off by default, which is the actor of the committed results):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from offload.agents.grle import option_mask, stacked_linear
-from offload.sim.state import BatchState, SlotState
+from offload.sim.state import BatchState
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,6 @@ class DROOConfig:
     def input_devices(self) -> int:
         """Device rows of the network's input and output (``max_devices`` or ``num_devices``)."""
         return self.num_devices if self.max_devices is None else self.max_devices
-
-
-class ChannelObs(NamedTuple):
-    """The encoded channel state and the option mask of one slot."""
-
-    x: torch.Tensor  # (M·N,) float32 scaled rates, 0 where a link is down (or device absent)
-    mask: np.ndarray  # (M, N·L) bool
-    rows: torch.Tensor | None = None  # (M,) int64 input rows of the active devices (padded)
 
 
 def device_rows(device_ids: np.ndarray, config: DROOConfig) -> np.ndarray:
@@ -104,13 +95,6 @@ def encode_channel_batch(
             "fixed, so build and train a new actor for this size (or use GRLE)."
         )
     return (torch.from_numpy(scaled.reshape(num_runs, -1).astype(np.float32)),), mask
-
-
-def encode_channel(state: SlotState, config: DROOConfig) -> ChannelObs:
-    """:func:`encode_channel_batch` of one slot (its device ids place a padded actor's rows)."""
-    tensors, mask = encode_channel_batch(BatchState.of(state), config, state.device_ids[None])
-    rows = tensors[1][0] if len(tensors) > 1 else None
-    return ChannelObs(tensors[0][0], mask[0], rows)
 
 
 class DROOActor(nn.Module):
@@ -171,16 +155,3 @@ class DROOActor(nn.Module):
         if rows is not None:
             p = torch.take_along_dim(p, rows.unsqueeze(-1), dim=-2)
         return p @ self._selection
-
-    def relaxed(self, obs: ChannelObs) -> torch.Tensor:
-        """(M, K) x̂ of one slot."""
-        rows = None if obs.rows is None else obs.rows[None]
-        return self(obs.x[None], rows)[0]
-
-    def relaxed_batch(self, batch: Sequence[ChannelObs]) -> torch.Tensor:
-        """(ΣM_i, K) x̂ of several slots."""
-        x = torch.stack([o.x for o in batch])
-        if batch[0].rows is None:
-            return self(x).flatten(0, 1)
-        full = self(x)  # (B, max_devices, K); each slot keeps its active devices' rows
-        return torch.cat([full[i, o.rows] for i, o in enumerate(batch)])

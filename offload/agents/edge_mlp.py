@@ -3,16 +3,15 @@ ablation).
 
 Each (device m, option o) pair is scored from its own features alone,
 x̂[m, o] = σ(MLP([x_device[m] ‖ x_exit[o] ‖ e_mo])) with the device, exit and edge features of
-:func:`offload.agents.grle.encode_slot` (GRLE+'s encoder, so the inputs are identical) and
+:func:`offload.agents.grle.encode_slot_batch` (GRLE+'s encoder, so the inputs are identical) and
 hidden widths (128, 64), ReLU. No neighbour is aggregated, so a device never sees the other
 devices competing for its ES; the learner, quantiser and critic are the shared ones. Like GRLE+ it
-has no size baked in and runs for any M, N·L and topology; it runs through the lockstep
-:class:`~offload.agents.batch.BatchLearner` with GRLE+'s batched encoder.
+has no size baked in and runs for any M, N·L and topology.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -23,7 +22,6 @@ from offload.agents.grle import (
     EDGE_FEATURES,
     EXIT_FEATURES,
     GRLEConfig,
-    SlotGraph,
     stacked_linear,
 )
 
@@ -61,14 +59,3 @@ class EdgeMLPActor(nn.Module):
             x = torch.relu(stacked_linear(x, p[f"lin{i}.weight"], p[f"lin{i}.bias"]))
         z = stacked_linear(x, p["lin3.weight"], p["lin3.bias"])
         return torch.sigmoid(z).squeeze(-1) * edge_mask
-
-    def relaxed(self, obs: SlotGraph) -> torch.Tensor:
-        """(M, K) x̂ of one slot; zero off the graph's edges."""
-        return self(*(getattr(obs, f) for f in _DENSE_FIELDS))
-
-    def relaxed_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
-        """(ΣM_i, K) x̂ of several slots (any sizes: no pair depends on another)."""
-        if len({g.mask.shape for g in batch}) == 1:  # same size: one stacked pass
-            stacked = [torch.stack([getattr(g, f) for g in batch]) for f in _DENSE_FIELDS]
-            return self(*stacked).flatten(0, 1)
-        return torch.cat([self.relaxed(g) for g in batch])

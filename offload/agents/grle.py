@@ -30,24 +30,25 @@ M, N·L and topology.
 For speed (a decision must take well under 1 ms) the slot graph is built with numpy into a few
 dense tensors (no per-slot ``Data`` objects): the mean aggregation is a product with the
 row-normalised adjacency and the classifier is evaluated for all M×K pairs at once, masked to
-the edges. Training stacks same-size graphs (batched matmul); graphs of different sizes (dynamic
-topology) are batched by offsetting node indices, as ``Batch.from_data_list`` does, and
-aggregated with ``torch_geometric.utils.scatter``. Both paths give the same x̂ (tested).
+the edges. Slots of K runs, and a training mini-batch, are stacked on leading axes (replay
+entries of fewer devices are zero-padded: a padded device has no edge, so it changes no mean).
+Unlike the paper's actor (:mod:`offload.agents.grle_paper`, PyG's ``SAGEConv``), this actor does
+not use torch-geometric: its mean is the dense product, which is also what its committed
+results were computed with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.utils import scatter
 
 from offload.sim.reward import psi
-from offload.sim.state import BatchState, SlotState
+from offload.sim.state import BatchState
 
 DEVICE_FEATURES = 4
 EXIT_FEATURES = 7
@@ -63,22 +64,6 @@ class GRLEConfig:
     time_scale_ms: float = 30.0  # divides node-level times (ms) to make features O(1)
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
     main_branch_only: bool = False  # True = GRL+: only the main-branch exit (l = L − 1)
-
-
-class SlotGraph(NamedTuple):
-    """The encoded slot graph: tensors for the actor, plus the (M, K) option mask."""
-
-    x_device: torch.Tensor  # (M, DEVICE_FEATURES) float32
-    x_exit: torch.Tensor  # (K, EXIT_FEATURES) float32
-    edge_index: torch.Tensor  # (2, E) int64: [device m, option o]
-    edge_attr: torch.Tensor  # (E, EDGE_FEATURES) float32
-    adj_exit: torch.Tensor  # (K, M) float32, row-normalised adjacency: mean over an exit's devices
-    adj_device: torch.Tensor  # (M, K) float32, row-normalised adjacency: mean over a device's exits
-    edge_mean_exit: torch.Tensor  # (K, EDGE_FEATURES) mean edge features at each exit node
-    edge_mean_device: torch.Tensor  # (M, EDGE_FEATURES) mean edge features at each device node
-    edge_attr_dense: torch.Tensor  # (M, K, EDGE_FEATURES) edge features, zero off the edges
-    edge_mask: torch.Tensor  # (M, K) float32, 1 on edges
-    mask: np.ndarray  # (M, K) bool, True on edges
 
 
 def _sub(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -175,20 +160,6 @@ def encode_slot_batch(
     return tensors, mask
 
 
-def encode_slot(state: SlotState, config: GRLEConfig = GRLEConfig()) -> SlotGraph:
-    """GRLE+'s slot graph of one slot: :func:`encode_slot_batch` of a batch of one, plus the
-    edge list (device m, option o) and its features for the message-passing path."""
-    tensors, mask = encode_slot_batch(BatchState.of(state), config)
-    dense = dict(zip(_DENSE_FIELDS, (t[0] for t in tensors), strict=True))
-    m_idx, o_idx = np.nonzero(mask[0])
-    return SlotGraph(
-        edge_index=torch.from_numpy(np.stack([m_idx, o_idx]).astype(np.int64)),
-        edge_attr=dense["edge_attr_dense"][torch.from_numpy(m_idx), torch.from_numpy(o_idx)],
-        mask=mask[0],
-        **dense,
-    )
-
-
 def stacked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
     """``F.linear`` for one layer (weight (out, in)) or for K runs' layers stacked (weight
     (K, out, in), bias (K, out), x (K, ..., in)): one batched matmul instead of K calls."""
@@ -237,7 +208,8 @@ class BipartiteConv(nn.Module):
 
 
 class _Aggregation(NamedTuple):
-    """How one forward pass takes neighbourhood means (dense matmul or PyG scatter)."""
+    """How one forward pass takes neighbourhood means (products with the row-normalised
+    adjacency)."""
 
     to_device: Callable[[torch.Tensor], torch.Tensor]  # exit features -> mean at each device
     to_exit: Callable[[torch.Tensor], torch.Tensor]  # device features -> mean at each exit
@@ -255,6 +227,8 @@ _DENSE_FIELDS = (
     "edge_attr_dense",
     "edge_mask",
 )
+#: the device axis of each of :data:`_DENSE_FIELDS` in one slot's tensor (None: no device axis)
+DENSE_DEVICE_AXES = (0, None, 0, 1, 0, None, 0, 0)
 
 
 class GRLEActor(nn.Module):
@@ -272,21 +246,6 @@ class GRLEActor(nn.Module):
         # name -> Parameter, looked up once (named_parameters() costs ~30 µs a call); the
         # Parameter objects stay the same through load_state_dict and .to()
         self._own_params = dict(self.named_parameters())
-
-    def edge_probs(
-        self,
-        x_dev: torch.Tensor,
-        x_exit: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_attr: torch.Tensor,
-        agg: _Aggregation,
-    ) -> torch.Tensor:
-        """x̂_e for every edge, (E,)."""
-        h_dev, h_exit = self.conv1(x_dev, x_exit, agg)
-        h_dev, h_exit = self.conv2(h_dev, h_exit, agg)
-        src, dst = edge_index
-        h_e = torch.cat([h_dev[src], h_exit[dst], edge_attr], 1)  # eq. (13) + edge features
-        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)'s shape
 
     def _dense(
         self,
@@ -327,49 +286,6 @@ class GRLEActor(nn.Module):
         self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """x̂ (..., M, K) from the dense tensors of :data:`_DENSE_FIELDS` with any leading axes;
-        with ``params`` (stacked weights), K actors at once (the lockstep
-        :class:`~offload.agents.batch.BatchLearner`)."""
+        with ``params`` (stacked weights), K actors at once (:class:`~offload.agents.learner.
+        Learner`)."""
         return self._dense(*dense, params=params)
-
-    def relaxed(self, obs: SlotGraph) -> torch.Tensor:
-        """(M, K) x̂ of one slot; zero off the graph's edges."""
-        return self._dense(*(getattr(obs, f) for f in _DENSE_FIELDS))
-
-    def relaxed_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
-        """(ΣM_i, K) x̂ of several slots: stacked dense graphs when all have the same M (the
-        common case), otherwise one disconnected graph through PyG's scatter (:meth:`_sparse_batch`)."""
-        if len({g.mask.shape for g in batch}) == 1:
-            stacked = [torch.stack([getattr(g, f) for g in batch]) for f in _DENSE_FIELDS]
-            return self._dense(*stacked).reshape(-1, batch[0].mask.shape[1])
-        return self._sparse_batch(batch)
-
-    def _sparse_batch(self, batch: Sequence[SlotGraph]) -> torch.Tensor:
-        """(ΣM_i, K) x̂ of several slot graphs batched into one disconnected graph.
-
-        Node indices are offset per graph (as ``Batch.from_data_list`` does) and the means are
-        taken with ``torch_geometric.utils.scatter``; this equals :meth:`relaxed` graph by graph.
-        """
-        dev_off = np.cumsum([0] + [g.x_device.shape[0] for g in batch])
-        exit_off = np.cumsum([0] + [g.x_exit.shape[0] for g in batch])
-        num_edges = torch.tensor([g.edge_index.shape[1] for g in batch])
-        graph_of_edge = torch.repeat_interleave(torch.arange(len(batch)), num_edges)
-        offsets = torch.tensor(np.stack([dev_off[:-1], exit_off[:-1]]), dtype=torch.int64)  # (2, B)
-        local = torch.cat([g.edge_index for g in batch], 1)
-        edge_index = local + offsets[:, graph_of_edge]
-        src, dst = edge_index
-        n_dev, n_exit = int(dev_off[-1]), int(exit_off[-1])
-        agg = _Aggregation(
-            lambda h: scatter(h[dst], src, 0, n_dev, reduce="mean"),
-            lambda h: scatter(h[src], dst, 0, n_exit, reduce="mean"),
-            torch.cat([g.edge_mean_device for g in batch]),
-            torch.cat([g.edge_mean_exit for g in batch]),
-        )
-        p = self.edge_probs(
-            torch.cat([g.x_device for g in batch]),
-            torch.cat([g.x_exit for g in batch]),
-            edge_index,
-            torch.cat([g.edge_attr for g in batch]),
-            agg,
-        )
-        out = torch.zeros((n_dev, batch[0].mask.shape[1]), dtype=p.dtype)
-        return out.index_put((src, local[1]), p)

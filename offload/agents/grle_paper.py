@@ -24,22 +24,17 @@ ways along each edge: without the device-side update a device could not see "the
 at ES n" that the paper's two-layer argument relies on. Two layers (hidden 128 and 64, Section
 VI-A), then eq. (13) h_e = C(h_src, h_dst) and eq. (14) x̂_e = σ(MLP₂(ReLU(MLP₁(h_e)))).
 
-Two paths, equal up to float rounding (tested): ``graph_relaxed`` calls the ``SAGEConv`` modules
-on a PyG edge index (slots of any sizes as one disconnected graph with offset node indices, as
-``Batch.from_data_list`` does); ``forward(..., params=stacked)`` takes the same neighbour means
-with each ``SAGEConv``'s own aggregation module over all graphs at once and applies K runs'
-stacked ``lin_l``/``lin_r`` weights with one batched matmul per layer (the lockstep learner).
-Same-size slots of one run go through ``forward`` as a run of one, so the one-run and the
-lockstep learner do the same arithmetic: this actor's x̂ has many near-ties (node features
-only), and a 1e-7 rounding difference would otherwise flip some quantiser orders between
-the engines.
+One path: ``forward(..., params=stacked)`` takes the neighbour means with each ``SAGEConv``'s
+own aggregation module (PyG's mean) over the graphs of K runs at once (node indices offset per
+graph, as ``Batch.from_data_list`` does) and applies the runs' stacked ``lin_l``/``lin_r``
+weights with one batched matmul per layer (:meth:`GRLEPaperActor.layer`); one run is K = 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +46,7 @@ from offload.agents.grle import option_mask, stacked_linear
 PAPER_DEVICE_FEATURES = 5
 PAPER_EXIT_FEATURES = 3
 _FIELDS = ("x_device", "x_exit", "edge_mask")  # the forward's tensor inputs, in order
+PAPER_DEVICE_AXES = (0, None, 0)  # their device axes in one slot's tensors (None: none)
 
 
 @dataclass(frozen=True)
@@ -62,15 +58,6 @@ class GRLEPaperConfig:
     time_scale_ms: float = 30.0  # divides times (ms) to make features O(1)
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
     main_branch_only: bool = False  # True = GRL: only the main-branch exit (l = L − 1)
-
-
-class PaperGraph(NamedTuple):
-    """One encoded slot: node features and the (M, N·L) edge mask (as tensor and as numpy)."""
-
-    x_device: torch.Tensor  # (M, PAPER_DEVICE_FEATURES) float32
-    x_exit: torch.Tensor  # (N·L, PAPER_EXIT_FEATURES) float32
-    edge_mask: torch.Tensor  # (M, N·L) float32, 1 on edges
-    mask: np.ndarray  # (M, N·L) bool, True on edges
 
 
 def paper_node_features(
@@ -105,27 +92,12 @@ def paper_node_features(
     return x_device, x_exit
 
 
-def encode_paper_slot(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()) -> PaperGraph:
-    """Encode a ``SlotState`` (docs/interfaces.md §3) as the node features of the slot graph."""
-    mask = option_mask(state, main_branch_only=config.main_branch_only)
-    x_device, x_exit = paper_node_features(state, mask, config)
-    f32 = np.float32
-    return PaperGraph(
-        torch.from_numpy(x_device.astype(f32)),
-        torch.from_numpy(x_exit.astype(f32)),
-        torch.from_numpy(mask.astype(f32)),
-        mask,
-    )
-
-
-def _edges(edge_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Edge index of G same-size graphs (G, M, O) as one disconnected graph: node indices are
-    offset by g·M (devices) and g·O (exits), as ``Batch.from_data_list`` does. Returns the
-    (2, E) edge index and the local (device, option) of every edge."""
+def _edges(edge_mask: torch.Tensor) -> torch.Tensor:
+    """Edge index (2, E) of G same-size graphs (G, M, O) as one disconnected graph: node
+    indices are offset by g·M (devices) and g·O (exits), as ``Batch.from_data_list`` does."""
     g, m, o = torch.nonzero(edge_mask > 0, as_tuple=True)
     num_devices, num_options = edge_mask.shape[-2:]
-    edge_index = torch.stack([g * num_devices + m, g * num_options + o])
-    return edge_index, m, o
+    return torch.stack([g * num_devices + m, g * num_options + o])
 
 
 class GRLEPaperActor(nn.Module):
@@ -144,58 +116,6 @@ class GRLEPaperActor(nn.Module):
         self.mlp1 = nn.Linear(2 * h2, config.classifier_channels)
         self.mlp2 = nn.Linear(config.classifier_channels, 1)
 
-    # ------------------------------------------------------------------ one run (PyG SAGEConv)
-    def _layer(self, i: int, h_dev, h_exit, edge_index):
-        """Eq. (12) for both node types; edge_index (2, E) = [device, exit]."""
-        conv_exit = getattr(self, f"conv{i}_exit")
-        conv_dev = getattr(self, f"conv{i}_device")
-        new_exit = conv_exit((h_dev, h_exit), edge_index)
-        new_dev = conv_dev((h_exit, h_dev), edge_index.flip(0))
-        return torch.relu(new_dev), torch.relu(new_exit)
-
-    def _graph_probs(self, x_dev, x_exit, edge_index) -> torch.Tensor:
-        """x̂_e for every edge (E,) of one (possibly disconnected) graph."""
-        h_dev, h_exit = self._layer(1, x_dev, x_exit, edge_index)
-        h_dev, h_exit = self._layer(2, h_dev, h_exit, edge_index)
-        h_e = torch.cat([h_dev[edge_index[0]], h_exit[edge_index[1]]], dim=1)  # eq. (13)
-        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(h_e)))).squeeze(1)  # eq. (14)
-
-    def relaxed(self, obs: PaperGraph) -> torch.Tensor:
-        """(M, N·L) x̂ of one slot; zero off the graph's edges."""
-        return self.relaxed_batch([obs])
-
-    def relaxed_batch(self, batch: Sequence[PaperGraph]) -> torch.Tensor:
-        """(ΣM_i, N·L) x̂ of several slots. Same-size slots go through :meth:`forward` as a run of
-        one (the lockstep learner's arithmetic, so a run's decisions do not depend on the engine
-        even at near-ties); mixed sizes through the ``SAGEConv`` modules (:meth:`graph_relaxed`)."""
-        if len({g.mask.shape for g in batch}) > 1:
-            return self.graph_relaxed(batch)
-        stacked = [torch.stack([getattr(g, f) for g in batch])[None] for f in _FIELDS]
-        params = {n: p[None] for n, p in self.named_parameters()}
-        return self(*stacked, params=params)[0].flatten(0, 1)
-
-    def graph_relaxed(self, batch: Sequence[PaperGraph]) -> torch.Tensor:
-        """(ΣM_i, N·L) x̂ of slots of any sizes through the ``SAGEConv`` modules, as one
-        disconnected graph (node indices offset per slot, as ``Batch.from_data_list`` does)."""
-        num_options = batch[0].edge_mask.shape[1]
-        rows, cols, dev_off = [], [], 0
-        for g in batch:
-            m, o = torch.nonzero(g.edge_mask > 0, as_tuple=True)
-            rows.append(m + dev_off)
-            cols.append(o)
-            dev_off += g.x_device.shape[0]
-        row, col = torch.cat(rows), torch.cat(cols)
-        # exits of graph k are nodes k·O .. k·O + O − 1 of the disconnected graph
-        graph_of_edge = torch.repeat_interleave(
-            torch.arange(len(batch)), torch.tensor([len(r) for r in rows])
-        )
-        edge_index = torch.stack([row, col + graph_of_edge * num_options])
-        probs = self._graph_probs(
-            torch.cat([g.x_device for g in batch]), torch.cat([g.x_exit for g in batch]), edge_index
-        )
-        out = torch.zeros((dev_off, num_options), dtype=probs.dtype)
-        return out.index_put((row, col), probs)
-
     # ------------------------------------------------------------ K runs (stacked weights)
     def forward(
         self,
@@ -211,23 +131,11 @@ class GRLEPaperActor(nn.Module):
         lead = edge_mask.shape[:-2]
         num_devices, num_options = edge_mask.shape[-2:]
         runs = lead[0] if params is not None else 1
-        edge_index, m_loc, o_loc = _edges(edge_mask.reshape(-1, num_devices, num_options))
-        src, dst = edge_index
+        edge_index = _edges(edge_mask.reshape(-1, num_devices, num_options))
         h_dev = x_device.reshape(runs, -1, x_device.shape[-1])  # (runs, G/runs·M, F)
         h_exit = x_exit.reshape(runs, -1, x_exit.shape[-1])
         for i in (1, 2):
-            # neighbour means by the layer's own PyG aggregation, over all graphs at once
-            flat_dev = h_dev.reshape(-1, h_dev.shape[-1])
-            flat_exit = h_exit.reshape(-1, h_exit.shape[-1])
-            conv_exit = getattr(self, f"conv{i}_exit")
-            conv_dev = getattr(self, f"conv{i}_device")
-            mean_at_exit = conv_exit.aggr_module(flat_dev[src], dst, dim_size=flat_exit.shape[0])
-            mean_at_dev = conv_dev.aggr_module(flat_exit[dst], src, dim_size=flat_dev.shape[0])
-            mean_at_exit = mean_at_exit.reshape(runs, -1, mean_at_exit.shape[-1])
-            mean_at_dev = mean_at_dev.reshape(runs, -1, mean_at_dev.shape[-1])
-            new_exit = self._stacked_sage(p, f"conv{i}_exit.", mean_at_exit, h_exit)
-            new_dev = self._stacked_sage(p, f"conv{i}_device.", mean_at_dev, h_dev)
-            h_dev, h_exit = torch.relu(new_dev), torch.relu(new_exit)
+            h_dev, h_exit = self.layer(i, h_dev, h_exit, edge_index, p)
         # eqs. (13)-(14) for all M×O pairs: MLP₁ of a concatenation is the sum of its column blocks
         h2 = h_dev.shape[-1]
         shape_dev = (runs, -1, num_devices, h2)
@@ -240,6 +148,33 @@ class GRLEPaperActor(nn.Module):
         out = torch.sigmoid(z).reshape(*lead, num_devices, num_options)
         return out * edge_mask
 
+    def layer(
+        self,
+        i: int,
+        h_dev: torch.Tensor,
+        h_exit: torch.Tensor,
+        edge_index: torch.Tensor,
+        params: Mapping[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (12), layer i, for both node types of every graph: h_v' = ReLU(W_r h_v +
+        W_l mean_{u ∈ N(v)} h_u + b). ``h_dev`` (K, D, F) and ``h_exit`` (K, X, F'): the node
+        features of K runs' graphs; ``edge_index`` (2, E) = [device, exit] over the flattened
+        nodes; ``params`` the K runs' stacked weights. The neighbour means come from the layer's
+        own PyG aggregation (``SAGEConv.aggr_module``, mean) over all graphs at once."""
+        runs = h_dev.shape[0]
+        src, dst = edge_index
+        flat_dev = h_dev.reshape(-1, h_dev.shape[-1])
+        flat_exit = h_exit.reshape(-1, h_exit.shape[-1])
+        conv_exit = getattr(self, f"conv{i}_exit")
+        conv_dev = getattr(self, f"conv{i}_device")
+        mean_at_exit = conv_exit.aggr_module(flat_dev[src], dst, dim_size=flat_exit.shape[0])
+        mean_at_dev = conv_dev.aggr_module(flat_exit[dst], src, dim_size=flat_dev.shape[0])
+        mean_at_exit = mean_at_exit.reshape(runs, -1, mean_at_exit.shape[-1])
+        mean_at_dev = mean_at_dev.reshape(runs, -1, mean_at_dev.shape[-1])
+        new_exit = self._stacked_sage(params, f"conv{i}_exit.", mean_at_exit, h_exit)
+        new_dev = self._stacked_sage(params, f"conv{i}_device.", mean_at_dev, h_dev)
+        return torch.relu(new_dev), torch.relu(new_exit)
+
     @staticmethod
     def _stacked_sage(p, prefix: str, mean: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
         """SAGEConv's lin_l(mean) + lin_r(root), with one run's or K runs' stacked weights."""
@@ -249,8 +184,8 @@ class GRLEPaperActor(nn.Module):
 
 def encode_paper_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()):
     """The paper actor's input for K runs (``BatchState``): tensors (x_device, x_exit,
-    edge_mask) with a leading K axis and the (K, M, N·L) option mask; run k equals
-    :func:`encode_paper_slot` of ``state.slot(k)``."""
+    edge_mask) with a leading K axis and the (K, M, N·L) option mask (one slot: a batch of
+    one, ``BatchState.of``)."""
     mask = option_mask(state, main_branch_only=config.main_branch_only)
     x_device, x_exit = paper_node_features(state, mask, config)
     f32 = np.float32

@@ -1,265 +1,68 @@
-"""The learner shared by GRLE, GRL, DROOE and DROO: Algorithm 1 of the paper.
+"""The learner shared by GRLE, GRL, DROOE and DROO: Algorithm 1 of the paper, for K runs at
+once (one run is K = 1).
 
-Each time slot an *actor* maps an observation to a relaxed decision x̂ ∈ (0, 1)^(M×K), one
+Each time slot an *actor* maps an observation to a relaxed decision x̂ ∈ (0, 1)^(M×O), one
 value per (device, option) pair (eq. 14). The *critic* quantises x̂ into S one-option-per-device
-candidates (:func:`quantise`), scores them with a plain function supplied by the caller and acts
-with the best one (eq. 15). The pair (observation, best decision) goes into a :class:`ReplayMemory`
-and every ω slots a mini-batch trains the actor with the cross-entropy of eq. (16).
+candidates (:func:`~offload.agents.quantise.quantise`), scores them with a plain function
+supplied by the caller and acts with the best one (eq. 15). The pair (observation, best
+decision) goes into a :class:`ReplayMemory` and every ω slots a mini-batch trains the actor with
+the cross-entropy of eq. (16).
 
-The learner knows nothing about the MEC simulator: it sees an observation (whatever the actor
-encodes), an option mask (M, K) bool and a scoring function ``score(candidates (S, M) int) -> (S,)``.
-It therefore runs unchanged on DROO's binary offloading problem (K = 2: local or offload), which
-the tests use as a cross-check.
+K independent runs (scenario, τ, seed) of one actor architecture step together: the K actors'
+weights are stacked along a leading axis and evaluated in one pass (the actor's ``forward(...,
+params=stacked)``: each linear layer is one batched matmul), the K relaxed decisions are
+quantised at once, the caller scores all candidates of all runs in one call, and one backward
+pass trains the K actors: the runs share no parameter, so the gradient of the summed losses is
+each run's own gradient, and Adam (element-wise) on the stacked tensors is K independent Adams.
+Per run stay the replay sampling generator and the loss. With one actor the stacked weights are
+views of the actor's own parameters (training updates the module in place); with K they are
+copies, written back by :meth:`Learner.unstack`.
 
-Quantisation (our generalisation of DROO's order-preserving method)
-------------------------------------------------------------------
-DROO has one sigmoid per device (offload or not). Its candidate 1 thresholds x̂ at 0.5; candidate
-k + 1 thresholds the whole vector at the entry that is the k-th closest to 0.5, so that entry and
-every entry on the *same side* of 0.5 that is *at least as close* to 0.5 flip.
-
-Here each device must pick exactly one of K = N·L options. Let a_m = argmax_o x̂[m, o] over the
-valid options of device m (candidate 0, the actor's own choice) and, for every other valid pair
-(m, o), the *gap* g[m, o] = x̂[m, a_m] − x̂[m, o] ≥ 0: how much confidence device m gives up by
-moving to option o. Pairs are ranked by gap, smallest first. The candidate of pair (m*, o*) moves
-to o* every device m that (i) currently picks the same option as m* (a_m = a_{m*}, "the same
-side"), (ii) can reach o* (valid link) and (iii) has g[m, o*] ≤ g[m*, o*] ("at least as close").
-For K = 2 with x̂[m] = (1 − p_m, p_m) the gap is |2 p_m − 1| and this is exactly DROO's rule.
-That yields 1 + (#valid pairs − M) candidates (1 + M·(N·L − 1) with all links up); when S asks
-for more, single-pair moves (only m* moves to o*) in the same order fill the list, and when S asks
-for fewer the list is cut. By construction every candidate gives each device exactly one valid
-option, and candidate 0 is the actor's argmax.
-
-Duplicates: two entries of that list can be the same decision -- the single move of a pair whose
-threshold candidate moves only m* (always the case for the smallest gap without ties), and, when
-the actor saturates (x̂ exactly 0 or 1 in float32, so every gap is 1), every threshold candidate
-of the same (option, side). The critic would score each copy again, so the quantiser keeps only
-the *first occurrence* of each decision among the first S entries (``distinct=True``, the
-default). That changes no decision: the list is cut to S first, so the same distinct candidates
-are scored, and the first best candidate of the full list is a first occurrence, so it is still
-the first best one (only ``best_index``, its position, can move down). It is not refilled with
-later candidates, which would change what the critic sees.
+The learner knows nothing about the MEC simulator: it sees an :class:`ActorInput` (the actor's
+input tensors with a leading run axis and the option mask (K, M, O)) and a scoring function
+``score(candidates (K, S, M) int) -> (K, S)``. It therefore runs unchanged on DROO's binary
+offloading problem (O = 2: local or offload), which the tests use as a cross-check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
+
+from offload.agents.quantise import first_occurrences, quantise
+
+__all__ = [
+    "ActorInput",
+    "DROO_PUBLISHED",
+    "Learner",
+    "LearnerConfig",
+    "ReplayMemory",
+    "ScoreFn",
+    "Step",
+    "first_occurrences",
+    "quantise",
+]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-"""Scores candidate decisions: int (S, M) -> float (S,) (higher is better, -inf = infeasible)."""
+"""Scores the candidates of K runs: int (K, S, M) -> float (K, S) (higher is better, -inf
+infeasible)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Quantiser
-# ---------------------------------------------------------------------------------------------
-def first_occurrences(cands: np.ndarray) -> np.ndarray:
-    """(K, S) bool: True where row s of ``cands[k]`` (K, S, M) int is the first occurrence of
-    that decision among the rows of run k."""
-    num_runs, num_cands, num_devices = cands.shape
-    if num_cands <= 1 or num_devices == 0:
-        return np.ones((num_runs, num_cands), dtype=bool)
-    base = int(cands.max()) + 1
-    if base**num_devices < 2**62:
-        # one exact int64 key per decision (its options as digits in base N·L); a stable sort
-        # puts equal decisions next to each other, earliest first
-        key = cands @ base ** np.arange(num_devices, dtype=np.int64)  # (K, S)
-        order = np.argsort(key, axis=1, kind="stable")
-        ranked = np.take_along_axis(key, order, axis=1)
-        repeat = np.zeros(key.shape, dtype=bool)
-        repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
-        keep = np.empty(key.shape, dtype=bool)
-        np.put_along_axis(keep, order, ~repeat, axis=1)
-        return keep
-    flat = cands.reshape(num_runs * num_cands, num_devices)
-    run = np.repeat(np.arange(num_runs), num_cands)
-    pos = np.arange(num_runs * num_cands)
-    # too many digits for one key: sort by run, then the decision, then position (np.lexsort's
-    # primary key is the last one)
-    order = np.lexsort((pos, *flat.T[::-1], run))
-    rows, runs = flat[order], run[order]
-    repeat = np.zeros(len(order), dtype=bool)
-    repeat[1:] = (runs[1:] == runs[:-1]) & (rows[1:] == rows[:-1]).all(axis=1)
-    keep = np.empty(len(order), dtype=bool)
-    keep[order] = ~repeat
-    return keep.reshape(num_runs, num_cands)
+class ActorInput(NamedTuple):
+    """What an actor reads for K slots: its ``forward``'s input tensors (leading axis K), the
+    option mask, and where each tensor's device axis lies (for replay entries of different M)."""
+
+    tensors: tuple[torch.Tensor, ...]  # the forward's positional inputs, each (K, ...)
+    mask: np.ndarray  # (K, M, O) bool: device m may take option o
+    device_axes: tuple[int | None, ...]  # per tensor, its device axis after K (None: none)
 
 
-def quantise(
-    relaxed: np.ndarray,
-    mask: np.ndarray,
-    num_candidates: int | None = None,
-    *,
-    distinct: bool = True,
-) -> np.ndarray:
-    """Order-preserving quantisation of relaxed decisions into one-option-per-device candidates
-    (the module docstring gives the rule), for one run or K runs at once.
-
-    Args:
-        relaxed: (M, O) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored),
-            or (K, M, O) for K runs.
-        mask: the same shape, bool: True where device m may take option o.
-        num_candidates: S, the length of the ordered candidate list before duplicates are
-            removed; default M·O (the paper's S = M·N·L).
-        distinct: keep only the first occurrence of each decision among the first S entries
-            (the module docstring explains why no decision changes); False returns the list
-            with its duplicates.
-
-    Returns:
-        (S', M) int64 options per device for one run, S' <= min(S, 1 + 2·(#valid pairs − M))
-        (equal with ``distinct=False``); row 0 is the actor's argmax; every entry is a valid
-        option of its device; with ``distinct`` no two rows are equal. For K runs (K, S', M),
-        S' the longest run's list; a shorter list is padded with copies of its candidate 0,
-        which change neither the best score nor the index of the first best candidate.
-
-    Raises:
-        ValueError: if shapes differ or a device has no valid option.
-    """
-    relaxed = np.asarray(relaxed, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool)
-    if relaxed.shape != mask.shape or relaxed.ndim not in (2, 3):
-        raise ValueError(
-            f"relaxed {relaxed.shape} and mask {mask.shape} must both be (M, O), or (K, M, O) "
-            "for K runs; pass one row per device."
-        )
-    if relaxed.ndim == 2:  # one run: a batch of one
-        return quantise(relaxed[None], mask[None], num_candidates, distinct=distinct)[0]
-    num_runs, num_devices, num_options = relaxed.shape
-    if num_devices == 0:
-        return np.zeros((num_runs, 1, 0), dtype=np.int64)
-    if not mask.any(axis=2).all():
-        k, m = np.argwhere(~mask.any(axis=2))[0]
-        run = f" of run {k}" if num_runs > 1 else ""
-        raise ValueError(
-            f"device {m}{run} has no valid option; drop it from the slot before deciding."
-        )
-    if num_candidates is None:
-        num_candidates = num_devices * num_options
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
-
-    runs = np.arange(num_runs)[:, None]
-    devs = np.arange(num_devices)[None, :]
-    scores = np.where(mask, relaxed, -np.inf)
-    choice = scores.argmax(axis=2)  # (K, M) candidate 0
-    best = scores[runs, devs, choice]
-    gap = np.where(mask, best[:, :, None] - relaxed, np.inf)
-    gap[runs, devs, choice] = np.inf
-    flat = gap.reshape(num_runs, -1)
-    # finite gaps first, in the same stable order as quantise's np.nonzero + argsort
-    order = np.argsort(flat, axis=1, kind="stable")
-    num_pairs = np.isfinite(flat).sum(axis=1)  # (K,) P_k
-    most = int(num_pairs.max())
-    order = order[:, :most]
-    pair_dev, pair_opt = np.divmod(order, num_options)  # (K, P)
-    pair_gap = np.take_along_axis(flat, order, axis=1)  # (K, P)
-    # threshold family: same side as m* and at least as close to o* (DROO's rule)
-    same_side = choice[:, None, :] == np.take_along_axis(choice, pair_dev, axis=1)[:, :, None]
-    gap_t = gap.transpose(0, 2, 1)  # (K, O, M)
-    closer = gap_t[runs, pair_opt] <= pair_gap[:, :, None]  # (K, P, M)
-    thresh = np.where(same_side & closer, pair_opt[:, :, None], choice[:, None, :])
-    # single-move family: only m* moves to o*
-    single = np.repeat(choice[:, None, :], most, axis=1)
-    single[runs, np.arange(most)[None, :], pair_dev] = pair_opt
-    pool = np.concatenate([choice[:, None, :], thresh, single], axis=1)  # (K, 1 + 2P, M)
-    # the candidate list of run k: 0, thresh[:P_k], single[:P_k], then copies of 0
-    size = min(num_candidates, 1 + 2 * most)
-    if (num_pairs == most).all():  # every run has P pairs (e.g. all links up): no padding
-        cands = pool[:, :size].astype(np.int64, copy=False)
-    else:
-        pos = np.arange(size)[None, :]
-        p_k = num_pairs[:, None]
-        index = np.where(
-            pos == 0,
-            0,
-            np.where(pos <= p_k, pos, np.where(pos <= 2 * p_k, pos - p_k + most, 0)),
-        )
-        cands = pool[runs, index].astype(np.int64, copy=False)
-    if not distinct:
-        return cands
-    keep = first_occurrences(cands)  # the padding copies of candidate 0 go too
-    count = keep.sum(axis=1)
-    if (count == count[0]).all():  # the same number of distinct candidates in every run
-        return cands[keep].reshape(num_runs, int(count[0]), num_devices)
-    out = np.repeat(cands[:, :1], int(count.max()), axis=1)  # pad with candidate 0
-    run_of, _ = np.nonzero(keep)
-    out[run_of, (np.cumsum(keep, axis=1) - 1)[keep]] = cands[keep]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Replay memory
-# ---------------------------------------------------------------------------------------------
-class ReplayMemory:
-    """A ring buffer of (observation, best decision) pairs; the oldest entry is overwritten first.
-
-    Args:
-        capacity: number of entries kept (the paper: 128).
-        seed: seed of the generator that draws mini-batches.
-    """
-
-    def __init__(self, capacity: int, *, seed: int | None = None) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}.")
-        self.capacity = capacity
-        self._items: list[Any] = [None] * capacity
-        self._next = 0  # position the next add writes to
-        self._size = 0
-        self._rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return self._size
-
-    def add(self, item: Any) -> None:
-        """Store ``item``, overwriting the oldest entry when full."""
-        self._items[self._next] = item
-        self._next = (self._next + 1) % self.capacity
-        self._size = min(self._size + 1, self.capacity)
-
-    def items(self) -> list[Any]:
-        """The stored entries, oldest first."""
-        if self._size < self.capacity:
-            return self._items[: self._size]
-        return self._items[self._next :] + self._items[: self._next]
-
-    def sample(self, batch_size: int) -> list[Any]:
-        """``batch_size`` entries drawn uniformly without replacement (all of them if fewer)."""
-        if self._size == 0:
-            raise ValueError("the replay memory is empty; add() experiences before sample().")
-        k = min(batch_size, self._size)
-        idx = self._rng.choice(self._size, size=k, replace=False)
-        return [self._items[i] for i in idx]
-
-
-# ---------------------------------------------------------------------------------------------
-# Actor protocol and the Algorithm 1 loop
-# ---------------------------------------------------------------------------------------------
-class Experience(NamedTuple):
-    """One replay entry: the encoded observation, the option mask and the best decision."""
-
-    obs: Any
-    mask: np.ndarray  # (M, K) bool
-    decision: np.ndarray  # (M,) int, the critic's best candidate x*_k (eq. 15)
-
-
-class Actor(Protocol):
-    """What the learner needs from an actor network (an ``nn.Module``)."""
-
-    def relaxed(self, obs: Any) -> torch.Tensor:
-        """x̂ for one observation: (M, K) probabilities (values at masked pairs are ignored)."""
-        ...
-
-    def relaxed_batch(self, batch: Sequence[Any]) -> torch.Tensor:
-        """x̂ for a list of observations, stacked by rows: (ΣM_i, K) probabilities."""
-        ...
-
-    def parameters(self): ...  # noqa: D102
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LearnerConfig:
     """Hyper-parameters of Algorithm 1 (defaults: Section VI-A of the paper)."""
 
@@ -267,7 +70,7 @@ class LearnerConfig:
     batch_size: int = 64  # mini-batch size |Δ_k|
     train_interval: int = 10  # ω: train every ω slots
     lr: float = 1e-3  # Adam learning rate
-    num_candidates: int | None = None  # S; None = M·K (the paper's M·N·L)
+    num_candidates: int | None = None  # S; None = M·O (the paper's M·N·L)
     # Stability options (docs/offload-agents.md, "DROO's hyper-parameters"); the defaults are
     # the learner of the committed results: one Adam whose moments carry over all steps.
     fresh_optimiser: bool = False  # True: a new Adam every training step, as DROO's code does
@@ -279,76 +82,198 @@ class LearnerConfig:
 DROO_PUBLISHED = LearnerConfig(memory_size=1024, batch_size=128, train_interval=10, lr=0.01)
 
 
-class StepResult(NamedTuple):
-    """What one slot of Algorithm 1 produced."""
+class Step(NamedTuple):
+    """What one slot of Algorithm 1 produced, one entry per run."""
 
-    decision: np.ndarray  # (M,) int, the action taken (best candidate)
-    q: float  # its score
-    best_index: int  # index of the winning candidate (0 = actor's argmax)
-    loss: float | None  # training loss of eq. (16) if the actor trained this slot
+    decisions: np.ndarray  # (K, M) int, the actions taken (best candidates)
+    q: np.ndarray  # (K,) their scores
+    best_index: np.ndarray  # (K,) index of the winning candidate (0 = actor's argmax)
+    loss: np.ndarray | None  # (K,) eq. (16) losses if the actors trained this slot
+
+
+class ReplayMemory:
+    """A ring buffer of (observation, option mask, best decision) per run, the oldest entry
+    overwritten first: tensors (K, capacity, ...). Entries of fewer devices than the widest
+    stored are zero-padded along their device axes (mask False: padding never trains).
+
+    Args:
+        num_runs: K.
+        capacity: entries kept per run (the paper: 128).
+        seeds: one per run, seeds the generator that draws that run's mini-batches.
+    """
+
+    def __init__(self, num_runs: int, capacity: int, seeds: Sequence[int]) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}.")
+        if len(seeds) != num_runs:
+            raise ValueError(f"pass one seed per run; got {len(seeds)} for {num_runs} runs.")
+        self.capacity = capacity
+        self.added = 0  # entries added per run so far
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._store: list[torch.Tensor] = []  # (K, capacity, ...) per input tensor
+        self._axes: tuple[int | None, ...] = ()
+        self._mask = torch.zeros(0, dtype=torch.bool)  # (K, capacity, M, O)
+        self._decision = torch.zeros(0, dtype=torch.int64)  # (K, capacity, M)
+
+    def __len__(self) -> int:
+        return min(self.added, self.capacity)
+
+    def add(self, obs: ActorInput, decisions: np.ndarray) -> None:
+        """Store one entry per run (``decisions`` (K, M) int), overwriting the oldest."""
+        tensors = [*obs.tensors, torch.from_numpy(obs.mask), torch.from_numpy(decisions)]
+        axes = (*obs.device_axes, 0, 0)
+        if not self._store:
+            num_runs = obs.mask.shape[0]
+            self._axes = axes
+            self._store = [
+                torch.zeros((num_runs, self.capacity, *t.shape[1:]), dtype=t.dtype) for t in tensors
+            ]
+        for i, (t, axis) in enumerate(zip(tensors, axes, strict=True)):
+            have = self._store[i]
+            if axis is not None and t.shape[1 + axis] != have.shape[2 + axis]:
+                width = max(t.shape[1 + axis], have.shape[2 + axis])
+                self._store[i] = have = _padded(have, 2 + axis, width)
+                t = _padded(t, 1 + axis, width)
+            if have.shape[2:] != t.shape[1:]:
+                raise ValueError(
+                    f"replay entry {i} has shape {tuple(t.shape[1:])} but the memory holds "
+                    f"{tuple(have.shape[2:])}; entries may differ only in M."
+                )
+            have[:, self.added % self.capacity] = t
+        self.added += 1
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """(K, B) int64 positions, B = min(batch_size, len), drawn per run uniformly without
+        replacement from that run's generator."""
+        stored = len(self)
+        if stored == 0:
+            raise ValueError("the replay memory is empty; add() entries before sample().")
+        size = min(batch_size, stored)
+        return torch.from_numpy(
+            np.stack([rng.choice(stored, size=size, replace=False) for rng in self._rngs])
+        )
+
+    def entries(self, runs: slice, index: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+        """(input tensors, mask, decisions) of runs ``runs`` at positions ``index`` (k, B)."""
+        rows = torch.arange(runs.start, runs.stop)[:, None]
+        picked = [s[rows, index] for s in self._store]
+        return picked[:-2], picked[-2], picked[-1]
+
+
+def _padded(t: torch.Tensor, axis: int, width: int) -> torch.Tensor:
+    """``t`` zero-padded (False for bool) along ``axis`` to ``width``."""
+    extra = width - t.shape[axis]
+    if extra <= 0:
+        return t
+    pad = torch.zeros((*t.shape[:axis], extra, *t.shape[axis + 1 :]), dtype=t.dtype)
+    return torch.cat([t, pad], dim=axis)
 
 
 class Learner:
-    """Algorithm 1: relax → quantise → score → act → remember → train every ω slots.
+    """Algorithm 1 for K runs: relax → quantise → score → act → remember → train every ω slots.
 
     Args:
-        actor: the actor network (see :class:`Actor`).
-        config: hyper-parameters.
-        seed: seeds the replay sampling.
+        actors: K actors of one architecture (their ``forward`` takes the input tensors with a
+            leading run axis and ``params``, and returns x̂ of shape (K, M, O)).
+        config: hyper-parameters, shared by the runs.
+        seeds: one per run, seeds the run's replay sampling.
+        train_chunk: runs per forward/backward pass in :meth:`train_step` (speed only: all K
+            runs' mini-batches at once outgrow the caches).
     """
 
     def __init__(
-        self, actor: Actor, config: LearnerConfig = LearnerConfig(), *, seed: int = 0
+        self,
+        actors: Sequence[nn.Module],
+        config: LearnerConfig = LearnerConfig(),
+        seeds: Sequence[int] = (0,),
+        *,
+        train_chunk: int = 4,
     ) -> None:
-        self.actor = actor
+        if len(actors) != len(seeds) or not actors:
+            raise ValueError(
+                f"pass one seed per actor; got {len(actors)} actors, {len(seeds)} seeds."
+            )
         self.config = config
-        self.memory = ReplayMemory(config.memory_size, seed=seed)
-        self.optimizer = torch.optim.Adam(actor.parameters(), lr=config.lr)
-        self.slot = 0  # k, slots seen while learning
+        self.num_runs = len(actors)
+        named = [dict(a.named_parameters()) for a in actors]
+        if len(actors) == 1:  # views: the module trains in place
+            stacked = {n: p.detach().unsqueeze(0) for n, p in named[0].items()}
+        else:
+            stacked = {n: torch.stack([m[n].detach() for m in named]) for n in named[0]}
+        self.params = {n: p.requires_grad_(True) for n, p in stacked.items()}
+        self.actors = list(actors)
+        self.optimizer = torch.optim.Adam(self.params.values(), lr=config.lr)
+        self.memory = ReplayMemory(self.num_runs, config.memory_size, seeds)
+        self.train_chunk = train_chunk
+        self.slot = 0  # slots seen while learning
         self.train_steps = 0  # Adam steps taken
 
-    def relaxed(self, obs: Any) -> np.ndarray:
-        """The actor's x̂ for one observation, (M, K) float64."""
+    # ----------------------------------------------------------------------------- acting
+    def relaxed(self, obs: ActorInput) -> np.ndarray:
+        """The K actors' x̂, (K, M, O) float64."""
         with torch.inference_mode():
-            return self.actor.relaxed(obs).double().numpy()
+            return self.actors[0](*obs.tensors, params=self.params).double().numpy()
 
-    def decide(
-        self, obs: Any, mask: np.ndarray, score: ScoreFn, *, num_candidates: int | None = None
-    ) -> StepResult:
-        """Best of the S quantised candidates (eq. 15), without learning; ``num_candidates``
-        overrides the configured S for this call (the ablations' S ∈ {1, M, M·N·L})."""
+    def decide(self, obs: ActorInput, score: ScoreFn, *, num_candidates: int | None = None) -> Step:
+        """Best of each run's quantised candidates (eq. 15), without learning;
+        ``num_candidates`` overrides the configured S for this call (the ablations' S)."""
         s = self.config.num_candidates if num_candidates is None else num_candidates
-        cands = quantise(self.relaxed(obs), mask, s)
+        cands = quantise(self.relaxed(obs), obs.mask, s)
         q = np.asarray(score(cands), dtype=np.float64)
-        best = int(np.argmax(q))
-        return StepResult(cands[best], float(q[best]), best, None)
+        best = q.argmax(axis=1)
+        runs = np.arange(self.num_runs)
+        return Step(cands[runs, best], q[runs, best], best, None)
 
-    def step(self, obs: Any, mask: np.ndarray, score: ScoreFn) -> StepResult:
+    def step(self, obs: ActorInput, score: ScoreFn) -> Step:
         """One slot of Algorithm 1 with learning."""
-        result = self.decide(obs, mask, score)
-        self.memory.add(Experience(obs, np.asarray(mask, dtype=bool), result.decision))
+        result = self.decide(obs, score)
+        self.memory.add(obs, np.asarray(result.decisions, dtype=np.int64))
         self.slot += 1
-        loss = None
         if self.slot % self.config.train_interval == 0:
-            loss = self.train_step()
-        return result._replace(loss=loss)
+            return result._replace(loss=self.train_step())
+        return result
 
-    def train_step(self) -> float:
-        """One Adam step on a mini-batch with the cross-entropy of eq. (16); returns the loss."""
-        batch: list[Experience] = self.memory.sample(self.config.batch_size)
-        probs = self.actor.relaxed_batch([e.obs for e in batch])  # (ΣM, K)
-        mask = torch.from_numpy(np.concatenate([e.mask for e in batch]))
-        target = torch.zeros(mask.shape, dtype=probs.dtype)
-        decisions = torch.from_numpy(np.concatenate([e.decision for e in batch]))
-        target[torch.arange(len(decisions)), decisions] = 1.0
-        # eq. (16): binary cross-entropy over the valid (device, option) pairs = the graph's edges
-        loss = torch.nn.functional.binary_cross_entropy(probs[mask], target[mask])
+    # ----------------------------------------------------------------------------- training
+    def train_step(self) -> np.ndarray:
+        """One Adam step of every run on its own mini-batch (eq. 16); returns the (K,) losses."""
+        index = self.memory.sample(self.config.batch_size)
         if self.config.fresh_optimiser:  # DROO's remedy: no moment estimates carry over
-            self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=self.config.lr)
+            self.optimizer = torch.optim.Adam(self.params.values(), lr=self.config.lr)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = np.empty(self.num_runs)
+        for lo in range(0, self.num_runs, self.train_chunk):
+            hi = min(lo + self.train_chunk, self.num_runs)
+            tensors, mask, decision = self.memory.entries(slice(lo, hi), index[lo:hi])
+            params = {n: p[lo:hi] for n, p in self.params.items()}
+            probs = self.actors[0](*tensors, params=params)  # (k, B, M, O)
+            target = torch.zeros(mask.shape, dtype=probs.dtype)
+            target.scatter_(3, decision.unsqueeze(3), 1.0)
+            weight = mask.to(probs.dtype)
+            bce = nn.functional.binary_cross_entropy(probs, target, weight=weight, reduction="none")
+            # eq. (16) per run: mean over the valid (device, option) pairs of its mini-batch
+            chunk = bce.sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3))
+            chunk.sum().backward()
+            losses[lo:hi] = chunk.detach().double().numpy()
         if self.config.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.config.grad_clip_norm)
+            self._clip_per_run(self.config.grad_clip_norm)
         self.optimizer.step()
         self.train_steps += 1
-        return float(loss.detach())
+        return losses
+
+    def _clip_per_run(self, max_norm: float) -> None:
+        """Scale each run's gradient to at most ``max_norm`` (L2 over all its weights)."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (K,)
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.reshape(-1, *([1] * (g.ndim - 1))))
+
+    def unstack(self) -> None:
+        """Copy the trained weights back into the K actor modules (a no-op for one actor,
+        whose parameters the stacked weights are views of)."""
+        if self.num_runs == 1:
+            return
+        with torch.no_grad():
+            for k, actor in enumerate(self.actors):
+                for name, param in actor.named_parameters():
+                    param.copy_(self.params[name][k])

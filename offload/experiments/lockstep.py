@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from offload.agents import AGENT_NAMES, LearningAgent, make_agent
-from offload.agents.batch import BatchLearner, DenseBatch
-from offload.agents.batch import batch_encoder as _actor_batch_encoder
+from offload.agents import AGENT_NAMES, Learner, LearningAgent, make_agent
+from offload.agents.agent import input_encoder
 from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
@@ -88,7 +87,7 @@ def train_lockstep(
     seeds: list[int],
     slots: int,
     actor_options: dict[str, Any] | None = None,
-) -> tuple[list[LearningAgent], BatchLearner, np.ndarray]:
+) -> tuple[list[LearningAgent], Learner, np.ndarray]:
     """Algorithm 1 for the K runs (configs[k], seeds[k]) of one learning agent in lockstep.
 
     Each run's actor is initialised as ``make_agent(seed=seeds[k])`` and its environment is
@@ -108,8 +107,8 @@ def train_lockstep(
         )
         for cfg, seed in zip(configs, seeds, strict=True)
     ]
-    learner = BatchLearner([a.actor for a in agents], agents[0].learner.config, seeds)
-    encode = batch_encoder(agents[0].actor)
+    learner = Learner([a.actor for a in agents], agents[0].learner.config, seeds)
+    encode = input_encoder(agents[0].actor)
     env = BatchEnv(table, configs)
     state = env.reset(seeds)
     losses = []
@@ -119,14 +118,14 @@ def train_lockstep(
             losses.append(result.loss)
         env.step(result.decisions)
         state = env.state
-    learner.unstack([a.actor for a in agents])
+    learner.unstack()
     final = np.mean(losses[-10:], axis=0) if losses else np.full(len(seeds), np.nan)
     return agents, learner, final
 
 
-def batch_critic_policy(learner: BatchLearner, actor: torch.nn.Module) -> BatchPolicy:
+def batch_critic_policy(learner: Learner, actor: torch.nn.Module) -> BatchPolicy:
     """The frozen actors' decision rule for K runs: actor + quantiser + critic (eq. 15)."""
-    encode = batch_encoder(actor)
+    encode = input_encoder(actor)
     return lambda s: learner.decide(encode(s), lambda c: batch_score(s, c)).decisions
 
 
@@ -202,8 +201,3 @@ def run_group(group: Group) -> list[dict]:
             group.runs, configs, results, final_loss, strict=True
         )
     ]
-
-
-def batch_encoder(actor: torch.nn.Module) -> Callable[[Any], DenseBatch]:
-    """The batched encoder (``BatchState`` -> :class:`DenseBatch`) of an actor's kind."""
-    return _actor_batch_encoder(actor)

@@ -76,7 +76,7 @@ def test_s_equal_mnl_with_a_perfect_critic_is_the_argmax_over_its_candidates(age
         obs = agent.encode(state)
         s = num_candidates("MNL", state)
         assert s == 3 * 2 * TABLE.num_exits
-        cands = quantise(agent.learner.relaxed(obs), obs.mask, s)
+        cands = quantise(agent.learner.relaxed(obs)[0], obs.mask[0], s)
         one_by_one = [float(score_decisions(state, c)[0]) for c in cands]  # exhaustive
         expected = cands[int(np.argmax(one_by_one))]
         got = ablation_policies(agent, with_optimum=False)["GRLE S=MNL"](state)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from offload.agents import load_agent, make_agent
-from offload.agents.grle import GRLEActor, encode_slot
+from offload.agents.agent import input_encoder
+from offload.agents.grle import GRLEActor
+from offload.agents.learner import ReplayMemory
 from offload.experiments.runner import train
 from offload.sim import MECConfig, OffloadEnv, SlotState, optimal_decision, score_decisions
 from offload.sim.baselines import greedy_decision
@@ -48,21 +50,30 @@ def test_graph_agents_run_on_any_size_and_never_use_a_missing_link(name, slot):
         assert state.link[np.arange(m), greedy // 5].all()
 
 
-@pytest.mark.parametrize("sizes", [(3, 9, 1, 14), (6, 6, 6)])  # sparse (PyG) and dense batching
-def test_grle_relaxed_is_zero_off_edges_and_batch_equals_single(sizes, slot):
+def test_grle_relaxed_is_zero_off_edges_and_padded_replay_entries_change_nothing(slot):
+    """x̂ is in (0, 1) on the edges and exactly 0 off them; a slot zero-padded to more devices
+    (how the replay memory stores entries of a dynamic topology) gives its devices the same x̂
+    up to float rounding: a padded device has no edge, so it enters no mean."""
     rng = np.random.default_rng(1)
     actor = GRLEActor()
-    graphs = [encode_slot(slot(rng, m, 2, p_link=0.5)) for m in sizes]
+    encode = input_encoder(actor)
+    params = {n: p.detach()[None] for n, p in actor.named_parameters()}
+    memory = ReplayMemory(1, 4, [0])
+    inputs = [encode(slot(rng, m, 2, p_link=0.5)) for m in (3, 9, 1, 14)]
     with torch.no_grad():
-        singles = [actor.relaxed(g) for g in graphs]
-        batch = actor.relaxed_batch(graphs)
-        sparse = actor._sparse_batch(graphs)
-    torch.testing.assert_close(sparse, torch.cat(singles), atol=1e-5, rtol=1e-5)
-    for g, x in zip(graphs, singles, strict=True):
-        assert x.shape == g.mask.shape
-        assert (x[~torch.from_numpy(g.mask)] == 0).all()
-        assert ((x[torch.from_numpy(g.mask)] > 0) & (x[torch.from_numpy(g.mask)] < 1)).all()
-    torch.testing.assert_close(batch, torch.cat(singles), atol=1e-5, rtol=1e-5)
+        alone = [actor(*obs.tensors, params=params)[0] for obs in inputs]
+        for obs in inputs:
+            memory.add(obs, np.zeros(obs.mask.shape[:2], dtype=np.int64))
+        tensors, mask, _ = memory.entries(slice(0, 1), torch.arange(4)[None])
+        padded = actor(*tensors, params=params)[0]  # (4 entries, 14 devices, O)
+    assert padded.shape == (4, 14, 10)
+    for i, (obs, x) in enumerate(zip(inputs, alone, strict=True)):
+        edges = torch.from_numpy(obs.mask[0])
+        assert (x[~edges] == 0).all() and ((x[edges] > 0) & (x[edges] < 1)).all()
+        m = x.shape[0]
+        assert torch.equal(mask[0, i, :m], edges) and not mask[0, i, m:].any()
+        torch.testing.assert_close(padded[i, :m], x, atol=1e-6, rtol=1e-5)
+        assert (padded[i, m:] == 0).all()
 
 
 def test_droo_actors_have_fixed_size_and_main_branch_option_set(slot):
@@ -72,7 +83,7 @@ def test_droo_actors_have_fixed_size_and_main_branch_option_set(slot):
     res = droo.act(state, lambda c: score_decisions(state, c))
     assert (res.decision % 5 == 4).all()
     droo_e = make_agent(name="DROOE", num_exits=5, num_devices=6, num_servers=2, seed=0)
-    assert droo_e.learner.relaxed(droo_e.encode(state)).shape == (6, 10)
+    assert droo_e.learner.relaxed(droo_e.encode(state)).shape == (1, 6, 10)
     with pytest.raises(ValueError, match="built for 6 devices"):
         droo_e.act(slot(rng, 7, 2), lambda c: np.zeros(len(c)))
     with pytest.raises(ValueError, match="fixed input size"):

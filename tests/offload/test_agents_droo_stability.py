@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from offload.agents import DROO_PUBLISHED, make_agent
-from offload.agents.batch import BatchLearner, batch_encoder
-from offload.agents.droo import encode_channel
+from offload.agents.agent import input_encoder
+from offload.agents.learner import Learner
 from offload.exit_table import load_exit_table
 from offload.experiments.runner import default_exits
 from offload.sim import MECConfig, OffloadEnv, score_decisions
@@ -49,7 +49,7 @@ def test_one_sigmoid_per_user_is_droos_binary_cross_entropy():
     assert agent.actor.net[-2].out_features == 4  # one output per device
     state = slots(MECConfig(num_devices=4, scenario=1), 1, 0)[0]
     obs = agent.encode(state)
-    x = agent.learner.relaxed(obs)
+    x = agent.learner.relaxed(obs)[0]
     main = [L - 1, 2 * L - 1]  # the two options: main branch on ES 0 or ES 1
     np.testing.assert_allclose(x[:, main].sum(axis=1), 1.0, rtol=1e-6)
     assert (x[:, [o for o in range(2 * L) if o not in main]] == 0).all()
@@ -141,46 +141,53 @@ def test_padded_droo_runs_below_m_max_and_reads_only_active_devices():
         s = env.slot_state
         seen.add(s.num_devices)
         obs = agent.encode(s)
+        x, rows = obs.tensors
         absent = np.setdiff1d(np.arange(20), s.device_ids)
-        assert (obs.x.reshape(20, 2)[absent] == 0).all()  # zero-padded input rows
+        assert (x.reshape(20, 2)[absent] == 0).all()  # zero-padded input rows
+        assert rows[0].tolist() == s.device_ids.tolist()
         with torch.no_grad():
-            full = agent.actor(obs.x[None])[0]  # every one of the 20 output rows
-        relaxed = agent.learner.relaxed(obs)
+            full = agent.actor(x)[0]  # every one of the 20 output rows
+        relaxed = agent.learner.relaxed(obs)[0]
         np.testing.assert_array_equal(relaxed, full[s.device_ids].double().numpy())
         res = agent.learn(s, lambda c, s=s: score_decisions(s, c))
         assert res.decision.shape == (s.num_devices,)
         assert s.link[np.arange(s.num_devices), res.decision // L].all()
         env.step(res.decision)
     assert min(seen) < 20 and len(seen) > 1  # M changed and stayed below M_max
+    assert agent.learner.train_steps == 4  # trained on replay entries of different M
     with pytest.raises(ValueError, match="does not fit this DROO actor's 20 padded"):
-        encode_channel(replace(s, device_ids=s.device_ids + 20), agent.actor.config)
+        agent.encode(replace(s, device_ids=s.device_ids + 20))
 
 
-def test_padded_droo_in_the_lockstep_learner_equals_one_learner():
+def test_padded_droo_runs_learn_together_as_alone():
+    """K = 2 padded DROO runs in one learner take the decisions each takes alone."""
     cfg = MECConfig(num_devices=5, scenario=1)
     states = [slots(cfg, 3, seed)[-1] for seed in (0, 1)]
     learner_cfg = replace(DROO_PUBLISHED, batch_size=4, train_interval=3)
-    agents = [
-        make_agent(
-            name="DROOE",
-            num_exits=L,
-            num_devices=5,
-            num_servers=2,
-            seed=seed,
-            learner=learner_cfg,
-            actor_options={"max_devices": 9},
-        )
-        for seed in (4, 5)
-    ]
-    batched = BatchLearner([a.actor for a in agents], learner_cfg, [4, 5])
-    obs = batch_encoder(agents[0].actor)(BatchState.stack(states))
+
+    def agents():
+        return [
+            make_agent(
+                name="DROOE",
+                num_exits=L,
+                num_devices=5,
+                num_servers=2,
+                seed=seed,
+                learner=learner_cfg,
+                actor_options={"max_devices": 9},
+            )
+            for seed in (4, 5)
+        ]
+
+    alone = agents()
+    together = Learner([a.actor for a in agents()], learner_cfg, [4, 5])
+    obs = input_encoder(together.actors[0])(BatchState.stack(states))
     for _ in range(6):
-        res = batched.step(
+        res = together.step(
             obs, lambda c: np.stack([score_decisions(s, c[k]) for k, s in enumerate(states)])
         )
-        for k, (a, s) in enumerate(zip(agents, states, strict=True)):
-            o = a.encode(s)
-            ref = a.learner.step(o, o.mask, lambda c, s=s: score_decisions(s, c))
+        for k, (a, s) in enumerate(zip(alone, states, strict=True)):
+            ref = a.learn(s, lambda c, s=s: score_decisions(s, c))
             np.testing.assert_array_equal(res.decisions[k], ref.decision)
             if ref.loss is not None:
                 assert res.loss[k] == pytest.approx(ref.loss, abs=1e-5)

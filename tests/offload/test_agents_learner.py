@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from offload.agents.droo import ChannelObs, DROOActor, DROOConfig
-from offload.agents.learner import Learner, LearnerConfig, ReplayMemory, quantise
+from offload.agents.droo import DROOActor, DROOConfig
+from offload.agents.learner import ActorInput, Learner, LearnerConfig, ReplayMemory, quantise
 
 
 def droo_reference(p: np.ndarray, k: int) -> list[np.ndarray]:
@@ -117,19 +117,44 @@ def test_quantise_rejects_device_without_option():
         quantise(np.full((3, 4), 0.5), mask)
 
 
-def test_replay_memory_is_a_ring_buffer():
-    mem = ReplayMemory(3, seed=0)
+def _entry(value: float, num_devices: int = 2) -> ActorInput:
+    """One run's replay entry whose tensor and decision carry ``value``."""
+    x = torch.full((1, num_devices, 3), value)
+    return ActorInput((x,), np.ones((1, num_devices, 2), bool), (0,))
+
+
+def test_replay_memory_is_a_ring_buffer_per_run():
+    mem = ReplayMemory(2, 3, [0, 1])
     with pytest.raises(ValueError, match="empty"):
         mem.sample(1)
-    for i in range(5):
-        mem.add(i)
-    assert len(mem) == 3
-    assert mem.items() == [2, 3, 4]
-    mem.add(5)
-    assert mem.items() == [3, 4, 5]
-    batch = mem.sample(2)
-    assert len(batch) == 2 and len(set(batch)) == 2 and set(batch) <= {3, 4, 5}
-    assert sorted(mem.sample(10)) == [3, 4, 5]
+    for i in range(5):  # entries 0..4; the ring keeps 3, 4, 2 at positions 0, 1, 2
+        obs = _entry(float(i))
+        mem.add(obs._replace(tensors=(obs.tensors[0].repeat(2, 1, 1),), mask=np.ones((2, 2, 2), bool)),
+                np.array([[i, i], [10 + i, 10 + i]]))  # fmt: skip
+    assert len(mem) == 3 and mem.added == 5
+    index = mem.sample(2)
+    assert index.shape == (2, 2) and all(len(set(row.tolist())) == 2 for row in index)
+    (x,), mask, decision = mem.entries(slice(0, 2), torch.tensor([[0, 1, 2], [2, 1, 0]]))
+    assert x[0, :, 0, 0].tolist() == [3.0, 4.0, 2.0] and x[1, :, 0, 0].tolist() == [2.0, 4.0, 3.0]
+    assert decision[:, :, 0].tolist() == [[3, 4, 2], [12, 14, 13]]
+    assert sorted(mem.sample(10)[0].tolist()) == [0, 1, 2]  # all of them when asked for more
+
+
+def test_replay_memory_pads_entries_of_fewer_devices():
+    mem = ReplayMemory(1, 4, [0])
+    mem.add(_entry(1.0, num_devices=2), np.array([[1, 1]]))
+    mem.add(_entry(2.0, num_devices=3), np.array([[0, 1, 0]]))  # wider: the store grows
+    mem.add(_entry(3.0, num_devices=1), np.array([[1]]))  # narrower: the entry is padded
+    (x,), mask, decision = mem.entries(slice(0, 1), torch.tensor([[0, 1, 2]]))
+    assert x.shape == (1, 3, 3, 3)
+    assert x[0, :, :, 0].tolist() == [[1.0, 1.0, 0.0], [2.0, 2.0, 2.0], [3.0, 0.0, 0.0]]
+    assert mask[0, :, :, 0].tolist() == [[True, True, False], [True] * 3, [True, False, False]]
+    assert decision[0].tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+    with pytest.raises(ValueError, match="may differ only in M"):
+        mem.add(
+            ActorInput((torch.zeros(1, 3, 4),), np.ones((1, 3, 2), bool), (0,)),
+            np.zeros((1, 3), int),
+        )
 
 
 def binary_offloading_q(gain: np.ndarray, decisions: np.ndarray) -> np.ndarray:
@@ -145,16 +170,16 @@ def test_learner_solves_droo_binary_problem():
     torch.manual_seed(0)
     n = 6
     cfg = DROOConfig(num_devices=n, num_servers=1, num_exits=2, rate_scale_mbps=1.0)
-    learner = Learner(DROOActor(cfg), LearnerConfig(lr=1e-2), seed=0)
+    learner = Learner([DROOActor(cfg)], LearnerConfig(lr=1e-2), [0])
     rng = np.random.default_rng(0)
     every = np.array(list(itertools.product([0, 1], repeat=n)))
     mask = np.ones((n, 2), bool)
     ratios = []
     for _ in range(1500):
         gain = rng.exponential(1.0, n)
-        obs = ChannelObs(torch.tensor(gain, dtype=torch.float32), mask)
-        res = learner.step(obs, mask, lambda c, g=gain: binary_offloading_q(g, c))
-        ratios.append(res.q / binary_offloading_q(gain, every).max())
+        obs = ActorInput((torch.tensor(gain, dtype=torch.float32)[None],), mask[None], (None,))
+        res = learner.step(obs, lambda c, g=gain: binary_offloading_q(g, c[0])[None])
+        ratios.append(res.q[0] / binary_offloading_q(gain, every).max())
     # DROO's lr (0.01) and the default S = M·K = 12 of the 64 decisions
     assert np.mean(ratios[:300]) < 0.9  # an untrained actor is clearly worse
     assert np.mean(ratios[-300:]) > 0.98

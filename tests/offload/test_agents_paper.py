@@ -12,11 +12,11 @@ import torch
 
 from offload.agents import agent as agent_module
 from offload.agents import load_agent, make_agent
-from offload.agents.batch import BatchLearner, batch_encoder, encode_paper_slot_batch
+from offload.agents.agent import input_encoder
 from offload.agents.edge_mlp import EdgeMLPActor
-from offload.agents.grle import GRLEActor, encode_slot
-from offload.agents.grle_paper import GRLEPaperActor, GRLEPaperConfig, encode_paper_slot
-from offload.agents.learner import LearnerConfig
+from offload.agents.grle import GRLEActor, encode_slot_batch
+from offload.agents.grle_paper import GRLEPaperActor, GRLEPaperConfig, encode_paper_batch
+from offload.agents.learner import Learner, LearnerConfig
 from offload.sim import SlotState, score_decisions
 from offload.sim.batch import BatchState
 
@@ -61,12 +61,14 @@ def test_one_layer_of_eq_12_equals_a_hand_computation():
     edges = [(0, 0), (0, 1), (1, 1)]  # device -> exit; exit 2 has no neighbour
     edge_index = torch.tensor(edges).T
     with torch.no_grad():
-        h_dev, h_exit = actor._layer(
+        h_dev, h_exit = actor.layer(  # one run: K = 1 stacked weights, as the learner passes
             1,
-            torch.tensor(x_dev, dtype=torch.float32),
-            torch.tensor(x_exit, dtype=torch.float32),
+            torch.tensor(x_dev, dtype=torch.float32)[None],
+            torch.tensor(x_exit, dtype=torch.float32)[None],
             edge_index,
+            {n: p[None] for n, p in actor.named_parameters()},
         )
+        h_dev, h_exit = h_dev[0], h_exit[0]
 
     def relu(v):
         return np.maximum(v, 0.0)
@@ -119,35 +121,28 @@ def test_paper_actor_runs_on_any_size_and_topology_and_never_uses_a_missing_link
             assert (x[~agent.encode(state).mask] == 0).all()
 
 
-def test_paper_actor_batching_paths_agree():
-    """PyG batch of mixed sizes == graph by graph == the stacked-weights path."""
+def test_paper_actor_graphs_of_k_runs_and_stacked_weights():
+    """Graphs of K runs in one pass give each run's own x̂ (the neighbour means never mix
+    graphs), and stacked weights evaluate K different actors at once."""
     rng = np.random.default_rng(1)
     torch.manual_seed(0)
     actor = GRLEPaperActor()
-    states = [random_state(rng, m, 2, p_link=0.5) for m in (3, 9, 1, 14)]
-    graphs = [encode_paper_slot(s) for s in states]
-    with torch.no_grad():
-        singles = [actor.relaxed(g) for g in graphs]
-        batch = actor.relaxed_batch(graphs)
-        dense = [actor(g.x_device, g.x_exit, g.edge_mask) for g in graphs]
-    torch.testing.assert_close(batch, torch.cat(singles), atol=1e-6, rtol=1e-5)
-    for x, d in zip(singles, dense, strict=True):
-        torch.testing.assert_close(d, x, atol=1e-6, rtol=1e-5)
     same = [random_state(rng, 6, 2, p_link=0.6) for _ in range(3)]
-    obs = encode_paper_slot_batch(BatchState.stack(same))
-    for k, s in enumerate(same):
-        g = encode_paper_slot(s)
-        np.testing.assert_array_equal(obs.mask[k], g.mask)
-        for t, ref in zip(obs.tensors, (g.x_device, g.x_exit, g.edge_mask), strict=True):
-            torch.testing.assert_close(t[k], ref)
+    tensors, mask = encode_paper_batch(BatchState.stack(same))
+    with torch.no_grad():
+        together = actor(*tensors)
+        for k, s in enumerate(same):
+            one, one_mask = encode_paper_batch(BatchState.of(s))
+            np.testing.assert_array_equal(mask[k], one_mask[0])
+            torch.testing.assert_close(together[k], actor(*one)[0], atol=1e-6, rtol=1e-5)
     stacked = {n: torch.stack([p, 2 * p]) for n, p in actor.named_parameters()}
     doubled = GRLEPaperActor()
     with torch.no_grad():
         for n, p in doubled.named_parameters():
             p.copy_(2 * dict(actor.named_parameters())[n])
-        both = actor(*(torch.stack([t, t]) for t in obs.tensors), params=stacked)
-        torch.testing.assert_close(both[0], actor(*obs.tensors), atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(both[1], doubled(*obs.tensors), atol=1e-6, rtol=1e-5)
+        both = actor(*(torch.stack([t, t]) for t in tensors), params=stacked)
+        torch.testing.assert_close(both[0], actor(*tensors), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(both[1], doubled(*tensors), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["grle_paper", "edge_mlp"])
@@ -156,31 +151,31 @@ def test_paper_actor_batching_paths_agree():
     [{}, {"fresh_optimiser": True}, {"grad_clip_norm": 0.05}],
     ids=["adam", "fresh", "clip"],
 )
-def test_batch_learner_runs_the_new_actors_and_options_like_one_learner(kind, options):
-    """Same decisions and losses as K one-run learners over 12 slots (2 trainings)."""
+def test_runs_of_the_new_actors_and_options_learn_together_as_alone(kind, options):
+    """K = 3 runs in one learner: the same decisions and losses as each run alone over 12 slots
+    (2 trainings), for every optimiser option."""
     rng = np.random.default_rng(5)
     states = [random_state(rng, 6, 2, p_link=0.7) for _ in range(3)]
     cfg = LearnerConfig(batch_size=8, train_interval=5, **options)
     seeds = [10, 11, 12]
     agents = [make_agent(name="GRLE", num_exits=5, seed=s, actor=kind, learner=cfg) for s in seeds]
-    batched = BatchLearner([a.actor for a in agents], cfg, seeds, train_chunk=2)
-    obs = batch_encoder(agents[0].actor)(BatchState.stack(states))
-    single = [a.encode(s) for a, s in zip(agents, states, strict=True)]
+    together = [make_agent(name="GRLE", num_exits=5, seed=s, actor=kind).actor for s in seeds]
+    batched = Learner(together, cfg, seeds, train_chunk=2)
+    obs = input_encoder(together[0])(BatchState.stack(states))
     trained = 0
     for _ in range(12):
         res = batched.step(
             obs, lambda c: np.stack([score_decisions(s, c[k]) for k, s in enumerate(states)])
         )
-        for k, (a, o, s) in enumerate(zip(agents, single, states, strict=True)):
-            ref = a.learner.step(o, o.mask, lambda c, s=s: score_decisions(s, c))
+        for k, (a, s) in enumerate(zip(agents, states, strict=True)):
+            ref = a.learn(s, lambda c, s=s: score_decisions(s, c))
             np.testing.assert_array_equal(res.decisions[k], ref.decision)
             if ref.loss is not None:
                 assert res.loss[k] == pytest.approx(ref.loss, abs=1e-5)
                 trained += 1
     assert trained == 2 * len(seeds)
-    fresh = [make_agent(name="GRLE", num_exits=5, seed=0, actor=kind).actor for _ in seeds]
-    batched.unstack(fresh)
-    for a, actor in zip(agents, fresh, strict=True):
+    batched.unstack()
+    for a, actor in zip(agents, together, strict=True):
         for (name, p), q in zip(a.actor.named_parameters(), actor.parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
 
@@ -220,7 +215,7 @@ def test_paper_features_hold_theta_and_exit_information_only():
     """Device: d, δ, backlog, mean and max rate over up links; exit: φ, t_cmp, ES backlog."""
     state = random_state(np.random.default_rng(6), 2, 2)
     state = replace(state, link=np.array([[True, False], [True, True]]))
-    g = encode_paper_slot(state)
+    (x_device, x_exit, _), mask = encode_paper_batch(BatchState.of(state))
     rate = state.rate_mbps / 100.0
     expect_dev = np.array(
         [
@@ -240,13 +235,13 @@ def test_paper_features_hold_theta_and_exit_information_only():
             ],
         ]
     )
-    np.testing.assert_allclose(g.x_device.numpy(), expect_dev, rtol=1e-6)
+    np.testing.assert_allclose(x_device[0].numpy(), expect_dev, rtol=1e-6)
     o = 7  # ES 1, exit 2
     expect_exit = [
         TABLE_ACC[2],
         TABLE_MS[1, 2] / state.capacity[1] / 30,
         state.server_backlog_ms[1] / 30,
     ]
-    np.testing.assert_allclose(g.x_exit[o].numpy(), expect_exit, rtol=1e-6)
-    assert g.mask.sum() == 5 + 10  # device 0 reaches ES 0 only
-    assert encode_slot(state).x_device.shape[1] == 4  # GRLE+ keeps its own encoder
+    np.testing.assert_allclose(x_exit[0, o].numpy(), expect_exit, rtol=1e-6)
+    assert mask.sum() == 5 + 10  # device 0 reaches ES 0 only
+    assert encode_slot_batch(BatchState.of(state))[0][0].shape[-1] == 4  # GRLE+'s own encoder
