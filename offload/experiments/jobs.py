@@ -1,24 +1,15 @@
-"""The jobs of an experiment and their execution: in this process or in ``--workers`` processes,
-each finished job handed to a callback (which saves it) the moment it finishes.
-
-A Ctrl-C reaches the main process as ``KeyboardInterrupt``; worker processes ignore SIGINT (a
-terminal sends it to the whole process group) and are terminated by the main process, so the
-user sees one message from the command line instead of a traceback per worker.
-"""
+"""The jobs of an experiment, in the order they are run and saved (their execution:
+:mod:`offload.experiments.pool`)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
-from collections.abc import Callable
-
 import pandas as pd
-from tqdm import tqdm
 
 from offload.agents import AGENT_NAMES
 from offload.experiments.ablation import AblationRun, run_ablation
 from offload.experiments.convergence import ConvergenceRun, run_convergence
 from offload.experiments.lockstep import groups_for, run_group
+from offload.experiments.presets import Plan
 from offload.experiments.regime import regime_runs, run_regime
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS, Cell, run_cell
 from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun, run_topology
@@ -29,7 +20,7 @@ Job = tuple[str, object]  # (kind, run description); kind: convergence, topology
 
 def build_jobs(
     experiment: str,
-    plan,  # noqa: ANN001 - offload.experiments.__main__.Plan (avoids an import cycle)
+    plan: Plan,
     exits: str,
     actors_dir: str,
     sim: tuple = (),
@@ -146,48 +137,3 @@ def run_job(job: Job) -> tuple[str, pd.DataFrame]:
     if kind == "regime":
         return kind, pd.DataFrame(run_regime(run))
     return kind, pd.DataFrame(run_cell(run))
-
-
-def _indexed(item: tuple[int, Job]) -> tuple[int, tuple[str, pd.DataFrame]]:
-    return item[0], run_job(item[1])
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def run_jobs(
-    jobs: dict[int, Job],
-    workers: int,
-    done: Callable[[int, tuple[str, pd.DataFrame]], None],
-    *,
-    total: int | None = None,
-) -> None:
-    """Run ``jobs`` (index -> job), calling ``done(index, result)`` as each one finishes.
-
-    Raises:
-        KeyboardInterrupt: on Ctrl-C; the workers are terminated first.
-    """
-    total = len(jobs) if total is None else total
-    bar = tqdm(total=total, initial=total - len(jobs), desc="jobs", unit="job")
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for index, job in jobs.items():
-                done(index, run_job(job))
-                bar.update()
-            return
-        pool = multiprocessing.get_context().Pool(
-            processes=min(workers, len(jobs)), initializer=_ignore_sigint
-        )
-        try:
-            for index, result in pool.imap_unordered(_indexed, list(jobs.items())):
-                done(index, result)
-                bar.update()
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-    finally:
-        bar.close()
