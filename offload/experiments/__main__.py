@@ -225,13 +225,15 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         args.experiment, plan, args.exits, str(actors), sim, args.save_actors, args.engine
     )
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
-    finished = {i: r for i, k in enumerate(keys) if (r := progress.load(k)) is not None}
+    # the rows of each finished job; a saved result of another form (the (kind, rows) pair saved
+    # under the same key before the jobs were typed) runs again
+    finished = {i: r for i, k in enumerate(keys) if isinstance(r := progress.load(k), pd.DataFrame)}
     if finished:
         print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")
 
-    def done(index: int, result: tuple[str, pd.DataFrame]) -> None:
-        progress.save(keys[index], result)
-        finished[index] = result
+    def done(index: int, rows: pd.DataFrame) -> None:
+        progress.save(keys[index], rows)
+        finished[index] = rows
 
     todo = {i: job for i, job in enumerate(jobs) if i not in finished}
     try:
@@ -246,8 +248,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     wall = time.perf_counter() - t0
     results: dict[str, list[pd.DataFrame]] = {}
     for i in range(len(jobs)):  # job order, not finishing order: the same files every time
-        kind, frame = finished[i]
-        results.setdefault(kind, []).append(frame)
+        results.setdefault(jobs[i].result_kind, []).append(finished[i])
     n_resumed = len(jobs) - len(todo)
     note = f"; {n_resumed} of {len(jobs)} jobs from an earlier invocation" if n_resumed else ""
     try:

@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents.agent import LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
+from offload.experiments.pool import Job
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     evaluate,
@@ -196,7 +198,7 @@ def score_on_states(
 
 
 @dataclass(frozen=True)
-class AblationRun:
+class AblationRun(Job, kind="ablation"):
     """The ablation experiment at one (scenario, M, τ, seed): every policy on the same slots."""
 
     experiment: str  # scenario name (runner.SCENARIOS)
@@ -207,6 +209,10 @@ class AblationRun:
     eval_slots: int  # evaluation slots per policy
     exits_path: str
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+
+    def run(self) -> pd.DataFrame:
+        """One row per policy (:func:`run_ablation`)."""
+        return pd.DataFrame(run_ablation(self))
 
 
 #: the trained agents of the ablation: the paper's GRLE, GRLE+ and the MLP actor on GRLE+'s features

@@ -19,6 +19,7 @@ import torch
 
 from offload.agents import make_agent
 from offload.exit_table import load_exit_table
+from offload.experiments.pool import Job
 from offload.experiments.runner import mec_config
 from offload.sim import OffloadEnv, optimal_decision, score_decisions
 from offload.sim.reward import normalised
@@ -27,7 +28,7 @@ WINDOW = 50  # slots of the moving average in Fig. 4
 
 
 @dataclass(frozen=True)
-class ConvergenceRun:
+class ConvergenceRun(Job, kind="convergence"):
     """One training curve."""
 
     method: str  # "GRLE" or "DROOE" (any agent name works)
@@ -39,6 +40,10 @@ class ConvergenceRun:
     experiment: str = "devices"  # scenario of the environment (see runner.SCENARIOS)
     actors_dir: str | None = None  # save the trained actor here
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+
+    def run(self) -> pd.DataFrame:
+        """The curve, one row per slot (:func:`run_convergence`)."""
+        return run_convergence(self)
 
 
 def run_convergence(run: ConvergenceRun) -> pd.DataFrame:

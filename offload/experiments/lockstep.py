@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.agents.batch import BatchLearner, DenseBatch
 from offload.agents.batch import batch_encoder as _actor_batch_encoder
 from offload.exit_table import ExitTable, load_exit_table
+from offload.experiments.pool import Job
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     REFERENCE_METHODS,
@@ -46,7 +48,7 @@ BatchPolicy = Callable[[Any], np.ndarray]
 
 
 @dataclass(frozen=True)
-class Group:
+class Group(Job, kind="group", result_kind="cell"):
     """The runs of one method at one M that step together."""
 
     method: str  # a learning agent (AGENT_NAMES) or a reference method (REFERENCE_METHODS)
@@ -57,6 +59,10 @@ class Group:
     exits_path: str  # exit table CSV
     actors_dir: str | None = None  # save the trained actors here (None = do not save)
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+
+    def run(self) -> pd.DataFrame:
+        """The runner's rows, one per run (:func:`run_group`)."""
+        return pd.DataFrame(run_group(self))
 
     @property
     def cost(self) -> float:

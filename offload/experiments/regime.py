@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.exit_table import load_exit_table
@@ -27,6 +28,7 @@ from offload.experiments.lockstep import (
     evaluate_lockstep,
     train_lockstep,
 )
+from offload.experiments.pool import Job
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     SCENARIOS,
@@ -56,7 +58,7 @@ def optimum_max_devices(reward_form: str) -> int:
 
 
 @dataclass(frozen=True)
-class RegimeRun:
+class RegimeRun(Job, kind="regime"):
     """One method under one reward variant at every (compute scale, τ, seed)."""
 
     method: str  # REGIME_LEARNERS or REGIME_REFERENCES
@@ -71,6 +73,10 @@ class RegimeRun:
     exits_path: str
     experiment: str = "devices"  # scenario (runner.SCENARIOS): 1, fixed capacity
     sim: tuple[tuple[str, Any], ...] = ()  # further MECConfig overrides (not compute_scale)
+
+    def run(self) -> pd.DataFrame:
+        """One row per (compute scale, τ, seed) (:func:`run_regime`)."""
+        return pd.DataFrame(run_regime(self))
 
     @property
     def cost(self) -> float:

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
+from offload.experiments.pool import Job
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision, random_decision
 from offload.sim.metrics import Metrics, MetricsAccumulator
@@ -40,7 +42,7 @@ METRIC_COLUMNS = ("avg_accuracy", "ssp", "throughput", "mean_q")  # Section VI-D
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(Job, kind="cell"):
     """One independent run: every method at one (scenario, M, τ, seed)."""
 
     experiment: str  # "devices", "capacity", "fluctuation" or "csi"
@@ -53,6 +55,10 @@ class Cell:
     methods: tuple[str, ...] = AGENT_NAMES + REFERENCE_METHODS  # methods to run
     actors_dir: str | None = None  # save trained actors here (None = do not save)
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+
+    def run(self) -> pd.DataFrame:
+        """One row per method (:func:`run_cell`)."""
+        return pd.DataFrame(run_cell(self))
 
 
 def mec_config(experiment: str, num_devices: int, slot_ms: float, **extra: Any) -> MECConfig:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES
@@ -32,6 +33,7 @@ from offload.experiments.lockstep import (
     evaluate_lockstep,
     train_lockstep,
 )
+from offload.experiments.pool import Job
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     SCENARIOS,
@@ -49,7 +51,7 @@ TOPOLOGY_METHODS = AGENT_NAMES + ("greedy", "greedy-main")
 
 
 @dataclass(frozen=True)
-class TopologyRun:
+class TopologyRun(Job, kind="topology"):
     """The topology experiment over a set of seeds (stepped together)."""
 
     seeds: tuple[int, ...]
@@ -64,6 +66,10 @@ class TopologyRun:
     actors_dir: str | None = None
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
     methods: tuple[str, ...] = TOPOLOGY_METHODS  # one job per method keeps the jobs short
+
+    def run(self) -> pd.DataFrame:
+        """One row per (method, network, seed) (:func:`run_topology`)."""
+        return pd.DataFrame(run_topology(self))
 
 
 def run_topology(run: TopologyRun) -> list[dict]:
