@@ -20,6 +20,7 @@ import torch
 from offload.agents import make_agent
 from offload.exit_table import load_exit_table
 from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag
 from offload.experiments.runner import mec_config
 from offload.sim import OffloadEnv, optimal_decision, score_decisions
 from offload.sim.reward import normalised
@@ -72,7 +73,7 @@ def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
             loss[k] = result.loss
         env.step(result.decision)
     if run.actors_dir is not None:
-        tag = f"convergence_M{run.num_devices}_tau{run.slot_ms:g}_seed{run.seed}_{run.method}"
+        tag = actor_tag("convergence", run.num_devices, run.seed, run.method, slot_ms=run.slot_ms)
         agent.save(Path(run.actors_dir) / tag)
     moving = pd.Series(ratio).rolling(WINDOW, min_periods=1).mean().to_numpy()
     return pd.DataFrame(

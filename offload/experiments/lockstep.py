@@ -31,13 +31,11 @@ from offload.agents.batch import BatchLearner, DenseBatch
 from offload.agents.batch import batch_encoder as _actor_batch_encoder
 from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag, result_row
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     REFERENCE_METHODS,
-    SCENARIOS,
     mec_config,
-    metric_columns,
-    usage_columns,
 )
 from offload.sim import MECConfig
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
@@ -174,7 +172,7 @@ def run_group(group: Group) -> list[dict]:
         )
         if group.actors_dir is not None:
             for (e, tau, seed), agent in zip(group.runs, agents, strict=True):
-                tag = f"{e}_M{group.num_devices}_tau{tau:g}_seed{seed}_{group.method}"
+                tag = actor_tag(e, group.num_devices, seed, group.method, slot_ms=tau)
                 agent.save(Path(group.actors_dir) / tag)
         policy = batch_critic_policy(learner, agents[0].actor)
     elif group.method in REFERENCE_METHODS:
@@ -188,26 +186,17 @@ def run_group(group: Group) -> list[dict]:
     eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
     results = evaluate_lockstep(table, configs, policy, group.eval_slots, eval_seeds)
     wall = (time.perf_counter() - t0) / len(group.runs)
-    return [
-        {
-            "experiment": e,
-            "method": group.method,
-            "scenario": SCENARIOS[e],
-            "compute_scale": cfg.compute_scale,
-            "M": group.num_devices,
-            "tau_ms": tau,
-            "seed": seed,
-            **metric_columns(m),
+    rows = []
+    for (e, tau, seed), cfg, m, loss in zip(group.runs, configs, results, final_loss, strict=True):
+        setting = {"M": group.num_devices, "tau_ms": tau, "seed": seed}
+        tail = {
             "train_slots": group.train_slots if learning else 0,
             "eval_slots": group.eval_slots,
             "final_train_loss": float(loss),
             "wall_s": wall,
-            **usage_columns(m, table),
         }
-        for (e, tau, seed), cfg, m, loss in zip(
-            group.runs, configs, results, final_loss, strict=True
-        )
-    ]
+        rows.append(result_row(e, group.method, cfg, setting, m, table, tail))
+    return rows
 
 
 def batch_encoder(actor: torch.nn.Module) -> Callable[[Any], DenseBatch]:

@@ -29,12 +29,10 @@ from offload.experiments.lockstep import (
     train_lockstep,
 )
 from offload.experiments.pool import Job
+from offload.experiments.rows import result_row
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
-    SCENARIOS,
     mec_config,
-    metric_columns,
-    usage_columns,
 )
 from offload.sim import optimal_decision
 
@@ -131,22 +129,20 @@ def run_regime(run: RegimeRun) -> list[dict]:
     eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
     results = evaluate_lockstep(table, configs, policy, run.eval_slots, eval_seeds)
     wall = (time.perf_counter() - t0) / len(points)
-    return [
-        {
-            "experiment": "regime",
-            "method": run.method,
-            "scenario": SCENARIOS[run.experiment],
-            "compute_scale": cfg.compute_scale,
+    steepness = run.psi_steepness if run.reward_form == "psi" else np.nan
+    tail = {
+        "train_slots": run.train_slots if learning else 0,
+        "eval_slots": run.eval_slots,
+        "wall_s": wall,
+    }
+    rows = []
+    for (_, tau, seed), cfg, m in zip(points, configs, results, strict=True):
+        setting = {
             "M": run.num_devices,
             "tau_ms": tau,
-            "psi_steepness": run.psi_steepness if run.reward_form == "psi" else np.nan,
+            "psi_steepness": steepness,
             "reward_form": run.reward_form,
             "seed": seed,
-            **metric_columns(m),
-            "train_slots": run.train_slots if learning else 0,
-            "eval_slots": run.eval_slots,
-            "wall_s": wall,
-            **usage_columns(m, table),
         }
-        for (_, tau, seed), cfg, m in zip(points, configs, results, strict=True)
-    ]
+        rows.append(result_row("regime", run.method, cfg, setting, m, table, tail))
+    return rows
