@@ -32,11 +32,7 @@ from offload.agents.batch import batch_encoder as _actor_batch_encoder
 from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.pool import Job
 from offload.experiments.rows import actor_tag, result_row
-from offload.experiments.runner import (
-    EVAL_SEED_OFFSET,
-    REFERENCE_METHODS,
-    mec_config,
-)
+from offload.experiments.runner import EVAL_SEED_OFFSET, REFERENCE_METHODS, mec_config
 from offload.sim import MECConfig
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
 from offload.sim.metrics import Metrics

@@ -30,10 +30,7 @@ from offload.experiments.lockstep import (
 )
 from offload.experiments.pool import Job
 from offload.experiments.rows import result_row
-from offload.experiments.runner import (
-    EVAL_SEED_OFFSET,
-    mec_config,
-)
+from offload.experiments.runner import EVAL_SEED_OFFSET, mec_config
 from offload.sim import optimal_decision
 
 #: learners and references of the regime map
