@@ -16,100 +16,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from grle_common.cli import UserError, run_cli
 from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
 from offload.experiments import store
-from offload.experiments.jobs import build_jobs, run_jobs
+from offload.experiments.header import header
+from offload.experiments.jobs import build_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
+from offload.experiments.pool import run_jobs
+from offload.experiments.presets import Plan, preset
 from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
 
-READINGS = (
-    "server_devices",
-    "kb_reading",
-    "psi_form",
-    "late_policy",
-    "completion_origin",
-    "rate_model",
-    "compute_scale",
-    "deadline_ms",
-)
 EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Plan:
-    """How big an experiment run is."""
-
-    devices: tuple[int, ...]  # M values of Figs. 5–8
-    taus: tuple[float, ...]  # slot lengths τ, ms
-    seeds: tuple[int, ...]  # independent runs per setting
-    train_slots: int  # online training slots per learning agent (Algorithm 1)
-    eval_slots: int  # frozen evaluation slots per method (the paper: 10,000)
-    convergence_slots: int  # training slots of the convergence curves
-    convergence_devices: int = 14  # M of Fig. 4 (Section VI-A: 14; the full preset uses 10, the
-    # paper's reference M, because the exact optimum of every slot is ~15x slower at 14 when loaded)
-    convergence_tau: float = 30.0  # τ of Fig. 4, ms
-    topology_train_devices: int = 10  # M the topology agents are trained at
-    topology_eval_devices: tuple[int, ...] = (4, 6, 8, 10, 12, 14, 20)  # M values at evaluation
-    topology_max_devices: int = 20  # device slots of the dynamic network
-    ablation_experiments: tuple[str, ...] = ("devices", "capacity")  # scenarios of the ablation
-    regime_devices: int = 10  # M of the regime map
-    regime_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # compute scales (ES load)
-
-
-FULL = Plan(
-    devices=(4, 6, 8, 10, 12, 14),
-    taus=(10.0, 30.0),
-    seeds=(0, 1, 2, 3, 4),
-    train_slots=2000,
-    eval_slots=10_000,
-    convergence_slots=3000,
-    convergence_devices=10,
-)
-QUICK = Plan(
-    devices=(4, 10),
-    taus=(10.0, 30.0),
-    seeds=(0,),
-    train_slots=30,
-    eval_slots=30,
-    convergence_slots=60,
-    convergence_devices=6,
-    topology_eval_devices=(4, 10, 12),
-    topology_max_devices=12,
-    ablation_experiments=("devices",),
-    regime_devices=4,
-    regime_scales=(1.0, 4.0),
-)
-#: full presets of the studies that differ from FULL (sized to the issue's cost targets; see
-#: docs/offload-agents.md "Ablation and regime map" for the measured wall times)
-FULL_BY_EXPERIMENT = {
-    "ablation": replace(FULL, devices=(4, 10), eval_slots=2000),
-    "regime": replace(FULL, seeds=(0, 1, 2), train_slots=1000, eval_slots=1000),
-}
-QUICK_BY_EXPERIMENT = {"ablation": replace(QUICK, devices=(4,), taus=(30.0,))}
-#: the studies run their own way whatever --engine says
-ENGINE_NOTE = {
-    "ablation": "Engine: one job per (scenario, M, τ, seed), every policy run by run "
-    "(offload/experiments/ablation.py).",
-    "regime": "Engine: lockstep, one job per (reward variant, method) over every (compute scale, "
-    "τ, seed); the compute scale of each run is in the CSV, not the `MECConfig` line below "
-    "(offload/experiments/regime.py).",
-}
-PAPER_PROTOCOL = {"eval_slots": 10_000}  # what Section VI-D states; anything less is "reduced"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -191,8 +120,6 @@ def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """The preset (full or --quick) with the command-line overrides applied."""
-    presets = QUICK_BY_EXPERIMENT if args.quick else FULL_BY_EXPERIMENT
-    plan = presets.get(args.experiment, QUICK if args.quick else FULL)
     overrides = {
         "seeds": tuple(args.seeds) if args.seeds else None,
         "devices": tuple(args.devices) if args.devices else None,
@@ -202,76 +129,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "eval_slots": args.eval_slots,
         "convergence_slots": args.convergence_slots,
     }
+    plan = preset(args.experiment, args.quick)
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def header(
-    experiment: str,
-    plan: Plan,
-    args: argparse.Namespace,
-    argv: list[str],
-    wall_s: float,
-    resumed: str = "",
-) -> list[str]:
-    """The report's opening: command, machine, plan, simulator readings (``resumed``: a note)."""
-    reduced = [
-        f"{k} = {getattr(plan, k)} (paper: {v})"
-        for k, v in PAPER_PROTOCOL.items()
-        if getattr(plan, k) < v
-    ]
-    title = "paper experiments" if experiment == "paper" else f"experiment `{experiment}`"
-    sim_config = MECConfig(**sim_overrides(args))
-    lines = [
-        f"# GRLE reproduction: {title}",
-        "",
-        f"Command: `python -m offload.experiments {shlex.join(argv)}`",
-        "",
-        f"Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown host'} "
-        f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
-        f"available, {args.workers} worker processes, torch {torch.__version__}, "
-        f"{'CUDA available but unused' if torch.cuda.is_available() else 'CPU only'}); wall time "
-        f"{wall_s / 60:.1f} min{resumed}. Exit table: `{store.display_path(args.exits)}`; run "
-        "manifest: `manifest.json`.",
-        "",
-        "Plan: "
-        + ", ".join(
-            f"{k} = {v}" for k, v in asdict(plan).items() if _plan_field_used(k, experiment)
-        )
-        + ".",
-        "",
-        ENGINE_NOTE.get(
-            experiment,
-            f"Engine: {args.engine} (`--engine`; lockstep steps the runs of one "
-            "method at one M together, loop runs them one by one; same protocol).",
-        ),
-        "",
-        "Simulator readings (`MECConfig` as run, docs/calibration.md): "
-        + ", ".join(f"{k} = {getattr(sim_config, k, None)!r}" for k in READINGS)
-        + ".",
-        "",
-    ]
-    if args.compute_scale not in (None, 1.0):
-        lines += [
-            f"**Calibrated regime**: every exit latency of the table × {args.compute_scale:g} "
-            "(`MECConfig.compute_scale`, docs/calibration.md finding 4); with the paper's stated "
-            "numbers (× 1) almost every task meets its deadline and the methods barely differ.",
-            "",
-        ]
-    if args.quick or reduced:
-        why = "--quick smoke run" if args.quick else "; ".join(reduced)
-        lines += [
-            f"**REDUCED configuration** ({why}): the numbers are indicative, not the paper's protocol.",
-            "",
-        ]
-    return lines
-
-
-def _plan_field_used(field: str, experiment: str) -> bool:
-    """Whether a plan field sizes ``experiment`` (the studies' fields only their own runs)."""
-    for study in ("ablation", "regime"):
-        if field.startswith(study + "_"):
-            return experiment == study
-    return True
 
 
 def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
@@ -366,13 +225,15 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         args.experiment, plan, args.exits, str(actors), sim, args.save_actors, args.engine
     )
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
-    finished = {i: r for i, k in enumerate(keys) if (r := progress.load(k)) is not None}
+    # the rows of each finished job; a saved result of another form (the (kind, rows) pair saved
+    # under the same key before the jobs were typed) runs again
+    finished = {i: r for i, k in enumerate(keys) if isinstance(r := progress.load(k), pd.DataFrame)}
     if finished:
         print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")
 
-    def done(index: int, result: tuple[str, pd.DataFrame]) -> None:
-        progress.save(keys[index], result)
-        finished[index] = result
+    def done(index: int, rows: pd.DataFrame) -> None:
+        progress.save(keys[index], rows)
+        finished[index] = rows
 
     todo = {i: job for i, job in enumerate(jobs) if i not in finished}
     try:
@@ -387,8 +248,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     wall = time.perf_counter() - t0
     results: dict[str, list[pd.DataFrame]] = {}
     for i in range(len(jobs)):  # job order, not finishing order: the same files every time
-        kind, frame = finished[i]
-        results.setdefault(kind, []).append(frame)
+        results.setdefault(jobs[i].result_kind, []).append(finished[i])
     n_resumed = len(jobs) - len(todo)
     note = f"; {n_resumed} of {len(jobs)} jobs from an earlier invocation" if n_resumed else ""
     try:
@@ -399,7 +259,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 exit_table=store.display_path(args.exits),
                 run=store.display_path(str(out)),
             )
-            text = header(args.experiment, plan, args, argv, wall, note) + sections
+            text = header(args, plan, argv, sim=sim_overrides(args), wall_s=wall, resumed=note)
+            text += sections
             write_text_atomic(staged / md.name, "\n".join(text) + "\n")
             meta = store.manifest(
                 argv,

@@ -36,17 +36,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents.agent import LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
+from offload.experiments.pool import Job
+from offload.experiments.rows import result_row
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
     evaluate,
     mec_config,
-    metric_columns,
     train,
-    usage_columns,
 )
 from offload.sim import MECConfig, OffloadEnv, SlotState, optimal_decision, score_decisions
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision
@@ -196,7 +197,7 @@ def score_on_states(
 
 
 @dataclass(frozen=True)
-class AblationRun:
+class AblationRun(Job, kind="ablation"):
     """The ablation experiment at one (scenario, M, τ, seed): every policy on the same slots."""
 
     experiment: str  # scenario name (runner.SCENARIOS)
@@ -207,6 +208,10 @@ class AblationRun:
     eval_slots: int  # evaluation slots per policy
     exits_path: str
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+
+    def run(self) -> pd.DataFrame:
+        """One row per policy (:func:`run_ablation`)."""
+        return pd.DataFrame(run_ablation(self))
 
 
 #: the trained agents of the ablation: the paper's GRLE, GRLE+ and the MLP actor on GRLE+'s features
@@ -269,21 +274,12 @@ def run_ablation(run: AblationRun) -> list[dict]:
         m = evaluate(OffloadEnv(table, cfg), policy, run.eval_slots, eval_seed)
         by = trained_by.get(name)
         kept = picks.get(name)
-        rows.append(
-            {
-                "experiment": "ablation",
-                "method": name,
-                "scenario": cfg.scenario,
-                "compute_scale": cfg.compute_scale,
-                "M": run.num_devices,
-                "tau_ms": run.slot_ms,
-                "seed": run.seed,
-                **metric_columns(m),
-                "train_slots": run.train_slots if by else 0,
-                "eval_slots": run.eval_slots,
-                "actor_pick_share": float(np.mean(kept)) if kept else float("nan"),
-                "wall_s": time.perf_counter() - t0 + (train_wall[by] if by else 0.0),
-                **usage_columns(m, table),
-            }
-        )
+        setting = {"M": run.num_devices, "tau_ms": run.slot_ms, "seed": run.seed}
+        tail = {
+            "train_slots": run.train_slots if by else 0,
+            "eval_slots": run.eval_slots,
+            "actor_pick_share": float(np.mean(kept)) if kept else float("nan"),
+            "wall_s": time.perf_counter() - t0 + (train_wall[by] if by else 0.0),
+        }
+        rows.append(result_row("ablation", name, cfg, setting, m, table, tail))
     return rows

@@ -19,6 +19,8 @@ import torch
 
 from offload.agents import make_agent
 from offload.exit_table import load_exit_table
+from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag
 from offload.experiments.runner import mec_config
 from offload.sim import OffloadEnv, optimal_decision, score_decisions
 from offload.sim.reward import normalised
@@ -27,7 +29,7 @@ WINDOW = 50  # slots of the moving average in Fig. 4
 
 
 @dataclass(frozen=True)
-class ConvergenceRun:
+class ConvergenceRun(Job, kind="convergence"):
     """One training curve."""
 
     method: str  # "GRLE" or "DROOE" (any agent name works)
@@ -39,6 +41,10 @@ class ConvergenceRun:
     experiment: str = "devices"  # scenario of the environment (see runner.SCENARIOS)
     actors_dir: str | None = None  # save the trained actor here
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+
+    def run(self) -> pd.DataFrame:
+        """The curve, one row per slot (:func:`run_convergence`)."""
+        return run_convergence(self)
 
 
 def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
@@ -67,7 +73,7 @@ def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
             loss[k] = result.loss
         env.step(result.decision)
     if run.actors_dir is not None:
-        tag = f"convergence_M{run.num_devices}_tau{run.slot_ms:g}_seed{run.seed}_{run.method}"
+        tag = actor_tag("convergence", run.num_devices, run.seed, run.method, slot_ms=run.slot_ms)
         agent.save(Path(run.actors_dir) / tag)
     moving = pd.Series(ratio).rolling(WINDOW, min_periods=1).mean().to_numpy()
     return pd.DataFrame(

@@ -11,8 +11,10 @@ as the method's colour.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -57,8 +59,41 @@ def provenance_line(rows: pd.DataFrame, exit_table: str, run: str) -> str:
     return "; ".join(parts) + f"; run {run}"
 
 
+def title_with_provenance(
+    fig: Figure, what: str, rows: pd.DataFrame, *, exit_table: str, run: str, size: float = 10
+) -> None:
+    """The figure's title: ``what`` it shows, then :func:`provenance_line` of ``rows`` (``size``:
+    font size, points)."""
+    fig.suptitle(what + "\n" + provenance_line(rows, exit_table, run), fontsize=size)
+
+
 def _line_style(tau: float) -> str:
     return TAU_STYLE.get(float(tau), ":")
+
+
+def _errorbar_vs_m(ax: Axes, summary: pd.DataFrame, method: str, **style: Any) -> None:
+    """One line of ``method`` (its colour and marker): mean ± 95% CI against M, from the rows of
+    :func:`~offload.experiments.report.summarise`."""
+    color, marker = _style(method)
+    ax.errorbar(
+        summary["M"],
+        summary["mean"],
+        yerr=summary["ci95"],
+        color=color,
+        marker=marker,
+        capsize=3,
+        **style,
+    )
+
+
+def _axes_vs_m(ax: Axes, xlabel: str, ylabel: str, devices: pd.Series, top: float | None) -> None:
+    """Labels, one tick per M in ``devices``, a light grid, and the view clipped to [0, ``top``]
+    (a CI over few seeds can reach past the metric's range; clip the view, not the data)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(sorted(devices.unique()))
+    ax.grid(alpha=0.3)
+    ax.set_ylim(bottom=0.0, top=top)
 
 
 def figure_scenario(rows: pd.DataFrame, experiment: str, *, exit_table: str, run: str) -> Figure:
@@ -71,24 +106,16 @@ def figure_scenario(rows: pd.DataFrame, experiment: str, *, exit_table: str, run
     for ax, (metric, label) in zip(axes, METRICS, strict=True):
         s = summarise(rows, ["method", "tau_ms", "M"], metric)
         for (method, tau), grp in s.groupby(["method", "tau_ms"]):
-            color, marker = _style(method)
-            ax.errorbar(
-                grp["M"],
-                grp["mean"],
-                yerr=grp["ci95"],
-                color=color,
-                marker=marker,
-                markerfacecolor=color if tau >= 30 else "white",
+            _errorbar_vs_m(
+                ax,
+                grp,
+                method,
+                markerfacecolor=_style(method)[0] if tau >= 30 else "white",
                 linestyle=_line_style(tau),
-                capsize=3,
                 label=f"{method}, τ = {tau:g} ms",
             )
-        ax.set_xlabel("No. of IoT devices M")
-        ax.set_ylabel(label)
-        ax.set_xticks(sorted(rows["M"].unique()))
-        ax.grid(alpha=0.3)
-        # a CI over few seeds can reach past the metric's range; clip the view, not the data
-        ax.set_ylim(bottom=0.0, top=1.02 if metric != "throughput" else None)
+        top = 1.02 if metric != "throughput" else None
+        _axes_vs_m(ax, "No. of IoT devices M", label, rows["M"], top)
     handles = [
         Line2D(
             [],
@@ -105,12 +132,11 @@ def figure_scenario(rows: pd.DataFrame, experiment: str, *, exit_table: str, run
     _legend_below(fig, handles, ncol=len(handles) // max(1, rows["tau_ms"].nunique()))
     scenario = int(rows["scenario"].iloc[0])
     figure = PAPER_ACCURACY.get(experiment, {}).get("figure", "")
-    fig.suptitle(
+    what = (
         f"{experiment} (scenario {scenario}, paper {figure} layout): M = {_values(rows['M'])}, "
-        f"τ = {_values(rows['tau_ms'])} ms, mean ± 95% CI over seeds\n"
-        + provenance_line(rows, exit_table, run),
-        fontsize=10,
+        f"τ = {_values(rows['tau_ms'])} ms, mean ± 95% CI over seeds"
     )
+    title_with_provenance(fig, what, rows, exit_table=exit_table, run=run)
     return fig
 
 
@@ -150,12 +176,11 @@ def figure_convergence(curves: pd.DataFrame, *, exit_table: str, run: str) -> Fi
         ax.grid(alpha=0.3)
     handles, _ = a.get_legend_handles_labels()
     _legend_below(fig, handles, ncol=min(len(handles), 7))
-    fig.suptitle(
+    what = (
         f"convergence (paper Fig. 4 layout, scenario 1): M = {_values(curves['M'])}, "
-        f"τ = {_values(curves['tau_ms'])} ms, {int(curves['slot'].max()):,} training slots\n"
-        + provenance_line(curves, exit_table, run),
-        fontsize=10,
+        f"τ = {_values(curves['tau_ms'])} ms, {int(curves['slot'].max()):,} training slots"
     )
+    title_with_provenance(fig, what, curves, exit_table=exit_table, run=run)
     return fig
 
 
@@ -166,30 +191,16 @@ def figure_topology(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
     fixed = rows[rows["network"] != "dynamic"].dropna(subset=["avg_accuracy"])
     s = summarise(fixed, ["method", "M"], "avg_accuracy")
     for method, grp in s.groupby("method"):
-        color, marker = _style(method)
-        ax.errorbar(
-            grp["M"],
-            grp["mean"],
-            yerr=grp["ci95"],
-            color=color,
-            marker=marker,
-            capsize=3,
-            label=method,
-        )
+        _errorbar_vs_m(ax, grp, method, label=method)
     train_m = int(rows["train_M"].iloc[0])
     ax.axvline(train_m, color="k", ls=":", lw=0.8, label=f"training M = {train_m}")
-    ax.set_xlabel("No. of IoT devices M at evaluation")
-    ax.set_ylabel("Average accuracy")
-    ax.set_xticks(sorted(fixed["M"].unique()))
-    ax.set_ylim(0.0, 1.02)  # clip the view of wide CIs over few seeds, not the data
-    ax.grid(alpha=0.3)
+    _axes_vs_m(ax, "No. of IoT devices M at evaluation", "Average accuracy", fixed["M"], 1.02)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(
+    what = (
         f"topology (scenario {int(rows['scenario'].iloc[0])}): trained at M = {train_m}, "
-        f"evaluated at M = {_values(fixed['M'])}, τ = {_values(rows['tau_ms'])} ms\n"
-        + provenance_line(rows, exit_table, run),
-        fontsize=9,
+        f"evaluated at M = {_values(fixed['M'])}, τ = {_values(rows['tau_ms'])} ms"
     )
+    title_with_provenance(fig, what, rows, exit_table=exit_table, run=run, size=9)
     return fig
 
 

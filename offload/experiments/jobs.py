@@ -1,42 +1,31 @@
-"""The jobs of an experiment and their execution: in this process or in ``--workers`` processes,
-each finished job handed to a callback (which saves it) the moment it finishes.
-
-A Ctrl-C reaches the main process as ``KeyboardInterrupt``; worker processes ignore SIGINT (a
-terminal sends it to the whole process group) and are terminated by the main process, so the
-user sees one message from the command line instead of a traceback per worker.
-"""
+"""The jobs of an experiment, in the order they are run and saved (their execution:
+:mod:`offload.experiments.pool`)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
-from collections.abc import Callable
-
-import pandas as pd
-from tqdm import tqdm
-
 from offload.agents import AGENT_NAMES
-from offload.experiments.ablation import AblationRun, run_ablation
-from offload.experiments.convergence import ConvergenceRun, run_convergence
-from offload.experiments.lockstep import groups_for, run_group
-from offload.experiments.regime import regime_runs, run_regime
-from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS, Cell, run_cell
-from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun, run_topology
-
-Job = tuple[str, object]  # (kind, run description); kind: convergence, topology, group, cell,
-# ablation, regime
+from offload.experiments.ablation import AblationRun
+from offload.experiments.convergence import ConvergenceRun
+from offload.experiments.lockstep import groups_for
+from offload.experiments.pool import Job
+from offload.experiments.presets import Plan
+from offload.experiments.regime import regime_runs
+from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS, Cell
+from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun
 
 
 def build_jobs(
     experiment: str,
-    plan,  # noqa: ANN001 - offload.experiments.__main__.Plan (avoids an import cycle)
+    plan: Plan,
     exits: str,
     actors_dir: str,
     sim: tuple = (),
     save_cell_actors: bool = False,
     engine: str = "lockstep",
 ) -> list[Job]:
-    """(kind, run) pairs, longest first; ``sim`` = MECConfig overrides for every run."""
+    """The jobs of ``experiment``, longest first; ``sim`` = MECConfig overrides for every run.
+    The order is part of the results: a lockstep group's runs step together (float rounding of
+    the batched kernels), and the files list rows in job order."""
     names = (
         list(SCENARIOS)
         if experiment == "paper"
@@ -47,10 +36,7 @@ def build_jobs(
     jobs: list[Job] = []
     if experiment == "ablation":
         return [
-            (
-                "ablation",
-                AblationRun(e, m, tau, seed, plan.train_slots, plan.eval_slots, exits, sim),
-            )
+            AblationRun(e, m, tau, seed, plan.train_slots, plan.eval_slots, exits, sim)
             for m in sorted(plan.devices, reverse=True)
             for e in plan.ablation_experiments
             for tau in plan.taus
@@ -67,7 +53,7 @@ def build_jobs(
             exits_path=exits,
             sim=tuple((k, v) for k, v in sim if k != "compute_scale"),
         )
-        return [("regime", r) for r in runs]
+        return list(runs)
     if experiment in ("convergence", "paper"):
         for method in ("GRLE", "DROOE"):
             for seed in plan.seeds:
@@ -81,7 +67,7 @@ def build_jobs(
                     actors_dir=actors_dir,
                     sim=sim,
                 )
-                jobs.append(("convergence", run))
+                jobs.append(run)
     if experiment in ("topology", "paper"):
         for method in TOPOLOGY_METHODS:  # one job per method: no single job dominates the wall
             run = TopologyRun(
@@ -97,7 +83,7 @@ def build_jobs(
                 sim=sim,
                 methods=(method,),
             )
-            jobs.append(("topology", run))
+            jobs.append(run)
     if engine == "lockstep":
         groups = groups_for(
             names,
@@ -111,7 +97,7 @@ def build_jobs(
             actors_dir=actors_dir if save_cell_actors else None,
             sim=sim,
         )
-        return jobs + [("group", g) for g in groups if g.runs]
+        return jobs + [g for g in groups if g.runs]
     cells = [
         Cell(
             name,
@@ -129,65 +115,4 @@ def build_jobs(
         for tau in plan.taus
         for seed in plan.seeds
     ]
-    return jobs + [("cell", c) for c in cells]
-
-
-def run_job(job: Job) -> tuple[str, pd.DataFrame]:
-    """Run one job; returns (result kind, rows). Groups and cells both give ``cell`` rows."""
-    kind, run = job
-    if kind == "convergence":
-        return kind, run_convergence(run)
-    if kind == "topology":
-        return kind, pd.DataFrame(run_topology(run))
-    if kind == "group":
-        return "cell", pd.DataFrame(run_group(run))
-    if kind == "ablation":
-        return kind, pd.DataFrame(run_ablation(run))
-    if kind == "regime":
-        return kind, pd.DataFrame(run_regime(run))
-    return kind, pd.DataFrame(run_cell(run))
-
-
-def _indexed(item: tuple[int, Job]) -> tuple[int, tuple[str, pd.DataFrame]]:
-    return item[0], run_job(item[1])
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def run_jobs(
-    jobs: dict[int, Job],
-    workers: int,
-    done: Callable[[int, tuple[str, pd.DataFrame]], None],
-    *,
-    total: int | None = None,
-) -> None:
-    """Run ``jobs`` (index -> job), calling ``done(index, result)`` as each one finishes.
-
-    Raises:
-        KeyboardInterrupt: on Ctrl-C; the workers are terminated first.
-    """
-    total = len(jobs) if total is None else total
-    bar = tqdm(total=total, initial=total - len(jobs), desc="jobs", unit="job")
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for index, job in jobs.items():
-                done(index, run_job(job))
-                bar.update()
-            return
-        pool = multiprocessing.get_context().Pool(
-            processes=min(workers, len(jobs)), initializer=_ignore_sigint
-        )
-        try:
-            for index, result in pool.imap_unordered(_indexed, list(jobs.items())):
-                done(index, result)
-                bar.update()
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-    finally:
-        bar.close()
+    return jobs + cells

@@ -3,7 +3,7 @@
 The cells of :mod:`offload.experiments.runner` are independent runs; most of a slot's cost is
 Python and framework overhead, not arithmetic. A :class:`Group` gathers every (scenario, τ, seed)
 run of one method at one M, K runs in all, and steps them together: one ``BatchEnv`` step, one
-batched actor call (:class:`~offload.agents.batch.BatchLearner`), one quantiser call and one
+batched actor call (:class:`~offload.agents.learner.Learner`), one quantiser call and one
 scoring call for all K. The protocol is the cell's exactly — train ``train_slots`` slots on the
 training environment (seed), then evaluate frozen for ``eval_slots`` slots on the evaluation
 environment (seed + ``EVAL_SEED_OFFSET``) — and every run keeps its own random streams and its own
@@ -23,19 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES, Learner, LearningAgent, make_agent
 from offload.agents.agent import input_encoder
 from offload.exit_table import ExitTable, load_exit_table
-from offload.experiments.runner import (
-    EVAL_SEED_OFFSET,
-    REFERENCE_METHODS,
-    SCENARIOS,
-    mec_config,
-    metric_columns,
-    usage_columns,
-)
+from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag, result_row
+from offload.experiments.runner import EVAL_SEED_OFFSET, REFERENCE_METHODS, mec_config
 from offload.sim import MECConfig
 from offload.sim.batch import BatchEnv, BatchMetrics, batch_greedy, batch_random, batch_score
 from offload.sim.metrics import Metrics
@@ -45,7 +41,7 @@ BatchPolicy = Callable[[Any], np.ndarray]
 
 
 @dataclass(frozen=True)
-class Group:
+class Group(Job, kind="group", result_kind="cell"):
     """The runs of one method at one M that step together."""
 
     method: str  # a learning agent (AGENT_NAMES) or a reference method (REFERENCE_METHODS)
@@ -56,6 +52,10 @@ class Group:
     exits_path: str  # exit table CSV
     actors_dir: str | None = None  # save the trained actors here (None = do not save)
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+
+    def run(self) -> pd.DataFrame:
+        """The runner's rows, one per run (:func:`run_group`)."""
+        return pd.DataFrame(run_group(self))
 
     @property
     def cost(self) -> float:
@@ -167,7 +167,7 @@ def run_group(group: Group) -> list[dict]:
         )
         if group.actors_dir is not None:
             for (e, tau, seed), agent in zip(group.runs, agents, strict=True):
-                tag = f"{e}_M{group.num_devices}_tau{tau:g}_seed{seed}_{group.method}"
+                tag = actor_tag(e, group.num_devices, seed, group.method, slot_ms=tau)
                 agent.save(Path(group.actors_dir) / tag)
         policy = batch_critic_policy(learner, agents[0].actor)
     elif group.method in REFERENCE_METHODS:
@@ -181,23 +181,14 @@ def run_group(group: Group) -> list[dict]:
     eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
     results = evaluate_lockstep(table, configs, policy, group.eval_slots, eval_seeds)
     wall = (time.perf_counter() - t0) / len(group.runs)
-    return [
-        {
-            "experiment": e,
-            "method": group.method,
-            "scenario": SCENARIOS[e],
-            "compute_scale": cfg.compute_scale,
-            "M": group.num_devices,
-            "tau_ms": tau,
-            "seed": seed,
-            **metric_columns(m),
+    rows = []
+    for (e, tau, seed), cfg, m, loss in zip(group.runs, configs, results, final_loss, strict=True):
+        setting = {"M": group.num_devices, "tau_ms": tau, "seed": seed}
+        tail = {
             "train_slots": group.train_slots if learning else 0,
             "eval_slots": group.eval_slots,
             "final_train_loss": float(loss),
             "wall_s": wall,
-            **usage_columns(m, table),
         }
-        for (e, tau, seed), cfg, m, loss in zip(
-            group.runs, configs, results, final_loss, strict=True
-        )
-    ]
+        rows.append(result_row(e, group.method, cfg, setting, m, table, tail))
+    return rows

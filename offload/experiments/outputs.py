@@ -3,12 +3,21 @@ and the redraw of figures and report from the CSVs of an earlier run (``--rebuil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from grle_common.fileio import write_text_atomic
-from offload.experiments import figures, report, store, study_figures, study_report
+from offload.experiments import (
+    figures,
+    report,
+    store,
+    study_figures,
+    study_report,
+    study_sections,
+)
 from offload.experiments.runner import SCENARIOS
 
 
@@ -64,6 +73,24 @@ def rebuild_report(experiment: str, out: Path) -> int:
     return 0
 
 
+def _table_files(
+    frame: pd.DataFrame,
+    name: str,
+    figure: Callable[..., Figure],
+    section: Callable[[pd.DataFrame], list[str]],
+    *,
+    out: Path,
+    where: dict[str, str],
+    csvs: bool,
+) -> list[str]:
+    """``<name>.csv`` (unless ``csvs`` is false) and ``<name>.png`` (``figure(frame, **where)``)
+    in ``out``; returns the report section of ``frame``."""
+    if csvs:
+        report.write_csv(frame, out / f"{name}.csv")
+    figures.save_figure(figure(frame, **where), out / f"{name}.png")
+    return section(frame)
+
+
 def write_outputs(
     results: dict[str, list[pd.DataFrame]],
     out: Path,
@@ -80,12 +107,11 @@ def write_outputs(
     sections += study_report.findings_section(
         frames.get("cell"), frames.get("topology"), frames.get("ablation"), frames.get("regime")
     )
+    files = {"out": out, "where": where, "csvs": csvs}
     if "convergence" in results:
-        curves = pd.concat(results["convergence"]).sort_values(["method", "seed", "slot"])
-        if csvs:
-            report.write_csv(curves, out / "convergence.csv")
-        figures.save_figure(figures.figure_convergence(curves, **where), out / "convergence.png")
-        sections += report.convergence_section(curves)
+        curves = frames["convergence"].sort_values(["method", "seed", "slot"])
+        figure, section = figures.figure_convergence, report.convergence_section
+        sections += _table_files(curves, "convergence", figure, section, **files)
     if "cell" in results:
         rows = pd.concat(results["cell"]).sort_values(
             ["experiment", "method", "M", "tau_ms", "seed"]
@@ -113,21 +139,15 @@ def write_outputs(
             figures.save_figure(fig, out / "exit_usage.png")
             sections += ["![exit usage](exit_usage.png)", ""]
     if "topology" in results:
-        topo = pd.concat(results["topology"]).sort_values(["method", "network", "seed"])
-        if csvs:
-            report.write_csv(topo, out / "topology.csv")
-        figures.save_figure(figures.figure_topology(topo, **where), out / "topology.png")
-        sections += report.topology_section(topo)
+        topo = frames["topology"].sort_values(["method", "network", "seed"])
+        figure, section = figures.figure_topology, report.topology_section
+        sections += _table_files(topo, "topology", figure, section, **files)
     for kind, section, figure in (
-        ("ablation", study_report.ablation_section, study_figures.figure_ablation),
-        ("regime", study_report.regime_section, study_figures.figure_regime),
+        ("ablation", study_sections.ablation_section, study_figures.figure_ablation),
+        ("regime", study_sections.regime_section, study_figures.figure_regime),
     ):
-        if kind in results:
-            frame = frames[kind]  # job order: the same file every time
-            if csvs:
-                report.write_csv(frame, out / f"{kind}.csv")
-            figures.save_figure(figure(frame, **where), out / f"{kind}.png")
-            sections += section(frame)
+        if kind in results:  # job order: the same file every time
+            sections += _table_files(frames[kind], kind, figure, section, **files)
     if "cell" in results or "convergence" in results:
         sections += report.differences_section(
             pd.concat(results["cell"]) if "cell" in results else None,

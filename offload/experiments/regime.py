@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.exit_table import load_exit_table
@@ -27,13 +28,9 @@ from offload.experiments.lockstep import (
     evaluate_lockstep,
     train_lockstep,
 )
-from offload.experiments.runner import (
-    EVAL_SEED_OFFSET,
-    SCENARIOS,
-    mec_config,
-    metric_columns,
-    usage_columns,
-)
+from offload.experiments.pool import Job
+from offload.experiments.rows import result_row
+from offload.experiments.runner import EVAL_SEED_OFFSET, mec_config
 from offload.sim import optimal_decision
 
 #: learners and references of the regime map
@@ -56,7 +53,7 @@ def optimum_max_devices(reward_form: str) -> int:
 
 
 @dataclass(frozen=True)
-class RegimeRun:
+class RegimeRun(Job, kind="regime"):
     """One method under one reward variant at every (compute scale, τ, seed)."""
 
     method: str  # REGIME_LEARNERS or REGIME_REFERENCES
@@ -71,6 +68,10 @@ class RegimeRun:
     exits_path: str
     experiment: str = "devices"  # scenario (runner.SCENARIOS): 1, fixed capacity
     sim: tuple[tuple[str, Any], ...] = ()  # further MECConfig overrides (not compute_scale)
+
+    def run(self) -> pd.DataFrame:
+        """One row per (compute scale, τ, seed) (:func:`run_regime`)."""
+        return pd.DataFrame(run_regime(self))
 
     @property
     def cost(self) -> float:
@@ -125,22 +126,20 @@ def run_regime(run: RegimeRun) -> list[dict]:
     eval_seeds = [seed + EVAL_SEED_OFFSET for seed in seeds]
     results = evaluate_lockstep(table, configs, policy, run.eval_slots, eval_seeds)
     wall = (time.perf_counter() - t0) / len(points)
-    return [
-        {
-            "experiment": "regime",
-            "method": run.method,
-            "scenario": SCENARIOS[run.experiment],
-            "compute_scale": cfg.compute_scale,
+    steepness = run.psi_steepness if run.reward_form == "psi" else np.nan
+    tail = {
+        "train_slots": run.train_slots if learning else 0,
+        "eval_slots": run.eval_slots,
+        "wall_s": wall,
+    }
+    rows = []
+    for (_, tau, seed), cfg, m in zip(points, configs, results, strict=True):
+        setting = {
             "M": run.num_devices,
             "tau_ms": tau,
-            "psi_steepness": run.psi_steepness if run.reward_form == "psi" else np.nan,
+            "psi_steepness": steepness,
             "reward_form": run.reward_form,
             "seed": seed,
-            **metric_columns(m),
-            "train_slots": run.train_slots if learning else 0,
-            "eval_slots": run.eval_slots,
-            "wall_s": wall,
-            **usage_columns(m, table),
         }
-        for (_, tau, seed), cfg, m in zip(points, configs, results, strict=True)
-    ]
+        rows.append(result_row("regime", run.method, cfg, setting, m, table, tail))
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,15 @@ def summarise(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": g.mean(), "ci95": g.apply(ci95), "n": g.count()}).reset_index()
 
 
+def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: ``head``, the rule under it, one line per row of cells."""
+    return [_table_line(head), "| --- " * len(head) + "|", *(_table_line(r) for r in rows)]
+
+
+def _table_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def scenario_section(rows: pd.DataFrame, experiment: str) -> list[str]:
     """Markdown: our numbers at M = 10, τ = 30 ms beside the paper's, then all M."""
     paper = PAPER_ACCURACY[experiment]
@@ -109,10 +119,8 @@ def scenario_section(rows: pd.DataFrame, experiment: str) -> list[str]:
         at_tau = rows[rows["tau_ms"] == tau]
         pivot = at_tau.groupby(["method", "M"])["avg_accuracy"].apply(ci_text).unstack("M")
         out += [f"Average accuracy, τ = {tau:g} ms (mean ± 95% CI over seeds):", ""]
-        out.append("| method | " + " | ".join(f"M={m}" for m in pivot.columns) + " |")
-        out.append("| --- |" + " --- |" * len(pivot.columns))
-        for method, r in pivot.iterrows():
-            out.append(f"| {method} | " + " | ".join(str(v) for v in r) + " |")
+        head = ["method", *(f"M={m}" for m in pivot.columns)]
+        out += markdown_table(head, ([method, *map(str, r)] for method, r in pivot.iterrows()))
         out.append("")
     out += [f"![{experiment}]({experiment}.png)", ""]
     return out

@@ -14,7 +14,6 @@ best response with and without exits, random) run on the same evaluation slots. 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES, LearningAgent, make_agent
 from offload.exit_table import ExitTable, load_exit_table
+from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag, result_row
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision, random_decision
 from offload.sim.metrics import Metrics, MetricsAccumulator
@@ -36,11 +38,10 @@ EVAL_SEED_OFFSET = 10_000
 REFERENCE_METHODS = ("greedy", "greedy-main", "random")
 #: experiment name -> simulator scenario (Figs. 5-8)
 SCENARIOS = {"devices": 1, "capacity": 2, "fluctuation": 3, "csi": 4}
-METRIC_COLUMNS = ("avg_accuracy", "ssp", "throughput", "mean_q")  # Section VI-D, per row
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(Job, kind="cell"):
     """One independent run: every method at one (scenario, M, τ, seed)."""
 
     experiment: str  # "devices", "capacity", "fluctuation" or "csi"
@@ -53,6 +54,10 @@ class Cell:
     methods: tuple[str, ...] = AGENT_NAMES + REFERENCE_METHODS  # methods to run
     actors_dir: str | None = None  # save trained actors here (None = do not save)
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+
+    def run(self) -> pd.DataFrame:
+        """One row per method (:func:`run_cell`)."""
+        return pd.DataFrame(run_cell(self))
 
 
 def mec_config(experiment: str, num_devices: int, slot_ms: float, **extra: Any) -> MECConfig:
@@ -72,28 +77,6 @@ def evaluate(env: OffloadEnv, policy: Policy, slots: int, seed: int) -> Metrics:
     for _ in range(slots):
         acc.add(env.step(policy(env.slot_state))[-1])
     return acc.result()
-
-
-def metric_columns(m: Metrics | None) -> dict[str, float]:
-    """The Section VI-D columns of a result row (NaN for a method that cannot run)."""
-    if m is None:
-        return {**dict.fromkeys(METRIC_COLUMNS, math.nan), "tasks": 0}
-    return {
-        "avg_accuracy": m.avg_accuracy,
-        "ssp": m.ssp,
-        "throughput": m.throughput_per_s,
-        "mean_q": m.mean_q,
-        "tasks": m.tasks,
-    }
-
-
-def usage_columns(m: Metrics | None, table: ExitTable) -> dict[str, float]:
-    """The exit and ES usage columns of a result row (``exit_share_<e>``, ``es_share_<n>``,
-    ``success_exit_<e>``; see :class:`~offload.sim.metrics.Usage`); none for a method that
-    cannot run (the table fills them with NaN)."""
-    if m is None or m.usage is None:
-        return {}
-    return m.usage.columns(table.exits)
 
 
 def train(agent: LearningAgent, env: OffloadEnv, slots: int, seed: int) -> list[float]:
@@ -144,30 +127,23 @@ def run_cell(cell: Cell) -> list[dict]:
             )
             losses = train(agent, OffloadEnv(table, cfg), cell.train_slots, cell.seed)
             if cell.actors_dir is not None:
-                tag = f"{cell.experiment}_M{cell.num_devices}_tau{cell.slot_ms:g}_seed{cell.seed}_{method}"
+                tag = actor_tag(
+                    cell.experiment, cell.num_devices, cell.seed, method, slot_ms=cell.slot_ms
+                )
                 agent.save(Path(cell.actors_dir) / tag)
             policy = critic_policy(agent)
             final_loss = float(np.mean(losses[-10:])) if losses else float("nan")
         else:
             policy, final_loss = reference_policy(method, cell.seed), float("nan")
         m = evaluate(OffloadEnv(table, cfg), policy, cell.eval_slots, eval_seed)
-        rows.append(
-            {
-                "experiment": cell.experiment,
-                "method": method,
-                "scenario": cfg.scenario,
-                "compute_scale": cfg.compute_scale,
-                "M": cell.num_devices,
-                "tau_ms": cell.slot_ms,
-                "seed": cell.seed,
-                **metric_columns(m),
-                "train_slots": cell.train_slots if method in AGENT_NAMES else 0,
-                "eval_slots": cell.eval_slots,
-                "final_train_loss": final_loss,
-                "wall_s": time.perf_counter() - t0,
-                **usage_columns(m, table),
-            }
-        )
+        setting = {"M": cell.num_devices, "tau_ms": cell.slot_ms, "seed": cell.seed}
+        tail = {
+            "train_slots": cell.train_slots if method in AGENT_NAMES else 0,
+            "eval_slots": cell.eval_slots,
+            "final_train_loss": final_loss,
+            "wall_s": time.perf_counter() - t0,
+        }
+        rows.append(result_row(cell.experiment, method, cfg, setting, m, table, tail))
     return rows
 
 

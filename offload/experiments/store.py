@@ -145,17 +145,13 @@ class Progress:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def job_key(index: int, job: tuple[str, object]) -> str:
-    """A stable name for a job: its position, kind and a hash of its description (without the
-    paths, which depend on the working directory; the run's config.json pins the table)."""
-    kind, run = job
-    if dataclasses.is_dataclass(run):
-        paths = {
-            f.name: None for f in dataclasses.fields(run) if f.name.endswith(("_path", "_dir"))
-        }
-        run = dataclasses.replace(run, **paths)
-    digest = hashlib.sha256(repr(run).encode()).hexdigest()[:12]
-    return f"{index:03d}-{kind}-{digest}"
+def job_key(index: int, job: Any) -> str:
+    """A stable name for a job (a dataclass with a ``kind``, :class:`offload.experiments.pool.Job`):
+    its position, kind and a hash of its description (without the paths, which depend on the
+    working directory; the run's config.json pins the table)."""
+    paths = {f.name: None for f in dataclasses.fields(job) if f.name.endswith(("_path", "_dir"))}
+    digest = hashlib.sha256(repr(dataclasses.replace(job, **paths)).encode()).hexdigest()[:12]
+    return f"{index:03d}-{job.kind}-{digest}"
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from offload.experiments.figures import provenance_line
+from offload.experiments.figures import title_with_provenance
 from offload.experiments.study_report import exit_columns
 
 _EXIT_COLOURS = ("tab:green", "tab:olive", "tab:cyan", "tab:blue", "tab:purple", "tab:pink")
@@ -51,9 +51,8 @@ def figure_usage(rows: pd.DataFrame, *, exit_table: str, run: str, m_ref: int = 
         ax.set_ylabel("Share of tasks")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(cols))
-    fig.suptitle(
-        f"Exit usage at M = {m} (mean over seeds)\n" + provenance_line(at, exit_table, run),
-        fontsize=10,
+    title_with_provenance(
+        fig, f"Exit usage at M = {m} (mean over seeds)", at, exit_table=exit_table, run=run
     )
     return fig
 
@@ -85,11 +84,8 @@ def figure_ablation(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
     for ax in axes[len(keys) :]:
         ax.set_visible(False)
     axes[0].invert_yaxis()  # report order from the top; the y axis is shared, so invert it once
-    fig.suptitle(
-        "Ablation on the same evaluation slots (mean ± 95% CI over seeds)\n"
-        + provenance_line(rows, exit_table, run),
-        fontsize=10,
-    )
+    what = "Ablation on the same evaluation slots (mean ± 95% CI over seeds)"
+    title_with_provenance(fig, what, rows, exit_table=exit_table, run=run)
     return fig
 
 
@@ -139,9 +135,9 @@ def figure_regime(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
             ax.set_xlabel("compute scale")
             ax.set_title(f"{title}, τ = {tau:g} ms", fontsize=9)
             fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(
+    what = (
         f"Regime map, scenario {int(rows['scenario'].iloc[0])}, M = {int(rows['M'].iloc[0])} "
-        "(mean over seeds)\n" + provenance_line(rows, exit_table, run),
-        fontsize=10,
+        "(mean over seeds)"
     )
+    title_with_provenance(fig, what, rows, exit_table=exit_table, run=run)
     return fig

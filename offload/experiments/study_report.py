@@ -1,5 +1,6 @@
-"""The report sections of issue 10: findings computed from the numbers, paired differences,
-exit usage, the ablation and the regime map.
+"""The report sections of issue 10: findings computed from the numbers, paired differences and
+exit usage (the ablation's and the regime map's own sections:
+:mod:`offload.experiments.study_sections`).
 
 Every table gives mean ± 95 % CI over seeds (:mod:`offload.experiments.stats`, Student t); the
 paired differences pair two methods' rows on the same seed, i.e. the same training and
@@ -21,7 +22,8 @@ PAIRS = (("GRLE", "greedy"), ("GRLE", "DROOE"), ("GRLE", "GRL"), ("GRLE", "GRLE+
 CELL = ["experiment", "M", "tau_ms"]  # one cell of Figs. 5-8 (seeds are its replicates)
 
 
-def _has(frame: pd.DataFrame | None, *methods: str) -> bool:
+def has_methods(frame: pd.DataFrame | None, *methods: str) -> bool:
+    """Whether ``frame`` holds rows of every one of ``methods``."""
     return frame is not None and set(methods) <= set(frame["method"])
 
 
@@ -89,7 +91,7 @@ def findings_section(
                 # GRLE+ is GRLE's own engineered variant, not a rival the paper claims to beat
                 (against if won and rival != "GRLE+" else supports).append(text)
         for b in ("greedy", "DROOE", "GRL"):
-            if _has(cells, "GRLE", b):
+            if has_methods(cells, "GRLE", b):
                 up, down, n = _sign_counts(paired(cells, "GRLE", b, "avg_accuracy"))
                 supports.append(
                     f"Paired GRLE − {b} (average accuracy, same seeds): 95 % CI above 0 in "
@@ -108,7 +110,7 @@ def findings_section(
     padded = (
         topology is not None and "note" in topology and (topology["note"] == "padded input").any()
     )
-    if padded and _has(topology, "GRLE", "DROOE"):
+    if padded and has_methods(topology, "GRLE", "DROOE"):
         won, n = wins(topology, "DROOE", "GRLE", "avg_accuracy", by=["network"])
         (against if won else supports).append(
             f"Topology: padded-input DROOE ≥ GRLE in {won} of {n} evaluation networks "
@@ -154,7 +156,7 @@ def _ablation_findings(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
                 f"{100 * kept.mean():.1f} % of slots (mean over {len(kept)} runs; "
                 f"max {100 * kept.max():.1f} %)."
             )
-    if _has(rows, "GRLE S=MNL", "untrained S=MNL"):
+    if has_methods(rows, "GRLE S=MNL", "untrained S=MNL"):
         up, down, n = _sign_counts(paired(rows, "GRLE S=MNL", "untrained S=MNL", "mean_q", by))
         other.append(
             f"Learning lift (trained − untrained actor, both with the critic over M·N·L "
@@ -204,7 +206,7 @@ def paired_frame(cells: pd.DataFrame) -> pd.DataFrame:
     format: the cell's keys, ``pair``, ``metric``, mean, ci_half, n and text (``paired.csv``)."""
     parts = []
     for a, b in PAIRS:
-        if not _has(cells, a, b):
+        if not has_methods(cells, a, b):
             continue
         for metric in ("avg_accuracy", "mean_q"):
             part = paired(cells, a, b, metric)
@@ -236,12 +238,13 @@ def paired_section(cells: pd.DataFrame, m_ref: int = 10) -> list[str]:
             acc, q = at.loc[(*key, pair, "avg_accuracy")], at.loc[(*key, pair, "mean_q")]
             out.append(
                 f"| {key[0]} | {int(key[1])} | {key[2]:g} | {pair.replace(' - ', ' − ')} | "
-                f"{_signed(acc['text'])} | {_signed(q['text'])} | {int(acc['n'])} |"
+                f"{signed(acc['text'])} | {signed(q['text'])} | {int(acc['n'])} |"
             )
     return out + [""]
 
 
-def _signed(text: str) -> str:
+def signed(text: str) -> str:
+    """A difference's text with its sign, ``+`` included."""
     return text if text.startswith("-") else "+" + text
 
 
@@ -297,115 +300,12 @@ def usage_section(rows: pd.DataFrame, m_ref: int = 10) -> list[str]:
         cells = [
             frame.loc[(*key, c), "text"] if (*key, c) in frame.index else "–" for c in cols + es
         ]
-        out.append("| " + " | ".join(_key_text(k) for k in key) + " | " + " | ".join(cells) + " |")
+        out.append("| " + " | ".join(key_text(k) for k in key) + " | " + " | ".join(cells) + " |")
     return out + [""]
 
 
-def _key_text(value: object) -> str:
+def key_text(value: object) -> str:
+    """A table key as text: ``–`` for NaN, floats as ``:g``."""
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:g}"
     return str(value)
-
-
-def mean_ci_table(rows: pd.DataFrame, by: list[str], values: list[tuple[str, str]]) -> list[str]:
-    """Markdown table: one row per ``by`` group + method, one column per (value, label)."""
-    head = "| " + " | ".join([*by, "method", *(label for _, label in values)]) + " |"
-    lines = [head, "| --- " * (len(by) + 1 + len(values)) + "|"]
-    summaries = [
-        stats.summarise(rows, [*by, "method"], v).set_index([*by, "method"]) for v, _ in values
-    ]
-    for key in summaries[0].index:
-        cells = [s.loc[key, "text"] for s in summaries]
-        lines.append(
-            "| " + " | ".join(_key_text(k) for k in key) + " | " + " | ".join(cells) + " |"
-        )
-    return lines
-
-
-def ablation_section(rows: pd.DataFrame) -> list[str]:
-    """The ablation table, the learning lift and the ablation figure."""
-    out = [
-        "## Ablation: actor, critic search, graph (same evaluation slots)",
-        "",
-        "actor: the trained GRLE actor's own argmax, no critic; random+critic: the critic over "
-        "M·N·L random feasible decisions; GRLE S=k: actor + quantiser + critic with k candidates "
-        "(S=MNL is the full method); mlp: GRLE+'s features without message passing; optimum: the "
-        "exact per-slot maximiser of predicted Q (M ≤ 10); untrained: a freshly initialised GRLE "
-        "actor with the critic over M·N·L candidates.",
-        "",
-    ]
-    out += mean_ci_table(
-        rows,
-        ["scenario", "M", "tau_ms"],
-        [("avg_accuracy", "avg accuracy"), ("mean_q", "mean Q"), ("ssp", "SSP")]
-        + ([(exit_columns(rows)[0], "exit-1 share")] if exit_columns(rows) else []),
-    )
-    if "actor_pick_share" in rows:
-        picked = rows.dropna(subset=["actor_pick_share"])
-        if len(picked):
-            out += [
-                "",
-                "Share of slots in which the critic kept the actor's own candidate (its argmax, "
-                "candidate 0) among the M·N·L:",
-                "",
-            ]
-            out += mean_ci_table(
-                picked, ["scenario", "M", "tau_ms"], [("actor_pick_share", "actor's pick kept")]
-            )
-    out += ["", "Learning lift (trained − untrained, paired on the seed):", ""]
-    lift = [
-        ("GRLE S=MNL", "untrained S=MNL"),
-        ("GRLE S=MNL", "actor"),
-        ("GRLE S=MNL", "mlp S=MNL"),
-        ("GRLE+ S=MNL", "GRLE S=MNL"),
-    ]
-    out += [
-        "| scenario | M | τ (ms) | pair | Δ mean Q | Δ avg accuracy |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    by = ["scenario", "M", "tau_ms"]
-    for a, b in lift:
-        if not _has(rows, a, b):
-            continue
-        q = paired(rows, a, b, "mean_q", by)
-        acc = paired(rows, a, b, "avg_accuracy", by).set_index(by)
-        for _, r in q.iterrows():
-            key = tuple(r[c] for c in by)
-            out.append(
-                f"| {int(r['scenario'])} | {int(r['M'])} | {r['tau_ms']:g} | {a} − {b} | "
-                f"{_signed(r['text'])} | {_signed(acc.loc[key, 'text'])} |"
-            )
-    return out + ["", "![ablation](ablation.png)", ""]
-
-
-def regime_section(rows: pd.DataFrame) -> list[str]:
-    """The regime map's tables (accuracy, Q, exit-1 share) and its heat maps."""
-    rows = rows.assign(
-        variant=[
-            "on-time" if f == "on_time" else f"ψ k={k:g}"
-            for f, k in zip(rows["reward_form"], rows["psi_steepness"], strict=True)
-        ]
-    )
-    out = [
-        "## Regime map: compute scale × τ × reward",
-        "",
-        f"Scenario {int(rows['scenario'].iloc[0])}, M = {int(rows['M'].iloc[0])}; ψ k = the "
-        "steepness in ψ(t) = 1 − sigmoid(k t/δ) (eq. 9: k = 5); on-time: φ_l for a task done by "
-        "its deadline, else 0. Mean ± 95 % CI over seeds.",
-        "",
-    ]
-    no_optimum = sorted(
-        set(rows["variant"]) - set(rows.loc[rows["method"] == "optimum", "variant"])
-    )
-    if no_optimum:
-        out += [
-            f"No exact optimum for {', '.join(no_optimum)} at this M: its search does not prune "
-            "under a reward that is flat in time (offload/experiments/regime.py, "
-            "ON_TIME_OPTIMUM_MAX_DEVICES).",
-            "",
-        ]
-    values = [("avg_accuracy", "avg accuracy"), ("mean_q", "mean Q")]
-    if exit_columns(rows):
-        values.append((exit_columns(rows)[0], "exit-1 share"))
-    out += mean_ci_table(rows, ["variant", "tau_ms", "compute_scale"], values)
-    return out + ["", "![regime](regime.png)", ""]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from offload.agents import AGENT_NAMES
@@ -32,15 +33,14 @@ from offload.experiments.lockstep import (
     evaluate_lockstep,
     train_lockstep,
 )
+from offload.experiments.pool import Job
+from offload.experiments.rows import actor_tag, result_row
 from offload.experiments.runner import (
     EVAL_SEED_OFFSET,
-    SCENARIOS,
     critic_policy,
     evaluate,
     mec_config,
-    metric_columns,
     reference_policy,
-    usage_columns,
 )
 from offload.sim import OffloadEnv
 
@@ -49,7 +49,7 @@ TOPOLOGY_METHODS = AGENT_NAMES + ("greedy", "greedy-main")
 
 
 @dataclass(frozen=True)
-class TopologyRun:
+class TopologyRun(Job, kind="topology"):
     """The topology experiment over a set of seeds (stepped together)."""
 
     seeds: tuple[int, ...]
@@ -64,6 +64,10 @@ class TopologyRun:
     actors_dir: str | None = None
     sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
     methods: tuple[str, ...] = TOPOLOGY_METHODS  # one job per method keeps the jobs short
+
+    def run(self) -> pd.DataFrame:
+        """One row per (method, network, seed) (:func:`run_topology`)."""
+        return pd.DataFrame(run_topology(self))
 
 
 def run_topology(run: TopologyRun) -> list[dict]:
@@ -97,7 +101,8 @@ def run_topology(run: TopologyRun) -> list[dict]:
             if run.actors_dir is not None:
                 for seed, agent in zip(seeds, agents, strict=True):
                     agent.save(
-                        Path(run.actors_dir) / f"topology_M{run.train_devices}_seed{seed}_{method}"
+                        Path(run.actors_dir)
+                        / actor_tag("topology", run.train_devices, seed, method)
                     )
             batch_policy = batch_critic_policy(learner, agents[0].actor)
             policies = [critic_policy(a) for a in agents]
@@ -118,24 +123,15 @@ def run_topology(run: TopologyRun) -> list[dict]:
                     table, configs, batch_policy, run.eval_slots, eval_seeds
                 )
             wall = (time.perf_counter() - t0 + train_wall / len(networks)) / len(seeds)
-            rows += [
-                {
-                    "experiment": "topology",
-                    "method": method,
-                    "scenario": SCENARIOS[run.experiment],
-                    "compute_scale": cfg.compute_scale,
-                    "network": network,
-                    "M": cfg.num_devices if network != "dynamic" else np.nan,
-                    "train_M": run.train_devices,
-                    "tau_ms": run.slot_ms,
-                    "seed": seed,
-                    **metric_columns(m),
-                    "train_slots": run.train_slots if method in AGENT_NAMES else 0,
-                    "eval_slots": run.eval_slots,
-                    "note": "padded input" if method in ("DROOE", "DROO") else "",
-                    "wall_s": wall,
-                    **usage_columns(m, table),
-                }
-                for seed, m in zip(seeds, results, strict=True)
-            ]
+            m_eval = cfg.num_devices if network != "dynamic" else np.nan
+            where = {"network": network, "M": m_eval, "train_M": run.train_devices}
+            tail = {
+                "train_slots": run.train_slots if method in AGENT_NAMES else 0,
+                "eval_slots": run.eval_slots,
+                "note": "padded input" if method in ("DROOE", "DROO") else "",
+                "wall_s": wall,
+            }
+            for seed, m in zip(seeds, results, strict=True):
+                setting = {**where, "tau_ms": run.slot_ms, "seed": seed}
+                rows.append(result_row("topology", method, cfg, setting, m, table, tail))
     return rows
