@@ -4,8 +4,8 @@
 this script runs the same cells on two tables side by side and writes one comparison. The edge
 servers are N = 2 servers of each table's device types (the table's first two latency columns,
 or two servers of the same type when it has one column); everything else is the experiments'
-own protocol (:func:`offload.experiments.runner.run_cell`: same agents, training and
-evaluation, simulator defaults).
+own protocol (:func:`offload.experiments.lockstep.run_group`: same agents, training and
+evaluation, simulator defaults, the runs of one method at one M stepped together).
 
     python scripts/offload_measured.py \
         --exits checkpoints/vgg16_cpu_ref/latency_cpu_1t/candidates.csv \
@@ -29,9 +29,11 @@ import pandas as pd
 
 from grle_common.cli import run_cli
 from grle_common.fileio import write_text_atomic
+from offload.agents import AGENT_NAMES
 from offload.exit_table import load_exit_table
+from offload.experiments.lockstep import Group, groups_for, run_group
 from offload.experiments.report import write_csv
-from offload.experiments.runner import SCENARIOS, Cell, run_cell
+from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.store import check_writable
 
 FIGURE = {"devices": "Fig. 5", "capacity": "Fig. 6", "fluctuation": "Fig. 7", "csi": "Fig. 8"}
@@ -43,23 +45,41 @@ def server_devices(path: str) -> tuple[str, str]:
     return (devices[0], devices[1]) if len(devices) >= 2 else (devices[0], devices[0])
 
 
-def cells_for(path: str, args: argparse.Namespace) -> list[Cell]:
-    sim = (("server_devices", server_devices(path)),)
-    return [
-        Cell(name, m, tau, seed, args.train_slots, args.eval_slots, path, sim=sim)
-        for name in SCENARIOS
-        for m in args.devices
-        for tau in args.taus
-        for seed in args.seeds
-    ]
+def groups_of(path: str, args: argparse.Namespace) -> list[Group]:
+    """The experiments' groups (one per method and M over every scenario, τ and seed)."""
+    return groups_for(
+        list(SCENARIOS),
+        tuple(args.devices),
+        tuple(args.taus),
+        tuple(args.seeds),
+        AGENT_NAMES + REFERENCE_METHODS,
+        train_slots=args.train_slots,
+        eval_slots=args.eval_slots,
+        exits_path=path,
+        sim=(("server_devices", server_devices(path)),),
+    )
 
 
-def _run(job: tuple[str, Cell]) -> pd.DataFrame:
-    label, cell = job
-    frame = pd.DataFrame(run_cell(cell))
+def _run(job: tuple[str, Group]) -> pd.DataFrame:
+    label, group = job
+    frame = pd.DataFrame(run_group(group))
     frame.insert(0, "table", label)
-    frame.insert(1, "server_devices", "+".join(dict(cell.sim)["server_devices"]))
+    frame.insert(1, "server_devices", "+".join(dict(group.sim)["server_devices"]))
     return frame
+
+
+def _cell_order(frame: pd.DataFrame, tables: list[str]) -> pd.DataFrame:
+    """Rows by table, scenario, M, τ, seed, then method (the groups run longest first)."""
+    keys = {
+        "table": {t: i for i, t in enumerate(tables)},
+        "experiment": {e: i for i, e in enumerate(SCENARIOS)},
+        "method": {m: i for i, m in enumerate(AGENT_NAMES + REFERENCE_METHODS)},
+    }
+    order = ["table", "experiment", "M", "tau_ms", "seed", "method"]
+    ranked = frame.sort_values(
+        order, key=lambda col: col.map(keys[col.name]) if col.name in keys else col, kind="stable"
+    )
+    return ranked.reset_index(drop=True)
 
 
 def summary(frame: pd.DataFrame, m: int, tau: float) -> list[str]:
@@ -106,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     for path in tables.values():
         server_devices(path)  # ExitTableError: run_cli prints its one sentence
     check_writable(Path(args.out))  # before the work, not after it (OutputError)
-    jobs = [(label, c) for label, path in tables.items() for c in cells_for(path, args)]
+    jobs = [(label, g) for label, path in tables.items() for g in groups_of(path, args)]
     t0 = time.perf_counter()
     if args.workers > 1:
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             frames = list(pool.map(_run, jobs))
     else:
         frames = [_run(j) for j in jobs]
-    frame = pd.concat(frames, ignore_index=True)
+    frame = _cell_order(pd.concat(frames, ignore_index=True), list(tables))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(frame, out / "cells.csv")

@@ -76,14 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "are always saved) to <out>/actors",
     )
     p.add_argument(
-        "--engine",
-        choices=("lockstep", "loop"),
-        default="lockstep",
-        help="lockstep (default): the runs of one method at one M step together, batched "
-        "(offload/experiments/lockstep.py); loop: one run at a time (the reference "
-        "implementation, same protocol)",
-    )
-    p.add_argument(
         "--rebuild-report",
         action="store_true",
         help="run nothing: redraw the figures and rewrite the report from the CSVs in --out "
@@ -142,7 +134,6 @@ def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         "plan": asdict(plan),
         "exits_sha256": store.file_sha256(args.exits),  # the content, wherever the file lies
         "sim": sim_overrides(args),
-        "engine": args.engine,
         "save_actors": args.save_actors,
     }
     return json.loads(json.dumps(config))
@@ -221,9 +212,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     # actors are saved beside the job results and moved into <out>/actors with the other files,
     # so an interrupted run never leaves a half-replaced actor set in <out>
     actors = progress.root / "actors"
-    jobs = build_jobs(
-        args.experiment, plan, args.exits, str(actors), sim, args.save_actors, args.engine
-    )
+    jobs = build_jobs(args.experiment, plan, args.exits, str(actors), sim, args.save_actors)
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
     # the rows of each finished job; a saved result of another form (the (kind, rows) pair saved
     # under the same key before the jobs were typed) runs again

@@ -69,8 +69,8 @@ def header(
         "",
         ENGINE_NOTE.get(
             experiment,
-            f"Engine: {args.engine} (`--engine`; lockstep steps the runs of one "
-            "method at one M together, loop runs them one by one; same protocol).",
+            "Engine: the runs of one method at one M step together, K runs in one batch "
+            "(offload/experiments/lockstep.py).",
         ),
         "",
         "Simulator readings (`MECConfig` as run, docs/calibration.md): "

@@ -10,7 +10,7 @@ from offload.experiments.lockstep import groups_for
 from offload.experiments.pool import Job
 from offload.experiments.presets import Plan
 from offload.experiments.regime import regime_runs
-from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS, Cell
+from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun
 
 
@@ -21,7 +21,6 @@ def build_jobs(
     actors_dir: str,
     sim: tuple = (),
     save_cell_actors: bool = False,
-    engine: str = "lockstep",
 ) -> list[Job]:
     """The jobs of ``experiment``, longest first; ``sim`` = MECConfig overrides for every run.
     The order is part of the results: a lockstep group's runs step together (float rounding of
@@ -84,35 +83,16 @@ def build_jobs(
                 methods=(method,),
             )
             jobs.append(run)
-    if engine == "lockstep":
-        groups = groups_for(
-            names,
-            tuple(sorted(plan.devices, reverse=True)),
-            plan.taus,
-            plan.seeds,
-            AGENT_NAMES + REFERENCE_METHODS,
-            train_slots=plan.train_slots,
-            eval_slots=plan.eval_slots,
-            exits_path=exits,
-            actors_dir=actors_dir if save_cell_actors else None,
-            sim=sim,
-        )
-        return jobs + [g for g in groups if g.runs]
-    cells = [
-        Cell(
-            name,
-            m,
-            tau,
-            seed,
-            plan.train_slots,
-            plan.eval_slots,
-            exits,
-            actors_dir=actors_dir if save_cell_actors else None,
-            sim=sim,
-        )
-        for name in names
-        for m in sorted(plan.devices, reverse=True)
-        for tau in plan.taus
-        for seed in plan.seeds
-    ]
-    return jobs + cells
+    groups = groups_for(
+        names,
+        tuple(sorted(plan.devices, reverse=True)),
+        plan.taus,
+        plan.seeds,
+        AGENT_NAMES + REFERENCE_METHODS,
+        train_slots=plan.train_slots,
+        eval_slots=plan.eval_slots,
+        exits_path=exits,
+        actors_dir=actors_dir if save_cell_actors else None,
+        sim=sim,
+    )
+    return jobs + [g for g in groups if g.runs]

@@ -61,7 +61,7 @@ FULL_BY_EXPERIMENT = {
     "regime": replace(FULL, seeds=(0, 1, 2), train_slots=1000, eval_slots=1000),
 }
 QUICK_BY_EXPERIMENT = {"ablation": replace(QUICK, devices=(4,), taus=(30.0,))}
-#: the studies run their own way whatever --engine says
+#: how the studies group their runs (the report header says it)
 ENGINE_NOTE = {
     "ablation": "Engine: one job per (scenario, M, τ, seed), every policy run by run "
     "(offload/experiments/ablation.py).",

@@ -1,4 +1,4 @@
-"""The lockstep engine reproduces the one-run-at-a-time cells."""
+"""Runs stepped together give each run's own numbers; result rows and job grouping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from offload.experiments.lockstep import Group, groups_for, run_group
-from offload.experiments.runner import Cell, default_exits, run_cell
+from offload.experiments.runner import default_exits
 
 RUNS = (("devices", 30.0, 0), ("capacity", 10.0, 1), ("csi", 30.0, 2))
 SIM = (("compute_scale", 4.0),)
@@ -17,16 +17,13 @@ COLUMNS = ["avg_accuracy", "ssp", "throughput", "mean_q", "tasks", "final_train_
 @pytest.mark.parametrize(
     "method", ["GRLE", "GRLE+", "GRL", "DROOE", "DROO", "greedy", "greedy-main", "random"]
 )
-def test_run_group_equals_run_cell(method):
-    """Three runs of mixed scenarios and τ stepped together give each cell's own numbers."""
+def test_runs_stepped_together_give_each_runs_own_numbers(method):
+    """Three runs of mixed scenarios and τ stepped together (K = 3) give what each run gives
+    alone (K = 1)."""
     kw = dict(train_slots=40, eval_slots=30, exits_path=default_exits(), sim=SIM)
     batched = pd.DataFrame(run_group(Group(method, 3, RUNS, **kw)))
     loop = pd.DataFrame(
-        [
-            row
-            for e, tau, seed in RUNS
-            for row in run_cell(Cell(e, 3, tau, seed, methods=(method,), **kw))
-        ]
+        [row for run in RUNS for row in run_group(Group(method, 3, (run,), **kw))]
     )
     keys = ["experiment", "method", "scenario", "M", "tau_ms", "seed", "train_slots", "eval_slots"]
     pd.testing.assert_frame_equal(batched[keys], loop[keys])
@@ -36,9 +33,10 @@ def test_run_group_equals_run_cell(method):
         rtol=1e-6,
         equal_nan=True,
     )
-    # The training loss of GRL with the paper's actor differs by ~5e-5 relative: the K-batched
-    # bmm rounds differently from one run's matmul, and Adam magnifies that on GRL's near-zero
-    # gradients (one option per ES). Decisions and every evaluation metric above are equal.
+    # The training loss of GRL with the paper's actor differs by ~5e-5 relative: a batched
+    # matmul of a layer with one output rounds differently for K = 3 and K = 1, and Adam
+    # magnifies that on GRL's near-zero gradients (one option per ES). Decisions and every
+    # evaluation metric above are equal.
     loss_rtol = 1e-4 if method == "GRL" else 1e-6
     np.testing.assert_allclose(
         batched["final_train_loss"].to_numpy(float),
@@ -58,7 +56,7 @@ def test_rows_carry_exit_and_server_usage_that_add_up():
     """Every task is counted once at one exit and one ES; a success at exit e is one of the
     tasks at e, and the success-weighted exit shares give the row's own SSP."""
     kw = dict(train_slots=5, eval_slots=40, exits_path=default_exits(), sim=SIM)
-    (row,) = run_cell(Cell("capacity", 6, 30.0, 0, methods=("greedy",), **kw))
+    (row,) = run_group(Group("greedy", 6, (("capacity", 30.0, 0),), **kw))
     exits = [1, 3, 4, 7, 17]  # Table I's candidate exits name the columns
     shares = np.array([row[f"exit_share_{e}"] for e in exits])
     success = np.nan_to_num([row[f"success_exit_{e}"] for e in exits])

@@ -22,12 +22,10 @@ from offload.experiments.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--quick", "--seeds", "0", "--train-slots", "12", "--eval-slots", "8", "--devices", "4"]
-# 8 independent cells of about half a second each (loop engine): long enough to interrupt midway
+# 16 jobs (8 methods x 2 M, each stepping its 4 runs together): long enough to interrupt midway
 RESUMABLE = [
     "devices",
     "--quick",
-    "--engine",
-    "loop",
     "--seeds",
     "0",
     "1",
@@ -97,7 +95,7 @@ def test_unwritable_out_is_one_sentence_before_any_work(tmp_path, capsys, monkey
 
 def test_a_folder_of_another_unfinished_run_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
-    store.Progress(out, {"experiment": "csi", "engine": "loop"}).open()
+    store.Progress(out, {"experiment": "csi", "engine": "loop"}).open()  # before issue 12
     assert run_cli(main, ["csi", *TINY, "--workers", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds an unfinished run with other settings" in err and "engine" in err
@@ -134,16 +132,16 @@ def test_sigint_then_resume_gives_the_files_of_an_uninterrupted_run(tmp_path, ca
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted:" in err and "resume with: python -m offload.experiments" in err
     saved = len(list(jobs.glob("*.pkl")))
-    assert 1 <= saved < 8  # some, not all, cells finished
+    assert 1 <= saved < 16  # some, not all, jobs finished
     assert not (out / "devices.csv").exists() and not (out / "devices.md").exists()
     assert not (out / "actors").exists()  # the finished cells' actors wait in .progress
 
     # the same command again (in this process, to save a start-up) finishes the rest
     assert main(args) == 0
-    assert f"resuming: {saved} of 8 jobs already finished" in capsys.readouterr().out
+    assert f"resuming: {saved} of 16 jobs already finished" in capsys.readouterr().out
     assert not (out / store.PROGRESS).exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["jobs"] == 8 and manifest["jobs_resumed"] == saved
+    assert manifest["jobs"] == 16 and manifest["jobs_resumed"] == saved
 
     whole = tmp_path / "whole"
     assert main([*RESUMABLE, "--workers", "1", "--out", str(whole)]) == 0
