@@ -22,9 +22,7 @@ def test_runs_stepped_together_give_each_runs_own_numbers(method):
     alone (K = 1)."""
     kw = dict(train_slots=40, eval_slots=30, exits_path=default_exits(), sim=SIM)
     batched = pd.DataFrame(run_group(Group(method, 3, RUNS, **kw)))
-    loop = pd.DataFrame(
-        [row for run in RUNS for row in run_group(Group(method, 3, (run,), **kw))]
-    )
+    loop = pd.DataFrame([row for run in RUNS for row in run_group(Group(method, 3, (run,), **kw))])
     keys = ["experiment", "method", "scenario", "M", "tau_ms", "seed", "train_slots", "eval_slots"]
     pd.testing.assert_frame_equal(batched[keys], loop[keys])
     np.testing.assert_allclose(
