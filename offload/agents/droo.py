@@ -115,7 +115,7 @@ class DROOActor(nn.Module):
                 f"this actor has {self.num_outputs}; use N = 2 ESs with main_branch_only=True."
             )
         net_out = m if config.per_user_sigmoid else m * self.num_outputs
-        # x̂ over all K options = outputs @ selection (exact: one 1 per column at most)
+        # x̂ over all O options = outputs @ selection (exact: one 1 per column at most)
         self._selection = torch.zeros((len(options), self.num_options))
         self._selection[torch.arange(len(options)), torch.from_numpy(options)] = 1.0
         h1, h2 = config.hidden_channels
@@ -134,10 +134,10 @@ class DROOActor(nn.Module):
         rows: torch.Tensor | None = None,
         params: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x̂ (..., M, K) from scaled rates (..., M·N), any leading axes; zero at the options the
+        """x̂ (..., M, O) from scaled rates (..., M·N), any leading axes; zero at the options the
         actor does not output. ``rows`` (..., M) int64 (padded actor): the output rows of the
         active devices. ``params``: K runs' weights stacked on a leading axis (names as in
-        ``state_dict``), x then (K, ..., M·N): K actors in one pass (the lockstep learner)."""
+        ``state_dict``), x then (K, ..., M·N): K actors in one pass (:class:`~offload.agents.learner.Learner`)."""
         if params is None:
             p = self.net(x)
         else:

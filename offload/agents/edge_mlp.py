@@ -41,7 +41,7 @@ class EdgeMLPActor(nn.Module):
 
     def forward(self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None):
         """x̂ (..., M, K) from GRLE+'s dense tensors (:data:`~offload.agents.grle._DENSE_FIELDS`,
-        any leading axes); ``params``: K runs' stacked weights (the lockstep learner)."""
+        any leading axes); ``params``: K runs' stacked weights (:class:`~offload.agents.learner.Learner`)."""
         fields = dict(zip(_DENSE_FIELDS, dense, strict=True))
         x_dev, x_exit = fields["x_device"], fields["x_exit"]
         edge, edge_mask = fields["edge_attr_dense"], fields["edge_mask"]

@@ -7,7 +7,7 @@ design choice of ours: separate weights per node type, edge features inside the 
 and in the edge classifier, and edge features *engineered* from the simulator's model (the
 completion time a task would have alone, its reward φ·ψ and a success flag).
 
-The slot graph has M device nodes and K = N·L exit nodes (option o = n·L + l: exit l on ES n),
+The slot graph has M device nodes and O = N·L exit nodes (option o = n·L + l: exit l on ES n),
 with an edge device m → exit o wherever device m can reach ES n this slot and the option is
 allowed (GRL+ allows only the main branch, l = L − 1, the last row of the exit table). Every
 quantity of the slot state is on a node or an edge:
@@ -259,7 +259,7 @@ class GRLEActor(nn.Module):
         edge_mask: torch.Tensor,
         params: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x̂ as a dense (..., M, K) tensor from dense adjacency; optional leading batch axes.
+        """x̂ as a dense (..., M, O) tensor from dense adjacency; optional leading batch axes.
 
         ``params``: K runs' weights stacked on a leading axis (names as in ``state_dict``); the
         inputs then lead with the same K axis and the K actors are evaluated in one pass.
@@ -285,7 +285,7 @@ class GRLEActor(nn.Module):
     def forward(
         self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """x̂ (..., M, K) from the dense tensors of :data:`_DENSE_FIELDS` with any leading axes;
+        """x̂ (..., M, O) from the dense tensors of :data:`_DENSE_FIELDS` with any leading axes;
         with ``params`` (stacked weights), K actors at once (:class:`~offload.agents.learner.
         Learner`)."""
         return self._dense(*dense, params=params)

@@ -126,7 +126,7 @@ class GRLEPaperActor(nn.Module):
     ) -> torch.Tensor:
         """x̂ (..., M, O) from node features (..., M, 5), (..., O, 3) and the edge mask (..., M, O)
         with any leading axes. ``params``: K runs' weights stacked on a leading axis (names as in
-        ``state_dict``), the inputs then leading with the same K (the lockstep learner)."""
+        ``state_dict``), the inputs then leading with the same K (:class:`~offload.agents.learner.Learner`)."""
         p = params if params is not None else dict(self.named_parameters())
         lead = edge_mask.shape[:-2]
         num_devices, num_options = edge_mask.shape[-2:]

@@ -7,13 +7,13 @@ DROO has one sigmoid per device (offload or not). Its candidate 1 thresholds x̂
 k + 1 thresholds the whole vector at the entry that is the k-th closest to 0.5, so that entry and
 every entry on the *same side* of 0.5 that is *at least as close* to 0.5 flip.
 
-Here each device must pick exactly one of K = N·L options. Let a_m = argmax_o x̂[m, o] over the
+Here each device must pick exactly one of O = N·L options. Let a_m = argmax_o x̂[m, o] over the
 valid options of device m (candidate 0, the actor's own choice) and, for every other valid pair
 (m, o), the *gap* g[m, o] = x̂[m, a_m] − x̂[m, o] ≥ 0: how much confidence device m gives up by
 moving to option o. Pairs are ranked by gap, smallest first. The candidate of pair (m*, o*) moves
 to o* every device m that (i) currently picks the same option as m* (a_m = a_{m*}, "the same
 side"), (ii) can reach o* (valid link) and (iii) has g[m, o*] ≤ g[m*, o*] ("at least as close").
-For K = 2 with x̂[m] = (1 − p_m, p_m) the gap is |2 p_m − 1| and this is exactly DROO's rule.
+For O = 2 with x̂[m] = (1 − p_m, p_m) the gap is |2 p_m − 1| and this is exactly DROO's rule.
 That yields 1 + (#valid pairs − M) candidates (1 + M·(N·L − 1) with all links up); when S asks
 for more, single-pair moves (only m* moves to o*) in the same order fill the list, and when S asks
 for fewer the list is cut. By construction every candidate gives each device exactly one valid

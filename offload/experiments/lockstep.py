@@ -1,14 +1,15 @@
-"""The lockstep engine: all runs of one method at one M step together (Figs. 5–8).
+"""The one engine of Figs. 5–8: all runs of one method at one M step together.
 
-The cells of :mod:`offload.experiments.runner` are independent runs; most of a slot's cost is
-Python and framework overhead, not arithmetic. A :class:`Group` gathers every (scenario, τ, seed)
+The runs are independent; most of a slot's cost is Python and framework overhead, not
+arithmetic. A :class:`Group` gathers every (scenario, τ, seed)
 run of one method at one M, K runs in all, and steps them together: one ``BatchEnv`` step, one
 batched actor call (:class:`~offload.agents.learner.Learner`), one quantiser call and one
-scoring call for all K. The protocol is the cell's exactly — train ``train_slots`` slots on the
+scoring call for all K. The protocol is :mod:`offload.experiments.runner`'s — train ``train_slots`` slots on the
 training environment (seed), then evaluate frozen for ``eval_slots`` slots on the evaluation
 environment (seed + ``EVAL_SEED_OFFSET``) — and every run keeps its own random streams and its own
 actor, so a run's result does not depend on which other runs share its group, up to float
-rounding of the batched kernels (tested against :func:`~offload.experiments.runner.run_cell`).
+rounding of the batched kernels (tested: a group of three runs against each run alone). One run
+is a group of one.
 
 Rows are the runner's, one per (method, scenario, M, τ, seed); ``wall_s`` is the group's wall time
 divided by its K runs.

@@ -173,7 +173,7 @@ class BatchEnv:
             dec,
             rate_true_mbps=self._rate_true,
             jitter=self._jitter,
-            linked=np.ones(dec.shape, dtype=bool),
+            linked=None,  # a fixed topology: every link is up
             slot_ms=self.slot_ms,
             device_ids=np.broadcast_to(np.arange(num_dev), dec.shape),
             carry=self._carry,

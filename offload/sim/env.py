@@ -162,13 +162,13 @@ class OffloadEnv(gym.Env):
             decision[None],
             rate_true_mbps=draw.rate_true_mbps[ids][None],
             jitter=draw.jitter[ids][None],
-            linked=linked[None],
+            linked=None if linked.all() else linked[None],
             slot_ms=np.array([cfg.slot_ms]),
             device_ids=ids[None],
             carry=self._carry,
         )
         self._carry = res.carry
-        done = res.final[0]
+        done = slice(None) if res.carry is None else res.final[0]  # free_at: every task
         tasks = res.tasks.take(0)
         outcome = SlotOutcome(
             device_ids=tasks.device_ids[done],

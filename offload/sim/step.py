@@ -41,7 +41,7 @@ def true_slot(
     *,
     rate_true_mbps: np.ndarray,
     jitter: np.ndarray,
-    linked: np.ndarray,
+    linked: np.ndarray | None,
     slot_ms: np.ndarray,
     device_ids: np.ndarray,
     carry: tuple[CarriedTasks, np.ndarray] | None = None,
@@ -55,7 +55,7 @@ def true_slot(
         rate_true_mbps: (K, M, N) true uplink rates.
         jitter: (K, M) true inference time / table inference time (eq. (4)).
         linked: (K, M) bool, the chosen link is up; a task over a link that is down is lost
-            (never arrives, never uses its uplink).
+            (never arrives, never uses its uplink). None: every chosen link is up.
         slot_ms: (K,) slot length τ of each run, ms.
         device_ids: (K, M) int, the global device id of each column (for the outcome).
         carry: the tasks in transit (cross_slot_queue="fcfs"), None for "free_at".
@@ -69,7 +69,8 @@ def true_slot(
     deadline_abs = origin + state.deadline_ms
     tx_end = backlog + state.task_bits / (rate_true_mbps[run, dev, server] * 1e3)  # (1), (6)
     arrival = np.where(tx_end < deadline_abs, tx_end, np.inf) if rules.drop_late else tx_end
-    arrival = np.where(linked, arrival, np.inf)
+    if linked is not None:
+        arrival = np.where(linked, arrival, np.inf)
     exec_ms = (
         state.exit_ms[run, server, exit_index] * jitter / state.capacity[run, server]
     )  # eq. (4)
@@ -77,7 +78,8 @@ def true_slot(
     # a lost task never uses it
     if rules.drop_late:
         tx_end = np.where(backlog < deadline_abs, np.minimum(tx_end, deadline_abs), backlog)
-    device_free = np.where(linked, tx_end, backlog)
+    device_free = tx_end if linked is None else np.where(linked, tx_end, backlog)
+    every = np.ones(decisions.shape, dtype=bool)
     new = CarriedTasks(
         device_ids,
         server,
@@ -86,7 +88,7 @@ def true_slot(
         exec_ms,
         origin,
         state.deadline_ms,
-        np.ones(decisions.shape, dtype=bool),
+        every,
     )
     if carry is not None:
         served = fcfs_step(
@@ -111,16 +113,19 @@ def true_slot(
             served.server_free_ms,
             (served.carried, served.carried_predicted_ms),
         )
+    present = every if linked is None else linked
     finish, server_free = schedule_slot(
-        arrival, exec_ms, server, linked, state.server_backlog_ms, deadline_abs, rules.drop_late
+        arrival, exec_ms, server, present, state.server_backlog_ms, deadline_abs, rules.drop_late
     )
-    completion = np.where(linked, finish - origin, np.inf)  # eq. (8)
+    completion = finish - origin  # eq. (8)
+    if linked is not None:
+        completion = np.where(linked, completion, np.inf)
     success = completion <= state.deadline_ms  # eq. (11), as a metric
     accuracy = state.exit_accuracy[exit_index]
     q = accuracy * psi(completion, state.deadline_ms, rules.psi_scale)  # eq. (9)
     return TrueSlot(
         new,
-        np.ones(decisions.shape, dtype=bool),
+        every,
         completion,
         success,
         np.where(success, accuracy, 0.0),
