@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .evaluator import psi, schedule_slot
+from .fcfs import schedule_slot
+from .reward import psi
 from .state import CarriedTasks, no_carried
 
 __all__ = ["FcfsStep", "fcfs_step", "carried_state", "empty_carry"]

@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .carry import fcfs_step
-from .evaluator import deadline_origin, schedule_slot
+from .evaluator import deadline_origin
+from .fcfs import schedule_slot
 from .reward import psi
 from .state import BatchState, CarriedTasks
 

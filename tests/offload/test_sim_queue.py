@@ -14,7 +14,6 @@ import pytest
 import offload.sim.env as env_module
 from offload.exit_table import ExitTable
 from offload.sim import (
-    BatchEnv,
     BatchState,
     MECConfig,
     OffloadEnv,
@@ -161,66 +160,6 @@ def test_equal_arrivals_serve_the_carried_task_first():
     assert optimal_decision(state).q == pytest.approx(
         max(want, 0.9 * psi(16.0, 30.0) + 0.9 * psi(10.0, 30.0)), abs=1e-15
     )
-
-
-def fcfs_configs(**readings) -> list[MECConfig]:
-    base = MECConfig(
-        num_devices=6,
-        server_devices=("RTX_2080TI", "GTX_1080TI"),
-        slot_ms=10.0,
-        compute_scale=4.0,
-        cross_slot_queue="fcfs",
-        **readings,
-    )
-    return [base.replace(scenario=s, rate_model=r) for s in (1, 2, 3, 4) for r in ("iid", "markov")]
-
-
-@pytest.mark.parametrize(
-    "readings", [{}, {"late_policy": "send"}, {"completion_origin": "transmission"}]
-)
-def test_batch_env_equals_offload_envs_under_fcfs(readings, paper_table):
-    table = paper_table
-    configs = fcfs_configs(**readings)
-    seeds = [7 + k for k in range(len(configs))]
-    batch = BatchEnv(table, configs)
-    batch.reset(seeds)
-    envs = [OffloadEnv(table, cfg) for cfg in configs]
-    for env, seed in zip(envs, seeds, strict=True):
-        env.reset(seed=seed)
-    rng = np.random.default_rng(3)
-    tasks = np.zeros(len(envs), dtype=np.int64)
-    most_carried = 0
-    for step in range(12):
-        state = batch.state
-        for k, env in enumerate(envs):
-            mine = env.slot_state
-            theirs = state.slot(k)
-            assert np.array_equal(mine.carried.arrival_ms, theirs.carried.arrival_ms)
-            assert all(
-                np.array_equal(a, b) for a, b in zip(mine.carried, theirs.carried, strict=True)
-            )
-            assert np.array_equal(mine.server_backlog_ms, theirs.server_backlog_ms)
-            most_carried = max(most_carried, mine.carried.count)
-        # the scorers see the carried tasks the same way, batched or one slot at a time
-        cands = rng.integers(0, state.num_options, (len(envs), 5, state.num_devices))
-        scores = batch_score(state, cands)
-        greedy = batch_greedy(state)
-        for k, env in enumerate(envs):
-            assert np.allclose(scores[k], score_decisions(env.slot_state, cands[k]), rtol=1e-13)
-            assert np.array_equal(greedy[k], greedy_decision(env.slot_state))
-        decisions = greedy if step % 2 else cands[:, 0]
-        info = batch.step(decisions)
-        for k, env in enumerate(envs):
-            _, reward, _, _, one = env.step(decisions[k])
-            assert info.num_tasks[k] == one["num_tasks"]
-            assert info.num_success[k] == one["num_success"]
-            assert info.accuracy_sum[k] == pytest.approx(one["accuracy_sum"], rel=1e-12)
-            assert info.q_sum[k] == pytest.approx(reward, rel=1e-12, abs=1e-15)
-        tasks += info.num_tasks
-    assert most_carried >= 2  # δ = 30 > τ = 10 at 4x compute: tasks do cross slot ends
-    # every task is counted once: fixed ones in the infos, the rest still in transit
-    still = batch.state.carried.present.sum(axis=1)
-    assert (tasks + still).tolist() == [12 * 6] * len(envs)
 
 
 def random_carried_state(rng: np.random.Generator) -> SlotState:
