@@ -43,12 +43,14 @@ from offload.sim.batch import BatchEnv, batch_score
 
 #: benchmark label -> (method name, actor kind or None for the method's default)
 AGENTS = {name: (name, None) for name in ALL_AGENT_NAMES} | {"GRLE-paper": ("GRLE", "grle_paper")}
+AGENTS["GRLE+-pyg"] = ("GRLE+", None)  # GRLE+ with torch-geometric's mean aggregation
+OPTIONS = {"GRLE+-pyg": {"aggregation": "pyg"}}
 
 
 def build(label: str, **kwargs):
     """make_agent for a benchmark label."""
     name, kind = AGENTS[label]
-    return make_agent(name=name, actor=kind, **kwargs)
+    return make_agent(name=name, actor=kind, actor_options=OPTIONS.get(label), **kwargs)
 
 
 def median_ms(fn, states, repeats: int) -> float:

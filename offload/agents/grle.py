@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch_geometric.nn.aggr import MeanAggregation
 
 from offload.sim.reward import psi
 from offload.sim.state import BatchState
@@ -64,6 +65,16 @@ class GRLEConfig:
     time_scale_ms: float = 30.0  # divides node-level times (ms) to make features O(1)
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
     main_branch_only: bool = False  # True = GRL+: only the main-branch exit (l = L − 1)
+    # neighbour means: "dense" (row-normalised adjacency products, the committed results) or
+    # "pyg" (torch-geometric's MeanAggregation over the edge index; the same means up to
+    # float rounding, slower per decision: docs/offload-agents.md, "GRLE+")
+    aggregation: str = "dense"
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in ("dense", "pyg"):
+            raise ValueError(
+                f"aggregation={self.aggregation!r}; choose 'dense' or 'pyg' (GRLEConfig)."
+            )
 
 
 def _sub(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -243,6 +254,7 @@ class GRLEActor(nn.Module):
         self.conv2 = BipartiteConv(h1, h1, EDGE_FEATURES, h2)
         self.mlp1 = nn.Linear(2 * h2 + EDGE_FEATURES, config.classifier_channels)
         self.mlp2 = nn.Linear(config.classifier_channels, 1)
+        self._mean = MeanAggregation()  # used with aggregation="pyg"
         # name -> Parameter, looked up once (named_parameters() costs ~30 µs a call); the
         # Parameter objects stay the same through load_state_dict and .to()
         self._own_params = dict(self.named_parameters())
@@ -264,9 +276,12 @@ class GRLEActor(nn.Module):
         ``params``: K runs' weights stacked on a leading axis (names as in ``state_dict``); the
         inputs then lead with the same K axis and the K actors are evaluated in one pass.
         """
-        agg = _Aggregation(
-            adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
-        )
+        if self.config.aggregation == "pyg":
+            agg = self._pyg_means(edge_mask, edge_mean_device, edge_mean_exit)
+        else:
+            agg = _Aggregation(
+                adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
+            )
         p = params if params is not None else self._own_params
         h_dev, h_exit = self.conv1(x_dev, x_exit, agg, _sub(p, "conv1."))
         h_dev, h_exit = self.conv2(h_dev, h_exit, agg, _sub(p, "conv2."))
@@ -281,6 +296,29 @@ class GRLEActor(nn.Module):
         )
         z = stacked_linear(torch.relu(z), p["mlp2.weight"], p["mlp2.bias"])
         return torch.sigmoid(z).squeeze(-1) * edge_mask
+
+    def _pyg_means(
+        self, edge_mask: torch.Tensor, edge_mean_device: torch.Tensor, edge_mean_exit: torch.Tensor
+    ) -> _Aggregation:
+        """The neighbour means by torch-geometric's ``MeanAggregation`` over the edge index of
+        all graphs at once (node indices offset per graph, as ``Batch.from_data_list`` does)."""
+        lead = edge_mask.shape[:-2]
+        num_devices, num_options = edge_mask.shape[-2:]
+        graphs = edge_mask.reshape(-1, num_devices, num_options)
+        g, m, o = torch.nonzero(graphs > 0, as_tuple=True)
+        dev, ex = g * num_devices + m, g * num_options + o  # node indices over all graphs
+
+        def mean(h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int) -> torch.Tensor:
+            flat = h.reshape(-1, h.shape[-1])
+            out = self._mean(flat[src], dst, dim_size=graphs.shape[0] * size)
+            return out.reshape(*lead, size, h.shape[-1])
+
+        return _Aggregation(
+            lambda h_exit: mean(h_exit, ex, dev, num_devices),
+            lambda h_dev: mean(h_dev, dev, ex, num_options),
+            edge_mean_device,
+            edge_mean_exit,
+        )
 
     def forward(
         self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None

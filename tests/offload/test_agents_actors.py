@@ -9,10 +9,17 @@ import torch
 
 from offload.agents import load_agent, make_agent
 from offload.agents.agent import input_encoder
-from offload.agents.grle import GRLEActor
+from offload.agents.grle import GRLEActor, GRLEConfig, encode_slot_batch
 from offload.agents.learner import ReplayMemory
 from offload.experiments.runner import train
-from offload.sim import MECConfig, OffloadEnv, SlotState, optimal_decision, score_decisions
+from offload.sim import (
+    BatchState,
+    MECConfig,
+    OffloadEnv,
+    SlotState,
+    optimal_decision,
+    score_decisions,
+)
 from offload.sim.baselines import greedy_decision
 
 
@@ -74,6 +81,30 @@ def test_grle_relaxed_is_zero_off_edges_and_padded_replay_entries_change_nothing
         assert torch.equal(mask[0, i, :m], edges) and not mask[0, i, m:].any()
         torch.testing.assert_close(padded[i, :m], x, atol=1e-6, rtol=1e-5)
         assert (padded[i, m:] == 0).all()
+
+
+def test_grle_plus_pyg_aggregation_gives_the_dense_means(slot):
+    """GRLEConfig(aggregation="pyg"): torch-geometric's MeanAggregation over the edge index of
+    K graphs gives the dense adjacency products' x̂ up to float rounding, with stacked weights
+    of K = 2 runs too; an unknown aggregation is one clear error."""
+    rng = np.random.default_rng(4)
+    torch.manual_seed(0)
+    dense = GRLEActor()
+    pyg = GRLEActor(GRLEConfig(aggregation="pyg"))
+    pyg.load_state_dict(dense.state_dict())
+    states = [slot(rng, 7, 2, p_link=0.5) for _ in range(2)]
+    tensors, _ = encode_slot_batch(BatchState.stack(states))
+    stacked = {n: torch.stack([p.detach(), 2 * p.detach()]) for n, p in dense.named_parameters()}
+    with torch.no_grad():
+        torch.testing.assert_close(pyg(*tensors), dense(*tensors), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            pyg(*tensors, params=stacked), dense(*tensors, params=stacked), atol=1e-6, rtol=1e-5
+        )
+    agent = make_agent(name="GRLE+", num_exits=5, seed=0, actor_options={"aggregation": "pyg"})
+    res = agent.learn(states[0], lambda c: score_decisions(states[0], c))
+    assert states[0].link[np.arange(7), res.decision // 5].all()
+    with pytest.raises(ValueError, match="choose 'dense' or 'pyg'"):
+        GRLEConfig(aggregation="scatter")
 
 
 def test_droo_actors_have_fixed_size_and_main_branch_option_set(slot):
