@@ -210,8 +210,11 @@ class Learner:
 
     # ----------------------------------------------------------------------------- acting
     def relaxed(self, obs: ActorInput) -> np.ndarray:
-        """The K actors' x̂, (K, M, O) float64."""
+        """The K actors' x̂, (K, M, O) float64. One actor is evaluated with its own parameters
+        (the stacked weights are views of them): the same bits, less per-call overhead."""
         with torch.inference_mode():
+            if self.num_runs == 1:
+                return self.actors[0](*obs.tensors).double().numpy()
             return self.actors[0](*obs.tensors, params=self.params).double().numpy()
 
     def decide(self, obs: ActorInput, score: ScoreFn, *, num_candidates: int | None = None) -> Step:
