@@ -121,30 +121,6 @@ def test_paper_actor_runs_on_any_size_and_topology_and_never_uses_a_missing_link
             assert (x[~agent.encode(state).mask] == 0).all()
 
 
-def test_paper_actor_graphs_of_k_runs_and_stacked_weights():
-    """Graphs of K runs in one pass give each run's own x̂ (the neighbour means never mix
-    graphs), and stacked weights evaluate K different actors at once."""
-    rng = np.random.default_rng(1)
-    torch.manual_seed(0)
-    actor = GRLEPaperActor()
-    same = [random_state(rng, 6, 2, p_link=0.6) for _ in range(3)]
-    tensors, mask = encode_paper_batch(BatchState.stack(same))
-    with torch.no_grad():
-        together = actor(*tensors)
-        for k, s in enumerate(same):
-            one, one_mask = encode_paper_batch(BatchState.of(s))
-            np.testing.assert_array_equal(mask[k], one_mask[0])
-            torch.testing.assert_close(together[k], actor(*one)[0], atol=1e-6, rtol=1e-5)
-    stacked = {n: torch.stack([p, 2 * p]) for n, p in actor.named_parameters()}
-    doubled = GRLEPaperActor()
-    with torch.no_grad():
-        for n, p in doubled.named_parameters():
-            p.copy_(2 * dict(actor.named_parameters())[n])
-        both = actor(*(torch.stack([t, t]) for t in tensors), params=stacked)
-        torch.testing.assert_close(both[0], actor(*tensors), atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(both[1], doubled(*tensors), atol=1e-6, rtol=1e-5)
-
-
 @pytest.mark.parametrize("kind", ["grle_paper", "edge_mlp"])
 @pytest.mark.parametrize(
     "options",

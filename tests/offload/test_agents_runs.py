@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from offload.agents.agent import input_encoder
-from offload.agents.droo import DROOActor, DROOConfig, encode_channel_batch
+from offload.agents.droo import DROOActor, DROOConfig
 from offload.agents.grle import GRLEActor, GRLEConfig, encode_slot_batch
 from offload.agents.learner import Learner, LearnerConfig, quantise
 from offload.sim import MECConfig, OffloadEnv, score_decisions
@@ -77,15 +77,6 @@ def test_slots_encoded_together_equal_each_slot_alone(states, main_branch_only):
         np.testing.assert_array_equal(mask[k], one_mask[0])
         for t, u in zip(tensors, one, strict=True):
             assert torch.equal(t[k], u[0])
-
-
-def test_channels_encoded_together_equal_each_slot_alone(states):
-    cfg = DROOConfig(num_devices=6, num_servers=2, num_exits=5)
-    tensors, _ = encode_channel_batch(BatchState.stack(states), cfg)
-    for k, state in enumerate(states):
-        assert torch.equal(tensors[0][k], encode_channel_batch(BatchState.of(state), cfg)[0][0][0])
-    with pytest.raises(ValueError, match="input size is fixed"):
-        encode_channel_batch(BatchState.stack(states), replace(cfg, num_devices=7))
 
 
 def _actors(kind: str, seeds: list[int]) -> list[torch.nn.Module]:
