@@ -29,7 +29,7 @@ M, N·L and topology.
 
 For speed (a decision must take well under 1 ms) the slot graph is built with numpy into a few
 dense tensors (no per-slot ``Data`` objects): the mean aggregation is a product with the
-row-normalised adjacency and the classifier is evaluated for all M×K pairs at once, masked to
+row-normalised adjacency and the classifier is evaluated for all M×O pairs at once, masked to
 the edges. Slots of K runs, and a training mini-batch, are stacked on leading axes (replay
 entries of fewer devices are zero-padded: a padded device has no edge, so it changes no mean).
 Unlike the paper's actor (:mod:`offload.agents.grle_paper`, PyG's ``SAGEConv``), this actor does
@@ -287,7 +287,7 @@ class GRLEActor(nn.Module):
         p = params if params is not None else self._own_params
         h_dev, h_exit = self.conv1(x_dev, x_exit, agg, _sub(p, "conv1."))
         h_dev, h_exit = self.conv2(h_dev, h_exit, agg, _sub(p, "conv2."))
-        # the classifier for all M×K pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
+        # the classifier for all M×O pairs at once: MLP₁ of a concatenation is the sum of MLP₁'s
         # column blocks applied to each part, so no per-edge gather is needed.
         h2 = h_dev.shape[-1]
         w, b = p["mlp1.weight"], p["mlp1.bias"]
