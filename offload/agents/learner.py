@@ -26,9 +26,9 @@ offloading problem (O = 2: local or offload), which the tests use as a cross-che
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from torch import nn
 from offload.agents.quantise import first_occurrences, quantise
 
 __all__ = [
+    "Actor",
     "ActorInput",
     "DROO_PUBLISHED",
     "Learner",
@@ -51,6 +52,18 @@ __all__ = [
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Scores the candidates of K runs: int (K, S, M) -> float (K, S) (higher is better, -inf
 infeasible)."""
+
+
+class Actor(Protocol):
+    """What the learner needs from an actor network (an ``nn.Module``): x̂ (K, M, O) of K
+    runs from its encoder's tensors, with the runs' weights stacked in ``params`` (names as in
+    ``named_parameters``), or with its own weights when ``params`` is None."""
+
+    def __call__(
+        self, *tensors: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor: ...
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
 
 
 class ActorInput(NamedTuple):
@@ -183,7 +196,7 @@ class Learner:
 
     def __init__(
         self,
-        actors: Sequence[nn.Module],
+        actors: Sequence[Actor],
         config: LearnerConfig = LearnerConfig(),
         seeds: Sequence[int] = (0,),
         *,
