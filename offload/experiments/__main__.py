@@ -143,8 +143,9 @@ class InputError(UserError):
     """Flags or an exit table that an experiment cannot run with; one sentence says what to do."""
 
 
-def _check_inputs(args: argparse.Namespace, base: MECConfig) -> None:
-    """Check the inputs (flags, exit table, the servers' devices of ``base``) before any work.
+def _check_inputs(args: argparse.Namespace) -> MECConfig:
+    """Check the inputs (flags, exit table, server devices) before any work; returns the
+    simulator of every run (`MECConfig` with the flags' overrides; each job sets its cells).
 
     Raises:
         InputError: flags that contradict each other, or a table without the servers' devices.
@@ -156,6 +157,7 @@ def _check_inputs(args: argparse.Namespace, base: MECConfig) -> None:
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
     table = load_exit_table(args.exits)
+    base = MECConfig(**sim_overrides(args))
     missing = [d for d in base.server_devices if d not in table.devices]
     if missing:
         raise InputError(
@@ -163,6 +165,7 @@ def _check_inputs(args: argparse.Namespace, base: MECConfig) -> None:
             f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
             f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]})."
         )
+    return base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.rebuild_report:
         return rebuild_report(args.experiment, Path(args.out))
-    base = MECConfig(**sim_overrides(args))  # every run's simulator but what its job varies
-    _check_inputs(args, base)
+    base = _check_inputs(args)
     plan = make_plan(args)
     out = Path(args.out) if args.out else store.default_out(args.experiment)
     resume_cmd = "python -m offload.experiments " + shlex.join(
