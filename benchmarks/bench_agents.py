@@ -119,7 +119,8 @@ def lockstep(args: argparse.Namespace, table) -> None:
     """Per-run time of one lockstep slot and training step vs one run at a time."""
     runs = [(e, tau, seed) for e in SCENARIOS for tau in (10.0, 30.0) for seed in range(3)]
     runs = (runs * (args.lockstep // len(runs) + 1))[: args.lockstep]
-    configs = [mec_config(e, args.devices, tau, compute_scale=4.0) for e, tau, _ in runs]
+    base = MECConfig(compute_scale=4.0)
+    configs = [mec_config(base, e, args.devices, tau) for e, tau, _ in runs]
     seeds = [seed for *_, seed in runs]
     print(
         f"\nlockstep: K={len(runs)} runs (scenarios 1-4, tau 10/30 ms, compute_scale 4), "

@@ -35,6 +35,7 @@ from offload.experiments.lockstep import Group, groups_for, run_group
 from offload.experiments.report import write_csv
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.store import check_writable
+from offload.sim import MECConfig
 
 FIGURE = {"devices": "Fig. 5", "capacity": "Fig. 6", "fluctuation": "Fig. 7", "csi": "Fig. 8"}
 
@@ -56,7 +57,7 @@ def groups_of(path: str, args: argparse.Namespace) -> list[Group]:
         train_slots=args.train_slots,
         eval_slots=args.eval_slots,
         exits_path=path,
-        sim=(("server_devices", server_devices(path)),),
+        base=MECConfig(server_devices=server_devices(path)),
     )
 
 
@@ -64,7 +65,7 @@ def _run(job: tuple[str, Group]) -> pd.DataFrame:
     label, group = job
     frame = pd.DataFrame(run_group(group))
     frame.insert(0, "table", label)
-    frame.insert(1, "server_devices", "+".join(dict(group.sim)["server_devices"]))
+    frame.insert(1, "server_devices", "+".join(group.base.server_devices))
     return frame
 
 

@@ -143,8 +143,9 @@ class InputError(UserError):
     """Flags or an exit table that an experiment cannot run with; one sentence says what to do."""
 
 
-def _check_inputs(args: argparse.Namespace) -> None:
-    """Check the inputs (flags, exit table, server devices) before any work.
+def _check_inputs(args: argparse.Namespace) -> MECConfig:
+    """Check the inputs (flags, exit table, server devices) before any work; returns the
+    simulator of every run (`MECConfig` with the flags' overrides; each job sets its cells).
 
     Raises:
         InputError: flags that contradict each other, or a table without the servers' devices.
@@ -156,14 +157,15 @@ def _check_inputs(args: argparse.Namespace) -> None:
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
     table = load_exit_table(args.exits)
-    servers = MECConfig(**sim_overrides(args)).server_devices
-    missing = [d for d in servers if d not in table.devices]
+    base = MECConfig(**sim_overrides(args))
+    missing = [d for d in base.server_devices if d not in table.devices]
     if missing:
         raise InputError(
             f"the exit table {args.exits} has no latency column for the edge server "
             f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
             f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]})."
         )
+    return base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.rebuild_report:
         return rebuild_report(args.experiment, Path(args.out))
-    _check_inputs(args)
+    base = _check_inputs(args)
     plan = make_plan(args)
     out = Path(args.out) if args.out else store.default_out(args.experiment)
     resume_cmd = "python -m offload.experiments " + shlex.join(
@@ -208,11 +210,10 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     progress.open()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    sim = tuple(sim_overrides(args).items())
     # actors are saved beside the job results and moved into <out>/actors with the other files,
     # so an interrupted run never leaves a half-replaced actor set in <out>
     actors = progress.root / "actors"
-    jobs = build_jobs(args.experiment, plan, args.exits, str(actors), sim, args.save_actors)
+    jobs = build_jobs(args.experiment, plan, args.exits, str(actors), base, args.save_actors)
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
     # the rows of each finished job; a saved result of another form (the (kind, rows) pair saved
     # under the same key before the jobs were typed) runs again
@@ -248,7 +249,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 exit_table=store.display_path(args.exits),
                 run=store.display_path(str(out)),
             )
-            text = header(args, plan, argv, sim=sim_overrides(args), wall_s=wall, resumed=note)
+            text = header(args, plan, argv, base=base, wall_s=wall, resumed=note)
             text += sections
             write_text_atomic(staged / md.name, "\n".join(text) + "\n")
             meta = store.manifest(

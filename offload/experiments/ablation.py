@@ -207,7 +207,7 @@ class AblationRun(Job, kind="ablation"):
     train_slots: int  # Algorithm 1 slots for each trained agent
     eval_slots: int  # evaluation slots per policy
     exits_path: str
-    sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+    base: MECConfig = MECConfig()  # the simulator apart from the run's scenario, M and τ
 
     def run(self) -> pd.DataFrame:
         """One row per policy (:func:`run_ablation`)."""
@@ -225,7 +225,7 @@ def run_ablation(run: AblationRun) -> list[dict]:
     ``wall_s`` of a trained policy includes its agent's training time."""
     torch.set_num_threads(1)
     table = load_exit_table(run.exits_path)
-    cfg = mec_config(run.experiment, run.num_devices, run.slot_ms, **dict(run.sim))
+    cfg = mec_config(run.base, run.experiment, run.num_devices, run.slot_ms)
     agents, train_wall = {}, {}
     for name in ABLATION_AGENTS:
         t0 = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from offload.exit_table import load_exit_table
 from offload.experiments.pool import Job
 from offload.experiments.rows import actor_tag
 from offload.experiments.runner import mec_config
-from offload.sim import OffloadEnv, optimal_decision, score_decisions
+from offload.sim import MECConfig, OffloadEnv, optimal_decision, score_decisions
 from offload.sim.reward import normalised
 
 WINDOW = 50  # slots of the moving average in Fig. 4
@@ -40,7 +39,7 @@ class ConvergenceRun(Job, kind="convergence"):
     exits_path: str  # exit table CSV
     experiment: str = "devices"  # scenario of the environment (see runner.SCENARIOS)
     actors_dir: str | None = None  # save the trained actor here
-    sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+    base: MECConfig = MECConfig()  # the simulator apart from the run's scenario, M and τ
 
     def run(self) -> pd.DataFrame:
         """The curve, one row per slot (:func:`run_convergence`)."""
@@ -51,7 +50,7 @@ def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
     """Per-slot normalised reward (eq. 17), its 50-slot moving average, and the losses."""
     torch.set_num_threads(1)
     table = load_exit_table(run.exits_path)
-    cfg = mec_config(run.experiment, run.num_devices, run.slot_ms, **dict(run.sim))
+    cfg = mec_config(run.base, run.experiment, run.num_devices, run.slot_ms)
     env = OffloadEnv(table, cfg)
     env.reset(seed=run.seed)
     agent = make_agent(

@@ -9,7 +9,6 @@ import platform
 import shlex
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any
 
 import torch
 
@@ -35,12 +34,12 @@ def header(
     plan: Plan,
     argv: list[str],
     *,
-    sim: dict[str, Any],
+    base: MECConfig,
     wall_s: float,
     resumed: str = "",
 ) -> list[str]:
     """The report's opening lines for the command line ``argv`` (parsed: ``args``) run with
-    ``plan`` and the `MECConfig` overrides ``sim``; ``wall_s``: seconds; ``resumed``: a note."""
+    ``plan`` on the simulator ``base``; ``wall_s``: seconds; ``resumed``: a note."""
     experiment = args.experiment
     reduced = [
         f"{k} = {getattr(plan, k)} (paper: {v})"
@@ -48,7 +47,6 @@ def header(
         if getattr(plan, k) < v
     ]
     title = "paper experiments" if experiment == "paper" else f"experiment `{experiment}`"
-    sim_config = MECConfig(**sim)
     lines = [
         f"# GRLE reproduction: {title}",
         "",
@@ -74,7 +72,7 @@ def header(
         ),
         "",
         "Simulator readings (`MECConfig` as run, docs/calibration.md): "
-        + ", ".join(f"{k} = {getattr(sim_config, k, None)!r}" for k in READINGS)
+        + ", ".join(f"{k} = {getattr(base, k, None)!r}" for k in READINGS)
         + ".",
         "",
     ]

@@ -12,6 +12,7 @@ from offload.experiments.presets import Plan
 from offload.experiments.regime import regime_runs
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun
+from offload.sim import MECConfig
 
 
 def build_jobs(
@@ -19,10 +20,11 @@ def build_jobs(
     plan: Plan,
     exits: str,
     actors_dir: str,
-    sim: tuple = (),
+    base: MECConfig,
     save_cell_actors: bool = False,
 ) -> list[Job]:
-    """The jobs of ``experiment``, longest first; ``sim`` = MECConfig overrides for every run.
+    """The jobs of ``experiment``, longest first; ``base``: the simulator of every run (each job
+    sets the scenario, M and τ of its runs, the regime map also the compute scale and reward).
     The order is part of the results: a lockstep group's runs step together (float rounding of
     the batched kernels), and the files list rows in job order."""
     names = (
@@ -35,7 +37,7 @@ def build_jobs(
     jobs: list[Job] = []
     if experiment == "ablation":
         return [
-            AblationRun(e, m, tau, seed, plan.train_slots, plan.eval_slots, exits, sim)
+            AblationRun(e, m, tau, seed, plan.train_slots, plan.eval_slots, exits, base)
             for m in sorted(plan.devices, reverse=True)
             for e in plan.ablation_experiments
             for tau in plan.taus
@@ -50,7 +52,7 @@ def build_jobs(
             train_slots=plan.train_slots,
             eval_slots=plan.eval_slots,
             exits_path=exits,
-            sim=tuple((k, v) for k, v in sim if k != "compute_scale"),
+            base=base,
         )
         return list(runs)
     if experiment in ("convergence", "paper"):
@@ -64,7 +66,7 @@ def build_jobs(
                     plan.convergence_slots,
                     exits,
                     actors_dir=actors_dir,
-                    sim=sim,
+                    base=base,
                 )
                 jobs.append(run)
     if experiment in ("topology", "paper"):
@@ -79,7 +81,7 @@ def build_jobs(
                 plan.eval_slots,
                 exits,
                 actors_dir=actors_dir,
-                sim=sim,
+                base=base,
                 methods=(method,),
             )
             jobs.append(run)
@@ -93,6 +95,6 @@ def build_jobs(
         eval_slots=plan.eval_slots,
         exits_path=exits,
         actors_dir=actors_dir if save_cell_actors else None,
-        sim=sim,
+        base=base,
     )
     return jobs + [g for g in groups if g.runs]

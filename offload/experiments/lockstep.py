@@ -52,7 +52,7 @@ class Group(Job, kind="group", result_kind="cell"):
     eval_slots: int  # slots of frozen evaluation per run
     exits_path: str  # exit table CSV
     actors_dir: str | None = None  # save the trained actors here (None = do not save)
-    sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides, e.g. (("compute_scale", 4.0),)
+    base: MECConfig = MECConfig()  # the simulator apart from each run's scenario, M and τ
 
     def run(self) -> pd.DataFrame:
         """The runner's rows, one per run (:func:`run_group`)."""
@@ -159,7 +159,7 @@ def run_group(group: Group) -> list[dict]:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     table = load_exit_table(group.exits_path)
-    configs = [mec_config(e, group.num_devices, tau, **dict(group.sim)) for e, tau, _ in group.runs]
+    configs = [mec_config(group.base, e, group.num_devices, tau) for e, tau, _ in group.runs]
     seeds = [seed for _, _, seed in group.runs]
     learning = group.method in AGENT_NAMES
     if learning:

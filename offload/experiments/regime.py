@@ -31,7 +31,7 @@ from offload.experiments.lockstep import (
 from offload.experiments.pool import Job
 from offload.experiments.rows import result_row
 from offload.experiments.runner import EVAL_SEED_OFFSET, mec_config
-from offload.sim import optimal_decision
+from offload.sim import MECConfig, optimal_decision
 
 #: learners and references of the regime map
 REGIME_LEARNERS = ("GRLE", "GRLE+", "GRL")
@@ -67,7 +67,7 @@ class RegimeRun(Job, kind="regime"):
     eval_slots: int
     exits_path: str
     experiment: str = "devices"  # scenario (runner.SCENARIOS): 1, fixed capacity
-    sim: tuple[tuple[str, Any], ...] = ()  # further MECConfig overrides (not compute_scale)
+    base: MECConfig = MECConfig()  # the simulator but the per-run scenario, M, τ, scale and reward
 
     def run(self) -> pd.DataFrame:
         """One row per (compute scale, τ, seed) (:func:`run_regime`)."""
@@ -109,9 +109,9 @@ def run_regime(run: RegimeRun) -> list[dict]:
     t0 = time.perf_counter()
     table = load_exit_table(run.exits_path)
     points = [(s, tau, seed) for s in run.scales for tau in run.taus for seed in run.seeds]
-    shape = {"psi_steepness": run.psi_steepness, "reward_form": run.reward_form, **dict(run.sim)}
+    shape = {"psi_steepness": run.psi_steepness, "reward_form": run.reward_form}
     configs = [
-        mec_config(run.experiment, run.num_devices, tau, compute_scale=s, **shape)
+        mec_config(run.base, run.experiment, run.num_devices, tau, compute_scale=s, **shape)
         for s, tau, _ in points
     ]
     seeds = [seed for _, _, seed in points]

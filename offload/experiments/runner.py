@@ -35,9 +35,12 @@ REFERENCE_METHODS = ("greedy", "greedy-main", "random")
 SCENARIOS = {"devices": 1, "capacity": 2, "fluctuation": 3, "csi": 4}
 
 
-def mec_config(experiment: str, num_devices: int, slot_ms: float, **extra: Any) -> MECConfig:
-    """The simulator configuration of an experiment (simulator defaults otherwise)."""
-    return MECConfig(
+def mec_config(
+    base: MECConfig, experiment: str, num_devices: int, slot_ms: float, **extra: Any
+) -> MECConfig:
+    """The simulator configuration of one run: ``base`` (the run's other settings) with the
+    experiment's scenario, M, τ (ms) and the fields in ``extra`` replaced."""
+    return base.replace(
         num_devices=num_devices, slot_ms=slot_ms, scenario=SCENARIOS[experiment], **extra
     )
 

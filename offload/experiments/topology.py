@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +41,7 @@ from offload.experiments.runner import (
     mec_config,
     reference_policy,
 )
-from offload.sim import OffloadEnv
+from offload.sim import MECConfig, OffloadEnv
 
 #: the methods of the topology experiment: every learner and the greedy with and without exits
 TOPOLOGY_METHODS = AGENT_NAMES + ("greedy", "greedy-main")
@@ -62,7 +61,7 @@ class TopologyRun(Job, kind="topology"):
     exits_path: str
     experiment: str = "capacity"  # scenario (see runner.SCENARIOS)
     actors_dir: str | None = None
-    sim: tuple[tuple[str, Any], ...] = ()  # MECConfig overrides
+    base: MECConfig = MECConfig()  # the simulator apart from scenario, M, τ and the topology
     methods: tuple[str, ...] = TOPOLOGY_METHODS  # one job per method keeps the jobs short
 
     def run(self) -> pd.DataFrame:
@@ -74,20 +73,19 @@ def run_topology(run: TopologyRun) -> list[dict]:
     """One row per (method, evaluation network, seed)."""
     torch.set_num_threads(1)
     table = load_exit_table(run.exits_path)
-    sim = dict(run.sim)
     seeds = list(run.seeds)
     eval_seeds = [s + EVAL_SEED_OFFSET for s in seeds]
-    train_cfg = mec_config(run.experiment, run.train_devices, run.slot_ms, **sim)
+    train_cfg = mec_config(run.base, run.experiment, run.train_devices, run.slot_ms)
     networks = {
-        f"M={m}": mec_config(run.experiment, m, run.slot_ms, **sim) for m in run.eval_devices
+        f"M={m}": mec_config(run.base, run.experiment, m, run.slot_ms) for m in run.eval_devices
     }
     networks["dynamic"] = mec_config(
+        run.base,
         run.experiment,
         run.train_devices,
         run.slot_ms,
         max_devices=run.max_devices,
         dynamic_topology=True,
-        **sim,
     )
     padded = {"max_devices": max(run.max_devices, *run.eval_devices, run.train_devices)}
     rows = []

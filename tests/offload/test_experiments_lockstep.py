@@ -8,9 +8,10 @@ import pytest
 
 from offload.experiments.lockstep import Group, groups_for, run_group
 from offload.experiments.runner import default_exits
+from offload.sim import MECConfig
 
 RUNS = (("devices", 30.0, 0), ("capacity", 10.0, 1), ("csi", 30.0, 2))
-SIM = (("compute_scale", 4.0),)
+BASE = MECConfig(compute_scale=4.0)
 COLUMNS = ["avg_accuracy", "ssp", "throughput", "mean_q", "tasks", "final_train_loss"]
 
 
@@ -20,7 +21,7 @@ COLUMNS = ["avg_accuracy", "ssp", "throughput", "mean_q", "tasks", "final_train_
 def test_runs_stepped_together_give_each_runs_own_numbers(method):
     """Three runs of mixed scenarios and τ stepped together (K = 3) give what each run gives
     alone (K = 1)."""
-    kw = dict(train_slots=40, eval_slots=30, exits_path=default_exits(), sim=SIM)
+    kw = dict(train_slots=40, eval_slots=30, exits_path=default_exits(), base=BASE)
     batched = pd.DataFrame(run_group(Group(method, 3, RUNS, **kw)))
     loop = pd.DataFrame([row for run in RUNS for row in run_group(Group(method, 3, (run,), **kw))])
     keys = ["experiment", "method", "scenario", "M", "tau_ms", "seed", "train_slots", "eval_slots"]
@@ -53,7 +54,7 @@ def test_runs_stepped_together_give_each_runs_own_numbers(method):
 def test_rows_carry_exit_and_server_usage_that_add_up():
     """Every task is counted once at one exit and one ES; a success at exit e is one of the
     tasks at e, and the success-weighted exit shares give the row's own SSP."""
-    kw = dict(train_slots=5, eval_slots=40, exits_path=default_exits(), sim=SIM)
+    kw = dict(train_slots=5, eval_slots=40, exits_path=default_exits(), base=BASE)
     (row,) = run_group(Group("greedy", 6, (("capacity", 30.0, 0),), **kw))
     exits = [1, 3, 4, 7, 17]  # Table I's candidate exits name the columns
     shares = np.array([row[f"exit_share_{e}"] for e in exits])
