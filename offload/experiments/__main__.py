@@ -157,7 +157,10 @@ def _check_inputs(args: argparse.Namespace) -> MECConfig:
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
     table = load_exit_table(args.exits)
-    base = MECConfig(**sim_overrides(args))
+    try:
+        base = MECConfig(**sim_overrides(args))
+    except ValueError as exc:  # a simulator flag out of range: MECConfig says which and why
+        raise InputError(f"{exc} Fix the flag and run again.") from None
     missing = [d for d in base.server_devices if d not in table.devices]
     if missing:
         raise InputError(

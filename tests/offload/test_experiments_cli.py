@@ -119,6 +119,17 @@ def test_missing_exit_table_is_one_clear_error(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_simulator_flag_out_of_range_is_one_clear_error(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(main, ["devices", "--quick", "--compute-scale", "-1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "error: compute_scale must be positive (1 = the table's latencies). Fix the "
+        "flag and run again.\n"
+    )
+    assert not out.exists()
+
+
 def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
     table = tmp_path / "cpu.csv"
     table.write_text(
