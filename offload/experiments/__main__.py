@@ -218,8 +218,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     actors = progress.root / "actors"
     jobs = build_jobs(args.experiment, plan, args.exits, str(actors), base, args.save_actors)
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
-    # the rows of each finished job; a saved result of another form (the (kind, rows) pair saved
-    # under the same key before the jobs were typed) runs again
+    # the rows of each finished job (anything else under its key, e.g. an unreadable file,
+    # and the job runs again)
     finished = {i: r for i, k in enumerate(keys) if isinstance(r := progress.load(k), pd.DataFrame)}
     if finished:
         print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")

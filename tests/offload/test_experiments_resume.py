@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -162,30 +161,6 @@ def test_sigint_then_resume_gives_the_files_of_an_uninterrupted_run(tmp_path, ca
     capsys.readouterr()
     assert main(args) == 0 and "nothing to do" in capsys.readouterr().out
     assert (out / "devices.csv").stat().st_mtime_ns == before
-
-
-def test_a_saved_result_of_another_form_runs_again(tmp_path, capsys, monkeypatch):
-    """A job's key names the job, not the form of its saved result: the (kind, rows) pair saved
-    before the jobs were typed is not taken for the job's rows; that job runs again."""
-    out = tmp_path / "out"
-    args = ["csi", *TINY, "--workers", "1", "--out", str(out)]
-
-    def first_then_interrupt(jobs, workers, done, *, total):
-        index, job = next(iter(jobs.items()))
-        done(index, job.run())
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as mp:
-        mp.setattr("offload.experiments.__main__.run_jobs", first_then_interrupt)
-        assert main(args) == 130
-    (saved,) = (out / store.PROGRESS / "jobs").glob("*.pkl")
-    rows = pickle.loads(saved.read_bytes())
-    assert isinstance(rows, pd.DataFrame) and len(rows) == 2  # one method at M = 4, two τ
-    saved.write_bytes(pickle.dumps(("cell", rows)))
-    capsys.readouterr()
-    assert main(args) == 0
-    assert "resuming" not in capsys.readouterr().out
-    assert json.loads((out / "manifest.json").read_text())["jobs_resumed"] == 0
 
 
 def test_interrupt_while_moving_files_in_leaves_the_whole_set(tmp_path):
