@@ -226,9 +226,10 @@ class Learner:
         """The K actors' x̂, (K, M, O) float64. One actor is evaluated with its own parameters
         (the stacked weights are views of them): the same bits, less per-call overhead."""
         with torch.inference_mode():
+            actor = self.actors[0]  # .forward: no module hooks are used, skip their overhead
             if self.num_runs == 1:
-                return self.actors[0](*obs.tensors).double().numpy()
-            return self.actors[0](*obs.tensors, params=self.params).double().numpy()
+                return actor.forward(*(t[0] for t in obs.tensors))[None].double().numpy()
+            return actor.forward(*obs.tensors, params=self.params).double().numpy()
 
     def decide(self, obs: ActorInput, score: ScoreFn, *, num_candidates: int | None = None) -> Step:
         """Best of each run's quantised candidates (eq. 15), without learning;
