@@ -48,7 +48,7 @@ from offload.agents.grle_paper import (
     GRLEPaperConfig,
     encode_paper_batch,
 )
-from offload.agents.learner import ActorInput, Learner, LearnerConfig
+from offload.agents.learner import ActorInput, Learner, LearnerConfig, Step
 from offload.sim.state import BatchState, SlotState
 
 OneRunScore = Callable[[np.ndarray], np.ndarray]
@@ -153,7 +153,8 @@ def _as_runs(score: OneRunScore) -> Callable[[np.ndarray], np.ndarray]:
     return lambda cands: np.asarray(score(cands[0]), dtype=np.float64)[None]
 
 
-def _one(step) -> StepResult:  # noqa: ANN001 - learner.Step of one run
+def _one(step: Step) -> StepResult:
+    """The learner's step of one run as a :class:`StepResult`."""
     loss = None if step.loss is None else float(step.loss[0])
     return StepResult(step.decisions[0], float(step.q[0]), int(step.best_index[0]), loss)
 
