@@ -47,6 +47,16 @@ def device_recipe(devices: int, *, batch_size: int, lr: float) -> DeviceRecipe:
     Raises:
         DeviceRecipeError: ``batch_size`` does not split evenly over ``devices``.
     """
+    check_batch_split(devices, batch_size)
+    return DeviceRecipe(devices, batch_size, batch_size // devices, lr)
+
+
+def check_batch_split(devices: int, batch_size: int) -> None:
+    """Refuse a device count below one or a global batch that does not split over the devices.
+
+    Raises:
+        DeviceRecipeError: the message names the batch, the devices and what to pass instead.
+    """
     if devices < 1:
         raise DeviceRecipeError(f"Training needs at least one device (got {devices}).")
     if batch_size % devices:
@@ -55,7 +65,35 @@ def device_recipe(devices: int, *, batch_size: int, lr: float) -> DeviceRecipe:
             f"{devices} devices; pass a multiple of {devices} or choose the devices with "
             "--devices."
         )
-    return DeviceRecipe(devices, batch_size, batch_size // devices, lr)
+
+
+def parse_devices(value: str) -> int | str | list[int]:
+    """``--devices`` as Lightning takes it: ``"auto"``, a count (``"8"``) or indices (``"0,1"``).
+
+    Raises:
+        DeviceRecipeError: anything else.
+    """
+    if value == "auto":
+        return value
+    try:
+        if "," in value:
+            return [int(v) for v in value.split(",") if v.strip()]
+        return int(value)
+    except ValueError:
+        raise DeviceRecipeError(
+            f"--devices {value!r} is not a device choice; pass auto, a count such as 1 or 8, "
+            'or device indices such as "0,1".'
+        ) from None
+
+
+def device_count(value: str) -> int | None:
+    """How many devices ``--devices`` names, or None where Lightning decides (auto, -1)."""
+    devices = parse_devices(value)
+    if isinstance(devices, list):
+        return len(devices)
+    if isinstance(devices, int) and devices >= 0:
+        return devices
+    return None
 
 
 def precision_for(on_gpu: bool, capability: tuple[int, int] | None) -> str:

@@ -16,6 +16,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from multiexit.data import resolve_source
+from multiexit.devices import check_batch_split, device_count
 from multiexit.errors import CheckpointNotFoundError, RunSettingsMismatchError
 from multiexit.export import check_output_dir
 
@@ -87,13 +88,16 @@ def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None
 
     Checks that the run folder and ``--export`` can be written, that a stage that would
     resume was started with the same settings (:data:`STAGE_SETTINGS`), that stage ``exits``
-    has a backbone to start from, and (``data``) that a data source exists.
+    has a backbone to start from, that the global batch splits over the devices that
+    ``--devices`` names, and (``data``) that a data source exists.
 
     Raises:
         OutputPathError: a run or export folder cannot be created.
         RunSettingsMismatchError: a reused run name with other settings; the message names
             them and the two ways out (a new ``--run`` or ``--no-resume``).
         CheckpointNotFoundError: stage ``exits`` has no main-stage checkpoint to start from.
+        DeviceRecipeError: ``--devices`` is malformed or ``--batch-size`` does not split
+            evenly over the devices it names.
         DataNotFoundError: no CIFAR-10 source.
     """
     check_output_dir(Path(cfg.runs_dir) / cfg.run, "the run folder (--runs-dir/--run)")
@@ -118,6 +122,9 @@ def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None
                 f"No checkpoint at {init} to start stage exits from; train stage main first "
                 "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
             )
+    count = device_count(cfg.devices)
+    if count is not None:
+        check_batch_split(count, cfg.batch_size)
     if data:
         resolve_source(cfg.source, pack_path=cfg.pack, cifar_root=cfg.cifar_root,
                        download=cfg.download)  # fmt: skip

@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from grle_common.cli import add_dataclass_args, option, run_cli
 from grle_common.fileio import atomic_write, write_text_atomic
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
-from multiexit.devices import device_recipe, precision_for
+from multiexit.devices import device_recipe, parse_devices, precision_for
 from multiexit.errors import CheckpointNotFoundError
 from multiexit.export import export_run, load_run, load_state_into
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
@@ -143,14 +143,6 @@ def _on_gpu(cfg: TrainConfig) -> bool:
     )
 
 
-def _devices(value: str) -> int | str | list[int]:
-    if value == "auto":
-        return value
-    if "," in value:
-        return [int(v) for v in value.split(",") if v]
-    return int(value)
-
-
 def _first_cuda_index(devices: int | str | list[int]) -> int:
     return devices[0] if isinstance(devices, list) and devices else 0
 
@@ -162,7 +154,7 @@ def _device_options(cfg: TrainConfig, gpu: bool) -> dict:
     (bf16-mixed from compute capability 8.0, else 16-mixed; 32-true on the CPU). On a GPU,
     cuDNN autotuning is on: every batch has the same shape, so the search pays off at once.
     """
-    devices = _devices(cfg.devices)
+    devices = parse_devices(cfg.devices)
     precision = cfg.precision
     if precision == "auto":
         capability = torch.cuda.get_device_capability(_first_cuda_index(devices)) if gpu else None

@@ -8,7 +8,13 @@ import torch
 
 from grle_common.cli import run_cli
 from multiexit.data import CIFAR10DataModule, TensorLoader, shard, shard_size
-from multiexit.devices import DeviceRecipe, device_recipe, precision_for
+from multiexit.devices import (
+    DeviceRecipe,
+    device_count,
+    device_recipe,
+    parse_devices,
+    precision_for,
+)
 from multiexit.errors import DeviceRecipeError
 from multiexit.lit import MultiExitModule
 from multiexit.train import TrainConfig, _device_options, main
@@ -33,10 +39,24 @@ def test_multi_device_rule_refuses_a_batch_that_does_not_split(tmp_path, capsys)
         device_recipe(3, batch_size=256, lr=0.1)
     rc = run_cli(main, ["--accelerator", "cpu", "--devices", "3", "--batch-size", "100",
                         "--no-progress", "--runs-dir", str(tmp_path / "runs"),
-                        "--width", "0.0625"])  # fmt: skip
+                        "--width", "0.0625", "--source", "pack",
+                        "--pack", str(tmp_path / "absent.npz")])  # fmt: skip
     assert rc == 2
+    # checked before the data: the missing pack is not what the user hears about first
     assert capsys.readouterr().err.startswith("error: --batch-size 100 (the global batch)")
     assert not (tmp_path / "runs").exists()  # refused before any folder was created
+
+
+def test_devices_are_parsed_as_lightning_takes_them_or_refused(tmp_path, capsys):
+    assert parse_devices("auto") == "auto"
+    assert parse_devices("8") == 8
+    assert parse_devices("0,1") == [0, 1]
+    assert [device_count(v) for v in ("auto", "-1", "3", "0,2,5")] == [None, None, 3, 3]
+    rc = run_cli(main, ["--accelerator", "cpu", "--devices", "two", "--no-progress",
+                        "--runs-dir", str(tmp_path / "runs"), "--width", "0.0625"])  # fmt: skip
+    assert rc == 2
+    assert capsys.readouterr().err.startswith("error: --devices 'two' is not a device choice")
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
