@@ -97,6 +97,9 @@ def encode_channel_batch(
     return (torch.from_numpy(scaled.reshape(num_runs, -1).astype(np.float32)),), mask
 
 
+_ACTIVATIONS = {nn.ReLU: torch.relu, nn.Sigmoid: torch.sigmoid}  # the modules' functions
+
+
 class DROOActor(nn.Module):
     """Fully connected actor: channel state (M·N) → x̂ for every (device, option) it may choose."""
 
@@ -127,6 +130,13 @@ class DROOActor(nn.Module):
             nn.Linear(h2, net_out),
             nn.Sigmoid(),
         )
+        # the layers as functions of a parameter mapping: one forward for the module's own
+        # parameters and for K runs' stacked ones, without the module-call overhead per layer
+        self._layers = [
+            f"net.{i}." if isinstance(layer, nn.Linear) else _ACTIVATIONS[type(layer)]
+            for i, layer in enumerate(self.net)
+        ]
+        self._own_params = dict(self.named_parameters())  # same objects after load_state_dict
 
     def forward(
         self,
@@ -138,15 +148,13 @@ class DROOActor(nn.Module):
         actor does not output. ``rows`` (..., M) int64 (padded actor): the output rows of the
         active devices. ``params``: K runs' weights stacked on a leading axis (names as in
         ``state_dict``), x then (K, ..., M·N): K actors in one pass (:class:`~offload.agents.learner.Learner`)."""
-        if params is None:
-            p = self.net(x)
-        else:
-            p = x
-            for i, layer in enumerate(self.net):
-                if isinstance(layer, nn.Linear):
-                    p = stacked_linear(p, params[f"net.{i}.weight"], params[f"net.{i}.bias"])
-                else:
-                    p = layer(p)
+        weights = self._own_params if params is None else params
+        p = x
+        for layer in self._layers:
+            if isinstance(layer, str):
+                p = stacked_linear(p, weights[layer + "weight"], weights[layer + "bias"])
+            else:
+                p = layer(p)
         if self.config.per_user_sigmoid:
             p = p.unsqueeze(-1)
             p = torch.cat([1.0 - p, p], dim=-1)  # x̂ over the device's two options

@@ -95,15 +95,20 @@ def _schedule_python(waiting, exec_ms, server, present, backlog, deadline, drop_
     """`schedule_slot` for a few candidates, one task at a time (same rules and arithmetic);
     `backlog` is (N,) or (S, N), `deadline` (M,) or (S, M), float64."""
     num_cand, num_dev = waiting.shape
-    finish = np.full((num_cand, num_dev), np.inf)
-    free_all = np.array(np.broadcast_to(backlog, (num_cand, backlog.shape[-1])))
-    deadline_rows = np.broadcast_to(deadline, (num_cand, num_dev)).tolist()
-    for c in range(num_cand):
-        arr, exe, srv = waiting[c].tolist(), exec_ms[c].tolist(), server[c].tolist()
-        deadlines = deadline_rows[c]
-        pre = present[c].tolist()
-        free = free_all[c].tolist()
-        fin = finish[c].tolist()
+    backlogs, deadlines_all = backlog.tolist(), deadline.tolist()
+    shared_backlog, shared_deadline = backlog.ndim == 1, deadline.ndim == 1
+    finish, free_after = [], []
+    for arr, exe, srv, pre, c in zip(
+        waiting.tolist(),
+        exec_ms.tolist(),
+        server.tolist(),
+        present.tolist(),
+        range(num_cand),
+        strict=True,
+    ):
+        free = list(backlogs) if shared_backlog else backlogs[c]
+        deadlines = deadlines_all if shared_deadline else deadlines_all[c]
+        fin = [np.inf] * num_dev
         for m in sorted(range(num_dev), key=arr.__getitem__):  # stable: ties in device order
             n = srv[m]
             before = free[n]
@@ -117,6 +122,10 @@ def _schedule_python(waiting, exec_ms, server, present, backlog, deadline, drop_
             elif pre[m]:
                 free[n] = end
                 fin[m] = end
-        finish[c] = fin
-        free_all[c] = free
-    return finish, free_all
+        finish.append(fin)
+        free_after.append(free)
+    num_srv = backlog.shape[-1]
+    return (
+        np.array(finish, dtype=np.float64).reshape(num_cand, num_dev),
+        np.array(free_after, dtype=np.float64).reshape(num_cand, num_srv),
+    )
