@@ -48,6 +48,29 @@ def _no_carried(state: SlotState) -> None:
         )
 
 
+def _alone_linked(state: SlotState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(devices (P,), servers (P,), rewards (P, L)) of every linked (device, ES) pair: the
+    reward term of the device's task alone on each exit of that ES (see `alone_rewards`).
+    Only the P linked pairs are computed (about M*k in a city), not all M*N."""
+    _no_carried(state)
+    pred = predicted(BatchState.of(state))
+    dev, srv = np.nonzero(state.link)
+    num_exits = state.num_exits
+    arrival = pred.arrival[0][dev, srv][:, None]  # (P, 1), inf: dropped on the uplink
+    start = np.maximum(arrival, state.server_backlog_ms[srv][:, None])  # eq. (7), alone
+    end = start + pred.compute[0].reshape(state.num_servers, num_exits)[srv]
+    deadline_abs = pred.deadline_abs[0][dev][:, None]
+    if state.rules.drop_late:
+        finish = np.where((start < deadline_abs) & (end <= deadline_abs), end, np.inf)
+    else:
+        finish = end
+    completion = finish - pred.origin[0][dev][:, None]  # eq. (8)
+    q = state.exit_accuracy * psi(
+        completion, state.deadline_ms[dev][:, None], state.rules.psi_scale
+    )
+    return dev, srv, q  # eq. (9)
+
+
 def alone_rewards(state: SlotState) -> np.ndarray:
     """(M, N*L) predicted reward term φ_l ψ(t) of eq. (9) of each device's task on each
     option o = n*L + l with no other task of the slot queued (behind ES n's backlog only);
@@ -57,23 +80,10 @@ def alone_rewards(state: SlotState) -> np.ndarray:
     Raises:
         ValueError: the state holds carried tasks.
     """
-    _no_carried(state)
-    pred = predicted(BatchState.of(state))
-    num_dev, num_srv, num_exits = state.num_devices, state.num_servers, state.num_exits
-    arrival = pred.arrival[0][:, :, None]  # (M, N, 1), inf: no link or dropped on the uplink
-    start = np.maximum(arrival, state.server_backlog_ms[None, :, None])  # eq. (7), alone
-    end = start + pred.compute[0].reshape(1, num_srv, num_exits)
-    deadline_abs = pred.deadline_abs[0][:, None, None]
-    if state.rules.drop_late:
-        finish = np.where((start < deadline_abs) & (end <= deadline_abs), end, np.inf)
-    else:
-        finish = end
-    completion = finish - pred.origin[0][:, None, None]  # eq. (8)
-    q = state.exit_accuracy * psi(
-        completion, state.deadline_ms[:, None, None], state.rules.psi_scale
-    )
-    q = np.where(state.link[:, :, None], q, -np.inf)  # eq. (9)
-    return q.reshape(num_dev, num_srv * num_exits)
+    dev, srv, q = _alone_linked(state)
+    out = np.full((state.num_devices, state.num_servers, state.num_exits), -np.inf)
+    out[dev, srv] = q
+    return out.reshape(state.num_devices, state.num_options)
 
 
 def upper_bound(state: SlotState) -> float:
@@ -83,10 +93,10 @@ def upper_bound(state: SlotState) -> float:
     Raises:
         ValueError: the state holds carried tasks.
     """
-    if state.num_devices == 0:
-        return 0.0
-    best = alone_rewards(state).max(axis=1)
-    return float(np.maximum(best, 0.0).sum())
+    dev, _, q = _alone_linked(state)
+    best = np.zeros(state.num_devices)  # rewards are >= 0; a device without links adds 0
+    np.maximum.at(best, dev, q.max(axis=1))
+    return float(best.sum())
 
 
 class LocalSearch(NamedTuple):
