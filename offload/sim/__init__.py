@@ -1,7 +1,7 @@
 """MEC offloading simulator of the GRLE paper (Sections III-IV, VI): configuration, the
 agent-visible slot state, the vectorised slot evaluator, the exact per-slot optimum, the
-Gymnasium environment, metrics and baselines, and a lockstep batch of environments. It never
-imports an agent."""
+Gymnasium environment, metrics and baselines, a lockstep batch of environments, and a
+city-scale network with its references (issue 13). It never imports an agent."""
 
 from .batch import (
     BatchEnv,
@@ -13,6 +13,8 @@ from .batch import (
     batch_score,
     batch_task_rewards,
 )
+from .city import CityConfig
+from .city_env import CityEnv
 from .config import MECConfig
 from .env import OffloadEnv
 from .evaluator import psi, score_decisions
@@ -24,6 +26,8 @@ __all__ = [
     "BatchMetrics",
     "BatchState",
     "BatchStepInfo",
+    "CityConfig",
+    "CityEnv",
     "MECConfig",
     "OffloadEnv",
     "Optimum",

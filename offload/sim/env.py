@@ -50,10 +50,9 @@ from ..exit_table import ExitTable
 from .carry import carried_state, empty_carry
 from .config import MECConfig
 from .dynamics import SlotDraw, draw_slot, initial_fading, update_topology
-from .evaluator import score_decisions, task_rewards
 from .reward import psi_scale
-from .state import BatchState, ScoringRules, SlotOutcome, SlotState
-from .step import true_slot
+from .state import ScoringRules, SlotState
+from .step import serve_one
 
 __all__ = ["OffloadEnv"]
 
@@ -151,38 +150,19 @@ class OffloadEnv(gym.Env):
         cfg, state, draw = self.config, self._state, self._draw
         decision = self._compact(action)
         ids = state.device_ids
-        server = decision // state.num_exits
-        linked = state.link[np.arange(ids.size), server]  # False: the task is lost
-        if linked.all():
-            predicted_q = float(score_decisions(state, decision)[0])
-        else:  # a lost task scores 0 (score_decisions would give -inf for the missing link)
-            predicted_q = float(task_rewards(state, decision[None], linked[None]).sum())
-        res = true_slot(
-            BatchState.of(state),
-            decision[None],
-            rate_true_mbps=draw.rate_true_mbps[ids][None],
-            jitter=draw.jitter[ids][None],
-            linked=None if linked.all() else linked[None],
-            slot_ms=np.array([cfg.slot_ms]),
-            device_ids=ids[None],
+        served = serve_one(
+            state,
+            decision,
+            rate_true_mbps=draw.rate_true_mbps[ids],
+            jitter=draw.jitter[ids],
+            slot_ms=cfg.slot_ms,
             carry=self._carry,
         )
-        self._carry = res.carry
-        done = slice(None) if res.carry is None else res.final[0]  # free_at: every task
-        tasks = res.tasks.take(0)
-        outcome = SlotOutcome(
-            device_ids=tasks.device_ids[done],
-            server=tasks.server[done],
-            exit_index=tasks.exit_index[done],
-            arrival_ms=tasks.arrival_ms[done],
-            completion_ms=res.completion_ms[0, done],
-            success=res.success[0, done],
-            accuracy=res.accuracy[0, done],
-            q=res.q[0, done],
-        )
-        self.device_free_ms[ids] = res.device_free_ms[0]
+        self._carry = served.carry
+        outcome, linked, predicted_q = served.outcome, served.linked, served.predicted_q
+        self.device_free_ms[ids] = served.device_free_ms
         self.device_free_ms = np.maximum(self.device_free_ms - cfg.slot_ms, 0.0)
-        self.server_free_ms = np.maximum(res.server_free_ms[0] - cfg.slot_ms, 0.0)
+        self.server_free_ms = np.maximum(served.server_free_ms - cfg.slot_ms, 0.0)
         info = {
             "slot": self.slot,
             "outcome": outcome,

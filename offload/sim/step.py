@@ -13,12 +13,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .carry import fcfs_step
-from .evaluator import deadline_origin
+from .evaluator import deadline_origin, score_decisions, task_rewards
 from .fcfs import schedule_slot
 from .reward import psi
-from .state import BatchState, CarriedTasks
+from .state import BatchState, CarriedTasks, SlotOutcome, SlotState
 
-__all__ = ["TrueSlot", "true_slot"]
+__all__ = ["OneSlot", "TrueSlot", "serve_one", "true_slot"]
 
 
 class TrueSlot(NamedTuple):
@@ -134,4 +134,68 @@ def true_slot(
         device_free,
         server_free,
         None,
+    )
+
+
+class OneSlot(NamedTuple):
+    """One served slot of one run (what `OffloadEnv.step` and `CityEnv.step` report)."""
+
+    outcome: SlotOutcome  # the tasks whose outcome the step fixes (true values)
+    linked: np.ndarray  # (M,) bool, the chosen link was up (False: the task is lost)
+    predicted_q: float  # Q of eq. (9) predicted from the state; a lost task scores 0
+    device_free_ms: np.ndarray  # (M,) each uplink's busy time after the slot start, ms
+    server_free_ms: np.ndarray  # (N,) each ES's free time after the slot start, ms
+    carry: tuple[CarriedTasks, np.ndarray] | None  # tasks in transit (fcfs), else None
+
+
+def serve_one(
+    state: SlotState,
+    decision: np.ndarray,
+    *,
+    rate_true_mbps: np.ndarray,
+    jitter: np.ndarray,
+    slot_ms: float,
+    carry: tuple[CarriedTasks, np.ndarray] | None = None,
+) -> OneSlot:
+    """`true_slot` for one run (K = 1) and one checked decision, with the predicted Q.
+
+    Args:
+        state: the slot state the decision was made on.
+        decision: (M,) int, checked options o = n*L + l (one per device of `state`).
+        rate_true_mbps: (M, N) true uplink rates of the state's devices, Mbit/s.
+        jitter: (M,) true inference time / table inference time of each task.
+        slot_ms: slot length τ, ms.
+        carry: the tasks in transit (cross_slot_queue="fcfs"), None for "free_at".
+    """
+    ids = state.device_ids
+    server = decision // state.num_exits
+    linked = state.link[np.arange(ids.size), server]  # False: the task is lost
+    if linked.all():
+        predicted_q = float(score_decisions(state, decision)[0])
+    else:  # a lost task scores 0 (score_decisions would give -inf for the missing link)
+        predicted_q = float(task_rewards(state, decision[None], linked[None]).sum())
+    res = true_slot(
+        BatchState.of(state),
+        decision[None],
+        rate_true_mbps=rate_true_mbps[None],
+        jitter=jitter[None],
+        linked=None if linked.all() else linked[None],
+        slot_ms=np.array([slot_ms]),
+        device_ids=ids[None],
+        carry=carry,
+    )
+    done = slice(None) if res.carry is None else res.final[0]  # free_at: every task
+    tasks = res.tasks.take(0)
+    outcome = SlotOutcome(
+        device_ids=tasks.device_ids[done],
+        server=tasks.server[done],
+        exit_index=tasks.exit_index[done],
+        arrival_ms=tasks.arrival_ms[done],
+        completion_ms=res.completion_ms[0, done],
+        success=res.success[0, done],
+        accuracy=res.accuracy[0, done],
+        q=res.q[0, done],
+    )
+    return OneSlot(
+        outcome, linked, predicted_q, res.device_free_ms[0], res.server_free_ms[0], res.carry
     )
