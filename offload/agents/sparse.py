@@ -25,6 +25,7 @@ scale; training and the paper-size experiments keep the dense path of the commit
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -86,9 +87,15 @@ def _csr(row: np.ndarray, col: np.ndarray, rows: int, cols: int) -> torch.Tensor
     crow = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=rows), out=crow[1:])
     ones = torch.ones(row.size)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(crow), torch.from_numpy(col), ones, (rows, cols)
-    )
+    with warnings.catch_warnings():  # "CSR support is in beta": a warning per process, not ours
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(crow),
+            torch.from_numpy(col),
+            ones,
+            (rows, cols),
+            check_invariants=False,  # built sorted here; checking costs a pass over E
+        )
 
 
 def _adjacency(dev: np.ndarray, opt: np.ndarray, num_devices: int, num_options: int):
