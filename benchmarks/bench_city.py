@@ -19,8 +19,8 @@ for `--train-slots` slots on a small city (20 devices, 4 ES, 2 nearest; the scal
 experiment's training), then on the same slots of every M: the actor alone (sparse encoder +
 forward, `offload.agents.sparse`) and actor + critic (`offload.agents.scale_critic.
 decide_at_scale`, S = 16, no repair), medians and slopes; the candidate set's quality/time
-trade-off (S in {1, 4, 16} x repair off / one local-search pass, predicted Q / bound on the
-same slots) at M = 200 and 1,000; and the peak memory of the whole process (ru_maxrss).
+trade-off (S in {1, 4, 16} x repair off / one local-search pass over every device below its
+bound / over the devices earning < 0.25 of it; predicted Q / bound on the same slots) at M = 200 and 1,000; and the peak memory of the whole process (ru_maxrss).
 
 Targets (issue 13; one core, medians, M = 1,000, N = 50, L = 5): environment step <= 20 ms,
 GRLE actor <= 20 ms per slot, actor + critic <= 100 ms, memory of the whole run <= 2 GB.
@@ -140,7 +140,9 @@ def anchor(state, subnets: int) -> None:
 
 
 ACTORS = ("GRLE", "GRLE+")
-CANDIDATE_SETS = tuple((s, r) for s in (1, 4, 16) for r in (0, 1))  # (S, repair passes)
+#: (S, repair passes, repair_below): no repair; one pass over every device below its bound;
+#: one pass over the devices earning < 0.25 of their bound
+CANDIDATE_SETS = tuple((s, r, b) for s in (1, 4, 16) for r, b in ((0, 1.0), (1, 1.0), (1, 0.25)))
 
 
 def city_slots(table, cfg: CityConfig, count: int, seed: int) -> list:
@@ -200,19 +202,22 @@ def bench_actors(table, task: MECConfig, args, actors: dict) -> None:
             f"\ncandidate set at M={m} ({len(states)} slots): predicted Q / bound (mean over the "
             "slots of each slot's ratio) and decision ms (median)"
         )
-        print(f"{'actor':>8} {'S':>4} {'repair':>7} {'Q/bound':>9} {'ms':>9}")
+        print(f"{'actor':>8} {'S':>4} {'repair':>7} {'below':>6} {'Q/bound':>9} {'ms':>9}")
         for name, actor in actors.items():
-            for num, passes in CANDIDATE_SETS:
-                critic = ScaleCriticConfig(num, passes)
+            for num, passes, below in CANDIDATE_SETS:
+                critic = ScaleCriticConfig(num, passes, below)
                 q, ms = [], []
                 for state in states:
                     out, w, _ = timed(lambda s=state, c=critic, a=actor: decide_at_scale(a, s, c))
                     q.append(out.q)
                     ms.append(w)
                 ratio = float(np.mean(np.array(q) / bounds))
-                print(f"{name:>8} {num:>4} {passes:>7} {ratio:>9.3f} {np.median(ms):>9.1f}")
+                print(
+                    f"{name:>8} {num:>4} {passes:>7} {below:>6.2f} {ratio:>9.3f} "
+                    f"{np.median(ms):>9.1f}"
+                )
         greedy_q = [float(score_decisions(s, greedy_decision(s))[0]) for s in states]
-        print(f"{'greedy':>8} {'':>4} {'':>7} {float(np.mean(greedy_q / bounds)):>9.3f}")
+        print(f"{'greedy':>8} {'':>4} {'':>7} {'':>6} {float(np.mean(greedy_q / bounds)):>9.3f}")
 
 
 def main() -> None:

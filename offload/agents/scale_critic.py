@@ -17,9 +17,11 @@ score them all. The scaled critic (docs/offload-agents.md, "The critic at scale"
    one (the first best) is the decision (eq. 15).
 3. *Repair* (``repair_passes`` > 0). A local search from the best candidate
    (:func:`~offload.sim.scale_refs.local_search`, that many passes of single-device moves over
-   each device's reachable options); its result joins the candidates, so the decision is still
-   the best scored candidate. It never lowers the predicted Q but costs about 90 ms a pass at
-   M = 1,000 (Python), so it is off by default.
+   each device's reachable options) that visits only the devices whose task earns less than
+   ``repair_below`` × its best reward alone (:func:`~offload.sim.scale_refs.alone_rewards`, the
+   bound's per-device term): the tasks the contention hurts. Its result joins the candidates,
+   so the decision is still the best scored candidate. It never lowers the predicted Q but a
+   pass over every device costs about 130 ms at M = 1,000 (Python), so it is off by default.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import numpy as np
 import torch
 
 from offload.agents.sparse import encode_sparse, sparse_relaxed
-from offload.sim.evaluator import score_decisions
-from offload.sim.scale_refs import local_search
+from offload.sim.evaluator import score_decisions, task_rewards
+from offload.sim.scale_refs import alone_rewards, local_search
 
 __all__ = ["ScaleCriticConfig", "ScaledDecision", "decide_at_scale", "quantise_edges"]
 
@@ -43,12 +45,18 @@ class ScaleCriticConfig:
 
     num_candidates: int = 16  # S, quantised candidates scored per slot (before duplicates go)
     repair_passes: int = 0  # local-search passes from the best candidate (0: no repair)
+    # the repair moves only the devices whose task earns less than this fraction of its best
+    # reward alone (alone_rewards); 1.0: every device below its own bound, smaller: fewer
+    # devices visited, faster (the visits are what a pass costs)
+    repair_below: float = 1.0
 
     def __post_init__(self) -> None:
         if self.num_candidates < 1:
             raise ValueError(f"num_candidates={self.num_candidates}: score at least one.")
         if self.repair_passes < 0:
             raise ValueError(f"repair_passes={self.repair_passes}: use 0 (off) or more.")
+        if not 0.0 < self.repair_below <= 1.0:
+            raise ValueError(f"repair_below={self.repair_below}: use a fraction in (0, 1].")
 
 
 class ScaledDecision(NamedTuple):
@@ -140,16 +148,21 @@ def decide_at_scale(
     relaxed = sparse_relaxed(actor, graph).numpy()
     dev, opt = graph.edge_index.numpy()
     cands = quantise_edges(relaxed, dev, opt, state.num_devices, config.num_candidates)
-    return score_candidates(state, cands, config.repair_passes)
+    return score_candidates(state, cands, config.repair_passes, config.repair_below)
 
 
-def score_candidates(state: Any, cands: np.ndarray, repair_passes: int = 0) -> ScaledDecision:
+def score_candidates(
+    state: Any, cands: np.ndarray, repair_passes: int = 0, repair_below: float = 1.0
+) -> ScaledDecision:
     """Score ``cands`` (C, M) in one batch, repair the best with ``repair_passes`` passes of
-    local search (0: none) and return the best scored candidate."""
+    local search over the devices earning less than ``repair_below`` × their best reward alone
+    (0 passes: no repair) and return the best scored candidate."""
     scores = np.asarray(score_decisions(state, cands), dtype=np.float64)
     best = int(np.argmax(scores))
     if repair_passes > 0:
-        repaired = local_search(state, cands[best], max_passes=repair_passes)
+        earned = task_rewards(state, cands[best][None])[0]
+        movers = np.flatnonzero(earned < repair_below * alone_rewards(state).max(axis=1))
+        repaired = local_search(state, cands[best], max_passes=repair_passes, devices=movers)
         cands = np.vstack([cands, repaired.decision[None]])
         scores = np.append(scores, repaired.q)
         best = int(np.argmax(scores))

@@ -18,7 +18,8 @@ from offload.agents.sparse import reachable_edges
 from offload.sim import MECConfig, score_decisions
 from offload.sim.city import CityConfig
 from offload.sim.city_env import CityEnv
-from offload.sim.scale_refs import greedy_decision
+from offload.sim.evaluator import task_rewards
+from offload.sim.scale_refs import alone_rewards, greedy_decision, local_search
 
 
 def _city(paper_table, num_devices, num_servers, k, seed=0):
@@ -69,13 +70,28 @@ def test_scaled_critic_candidates_are_feasible_and_the_decision_is_their_best(pa
         np.testing.assert_array_equal(out.decision, cands[out.best_index])
 
 
-def test_repair_never_lowers_the_predicted_q(paper_table):
+def test_repair_never_lowers_the_predicted_q_and_moves_only_the_losers(paper_table):
     state = _city(paper_table, 120, 6, 3, seed=2)
     cands = np.random.default_rng(0).integers(0, 5, (3, state.num_devices))
     cands += state.link.argmax(axis=1)[None] * state.num_exits  # each device's first ES
     plain = score_candidates(state, cands)
     repaired = score_candidates(state, cands, repair_passes=1)
-    assert repaired.q >= plain.q
+    assert repaired.q > plain.q and repaired.best_index == len(cands)  # the repair won
+    earned = task_rewards(state, plain.decision[None])[0]
+    keep = earned >= 0.25 * alone_rewards(state).max(axis=1)
+    part = score_candidates(state, cands, repair_passes=1, repair_below=0.25)
+    assert plain.q <= part.q <= repaired.q + 1e-9 and keep.any()
+    np.testing.assert_array_equal(part.decision[keep], plain.decision[keep])
+
+
+def test_local_search_moves_only_the_devices_it_is_given(paper_table):
+    state = _city(paper_table, 60, 5, 3, seed=4)
+    start = state.link.argmax(axis=1) * state.num_exits  # exit 1 of each device's first ES
+    movers = np.arange(0, state.num_devices, 3)
+    out = local_search(state, start, max_passes=2, devices=movers)
+    fixed = np.setdiff1d(np.arange(state.num_devices), movers)
+    np.testing.assert_array_equal(out.decision[fixed], start[fixed])
+    assert out.q >= out.start_q and out.moves > 0
 
 
 def test_bad_input_raises_one_clear_error():
