@@ -36,7 +36,8 @@ class Plan:
     scale_train_servers: int = 4  # N of the small training city
     scale_train_k: int = 2  # each training device reaches its k nearest ES (partial links)
     scale_candidates: int = 16  # S of the scaled critic (offload.agents.scale_critic)
-    scale_repair_passes: int = 0  # local-search passes of the scaled critic (0: no repair)
+    scale_repair_passes: int = 1  # local-search passes of the "<learner> +repair" rows (0: none)
+    scale_repair_below: float = 0.25  # the repair visits devices earning < this × their bound
 
 
 FULL = Plan(

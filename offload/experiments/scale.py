@@ -8,7 +8,9 @@ candidates, as at paper sizes), seed ``seed``. Then, frozen, it decides on every
 grid ``eval_devices`` × ``eval_servers`` (each device reaching its ``k`` nearest ES) for
 ``eval_slots`` slots from seed ``seed + EVAL_SEED_OFFSET``: sparse graph
 (:mod:`offload.agents.sparse`) and the scaled critic (:mod:`offload.agents.scale_critic`:
-``candidates`` quantised candidates, ``repair_passes`` local-search passes). The references on
+``candidates`` quantised candidates, no repair), and, with ``repair_passes`` > 0, the same actor
+and candidates with the repair (method ``<learner> +repair``: that many local-search passes over
+the devices earning less than ``repair_below`` × their best reward alone). The references on
 the same cities and seeds: the greedy, the local search from the greedy (2 passes) and random
 decisions; the upper bound of every slot (:func:`~offload.sim.scale_refs.upper_bound`) gives
 each method's predicted Q over the bound.
@@ -22,6 +24,7 @@ slot's decision: encoder, actor, quantiser, scoring and repair for a learner) an
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,8 @@ from offload.sim.scale_refs import greedy_decision, local_search, random_decisio
 SCALE_LEARNERS = ("GRLE", "GRLE+", "GRLE-MLP")
 SCALE_REFERENCES = ("greedy", "local search", "random")
 SCALE_METHODS = SCALE_LEARNERS + SCALE_REFERENCES
+#: the name of a learner's rows with the critic's repair
+REPAIR_SUFFIX = " +repair"
 #: the city scenario: 2 = every ES's capacity follows its own process (offload.sim.city)
 SCALE_SCENARIO = 2
 #: local-search passes of the "local search" reference
@@ -169,7 +174,8 @@ class ScaleRun(Job, kind="scale"):
     eval_slots: int
     exits_path: str
     candidates: int = 16  # S of the scaled critic
-    repair_passes: int = 0  # local-search passes of the scaled critic
+    repair_passes: int = 1  # local-search passes of the "+repair" rows (0: no such rows)
+    repair_below: float = 0.25  # the repair visits devices earning < this × their bound
     base: MECConfig = MECConfig()  # tasks, readings and server types (the scenario is 2)
 
     def run(self) -> pd.DataFrame:
@@ -179,7 +185,7 @@ class ScaleRun(Job, kind="scale"):
     @property
     def cost(self) -> float:
         """Relative cost, to schedule the longest jobs first."""
-        per_slot = {"local search": 5.0, "greedy": 2.0, "random": 0.2}.get(self.method, 0.6)
+        per_slot = {"local search": 5.0, "greedy": 2.0, "random": 0.2}.get(self.method, 2.0)
         return per_slot * self.eval_slots * sum(self.eval_devices) * len(self.eval_servers)
 
 
@@ -201,6 +207,7 @@ def scale_runs(plan: Any, exits_path: str, base: MECConfig) -> list[ScaleRun]:
             exits_path,
             plan.scale_candidates,
             plan.scale_repair_passes,
+            plan.scale_repair_below,
             base,
         )
         for method in SCALE_METHODS
@@ -220,35 +227,41 @@ def run_scale(run: ScaleRun) -> list[dict]:
         small = city_config(run.base, run.train_devices, run.train_servers, run.train_k)
         actor = train_on_city(run.method, table, small, run.seed, run.train_slots).actor
     train_s = time.perf_counter() - t0
-    critic = ScaleCriticConfig(run.candidates, run.repair_passes)
+    variants = [(run.method, ScaleCriticConfig(run.candidates))]
+    if learning and run.repair_passes > 0:
+        repair = ScaleCriticConfig(run.candidates, run.repair_passes, run.repair_below)
+        variants.append((run.method + REPAIR_SUFFIX, repair))
     rows = []
-    for m in run.eval_devices:
-        for n in run.eval_servers:
-            t1 = time.perf_counter()
-            cfg = city_config(run.base, m, n, run.k)
-            if actor is not None:
-                policy = learner_policy(actor, critic)
-            else:
-                policy = reference_policy(run.method, run.seed + EVAL_SEED_OFFSET)
-            metrics, extra = evaluate_city(
-                table, cfg, policy, run.eval_slots, run.seed + EVAL_SEED_OFFSET
-            )
-            setting = {
-                "M": m,
-                "N": n,
-                "k": min(run.k, n),
-                "train_M": run.train_devices if learning else np.nan,
-                "train_N": run.train_servers if learning else np.nan,
-                "seed": run.seed,
-            }
-            tail = {
-                **extra,
-                "candidates": run.candidates if learning else np.nan,
-                "repair_passes": run.repair_passes if learning else np.nan,
-                "train_slots": run.train_slots if learning else 0,
-                "eval_slots": run.eval_slots,
-                "train_s": train_s if learning else 0.0,
-                "wall_s": time.perf_counter() - t1,
-            }
-            rows.append(result_row("scale", run.method, cfg.task, setting, metrics, table, tail))
+    for (m, n), (method, critic) in itertools.product(
+        itertools.product(run.eval_devices, run.eval_servers), variants
+    ):
+        t1 = time.perf_counter()
+        cfg = city_config(run.base, m, n, run.k)
+        if actor is not None:
+            policy = learner_policy(actor, critic)
+        else:
+            policy = reference_policy(run.method, run.seed + EVAL_SEED_OFFSET)
+        metrics, extra = evaluate_city(
+            table, cfg, policy, run.eval_slots, run.seed + EVAL_SEED_OFFSET
+        )
+        setting = {
+            "M": m,
+            "N": n,
+            "k": min(run.k, n),
+            "train_M": run.train_devices if learning else np.nan,
+            "train_N": run.train_servers if learning else np.nan,
+            "seed": run.seed,
+        }
+        tail = {
+            **extra,
+            "candidates": critic.num_candidates if learning else np.nan,
+            "repair_passes": critic.repair_passes if learning else np.nan,
+            "repair_below": critic.repair_below if critic.repair_passes else np.nan,
+            "train_slots": run.train_slots if learning else 0,
+            "eval_slots": run.eval_slots,
+            "train_s": train_s if learning else 0.0,
+            "wall_s": time.perf_counter() - t1,
+        }
+        rows.append(result_row("scale", method, cfg.task, setting, metrics, table, tail))
+
     return rows

@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 
 from offload.experiments.figures import METHOD_STYLE, _legend_below, title_with_provenance
 from offload.experiments.report import markdown_table
+from offload.experiments.scale import REPAIR_SUFFIX
 
 _STYLE = {
     **METHOD_STYLE,
@@ -32,7 +33,12 @@ def _order(rows: pd.DataFrame) -> list[str]:
 
 
 def _style(method: str) -> tuple[str, str, str]:
-    colour, marker = _STYLE.get(method, ("k", "."))
+    """(colour, marker, line style): learners solid, their "+repair" rows dash-dotted in the
+    learner's colour, references dashed."""
+    base = method.removesuffix(REPAIR_SUFFIX)
+    colour, marker = _STYLE.get(base, ("k", "."))
+    if base != method:
+        return colour, "x", "-."
     return colour, marker, "-" if method.startswith("GRLE") else "--"
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from offload.experiments.__main__ import main
-from offload.experiments.scale import SCALE_LEARNERS, SCALE_METHODS
+from offload.experiments.scale import REPAIR_SUFFIX, SCALE_LEARNERS, SCALE_METHODS
 from offload.experiments.scale_report import slope
 
 TINY = ["--quick", "--workers", "1", "--train-slots", "12", "--eval-slots", "3"]
@@ -17,13 +17,17 @@ def test_scale_tiny_run_writes_csv_figures_and_report(tmp_path):
     argv = ["scale", *TINY, "--scale-devices", "20", "40", "--scale-servers", "5"]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     rows = pd.read_csv(tmp_path / "scale.csv")
-    assert len(rows) == len(SCALE_METHODS) * 2  # methods x M x N x seed
-    assert list(dict.fromkeys(rows["method"])) and set(rows["method"]) == set(SCALE_METHODS)
+    repaired = [m + REPAIR_SUFFIX for m in SCALE_LEARNERS]
+    assert set(rows["method"]) == set(SCALE_METHODS) | set(repaired)
+    assert len(rows) == (len(SCALE_METHODS) + len(repaired)) * 2  # methods x M x N x seed
     assert set(rows["M"]) == {20, 40} and set(rows["N"]) == {5} and set(rows["k"]) == {5}
-    learners = rows[rows["method"].isin(SCALE_LEARNERS)]
+    learners = rows[rows["method"].isin(SCALE_LEARNERS + tuple(repaired))]
     assert (learners["train_M"] == 20).all() and (learners["candidates"] == 16).all()
     assert learners["actor_ms"].notna().all() and rows["decision_ms"].gt(0).all()
-    assert rows.loc[~rows["method"].isin(SCALE_LEARNERS), "actor_ms"].isna().all()
+    assert rows.loc[~rows.index.isin(learners.index), "actor_ms"].isna().all()
+    with_repair = rows[rows["method"].isin(repaired)]
+    assert (with_repair["repair_passes"] == 1).all() and (with_repair["repair_below"] == 0.25).all()
+    assert (rows.loc[rows["method"].isin(SCALE_LEARNERS), "repair_passes"] == 0).all()
     # the bound holds: no method's predicted Q above it; the ratio is what the columns say
     assert (rows["q_over_bound"] <= 1 + 1e-12).all() and (rows["q_over_bound"] > 0).all()
     np.testing.assert_allclose(rows["q_over_bound"], rows["pred_q"] / rows["bound_q"])
