@@ -38,7 +38,7 @@ def _style(method: str) -> tuple[str, str, str]:
     base = method.removesuffix(REPAIR_SUFFIX)
     colour, marker = _STYLE.get(base, ("k", "."))
     if base != method:
-        return colour, "x", "-."
+        return colour, "v", "-."
     return colour, marker, "-" if method.startswith("GRLE") else "--"
 
 
@@ -87,7 +87,7 @@ def figure_scale(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
 
 def figure_scale_time(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figure:
     """Decision time per slot against M, log–log, median over N and seeds, with each method's
-    fitted slope in the legend; the learners' encoder + actor alone dotted."""
+    fitted slope in the legend; the learners' encoder + actor alone dotted (once per actor)."""
     fig = Figure(figsize=(8, 5.2), dpi=120, layout="constrained")
     ax = fig.subplots()
     handles = []
@@ -96,7 +96,7 @@ def figure_scale_time(rows: pd.DataFrame, *, exit_table: str, run: str) -> Figur
         part = rows[rows["method"] == method]
         for col, what, style in (("decision_ms", "", line), (_LEARNER, " actor", ":")):
             med = by_m(part, col, "median").dropna()
-            if med.empty:
+            if med.empty or (what and method.endswith(REPAIR_SUFFIX)):  # its actor: drawn
                 continue
             s = slope(med[col], med["M"])
             (h,) = ax.plot(
