@@ -68,7 +68,7 @@ QUICK = Plan(
 FULL_BY_EXPERIMENT = {
     "ablation": replace(FULL, devices=(4, 10), eval_slots=2000),
     "regime": replace(FULL, seeds=(0, 1, 2), train_slots=1000, eval_slots=1000),
-    "scale": replace(FULL, seeds=(0, 1, 2), train_slots=2000, eval_slots=50),
+    "scale": replace(FULL, seeds=(0, 1, 2), train_slots=2000, eval_slots=40),
 }
 QUICK_BY_EXPERIMENT = {
     "ablation": replace(QUICK, devices=(4,), taus=(30.0,)),

@@ -159,6 +159,25 @@ def scale_section(rows: pd.DataFrame) -> list[str]:
              "–" if np.isnan(s_act) else f"{s_act:.2f}"]
         )  # fmt: skip
     out += markdown_table(["method", "decision slope", "actor slope"], slopes)
+    m_max = rows["M"].max()
+    at = rows[rows["M"] == m_max]
+    servers = sorted(at["N"].unique())
+    q = at.pivot_table(index="method", columns="N", values="q_over_bound", aggfunc="mean")
+    ms = at.pivot_table(index="method", columns="N", values="decision_ms", aggfunc="median")
+    out += [
+        "",
+        f"At M = {m_max:g}, per N (mean over the seeds): predicted Q / bound and the median "
+        "decision ms per slot:",
+        "",
+        *markdown_table(
+            ["method", *(f"N = {n:g}" for n in servers)],
+            [
+                [method, *(f"{q.loc[method, n]:.3f} ({ms.loc[method, n]:.0f} ms)" for n in servers)]
+                for method in methods
+                if method in q.index
+            ],
+        ),
+    ]
     out += ["", "![quality against M](scale.png)", "", "![time against M](scale_time.png)", ""]
     return out
 
@@ -177,6 +196,13 @@ def _findings(rows: pd.DataFrame) -> list[str]:
         + ", ".join(f"{m} {v:.3f}" for m, v in q.items())
         + "."
     ]
+    n_max = at["N"].max()
+    dense = at[at["N"] == n_max].groupby("method", sort=False)["q_over_bound"].mean()
+    lines.append(
+        f"- At M = {m_max:g} and N = {n_max:g} ({m_max / n_max:g} devices per ES): "
+        + ", ".join(f"{m} {v:.3f}" for m, v in dense.sort_values(ascending=False).items())
+        + "."
+    )
     if learners and "greedy" in q:
         best = learners[0]
         lines.append(
