@@ -145,12 +145,22 @@ def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     config = {
         "experiment": args.experiment,
         "quick": args.quick,
-        "plan": asdict(plan),
+        "plan": plan_config(args.experiment, plan),
         "exits_sha256": store.file_sha256(args.exits),  # the content, wherever the file lies
         "sim": sim_overrides(args),
         "save_actors": args.save_actors,
     }
     return json.loads(json.dumps(config))
+
+
+def plan_config(experiment: str, plan: Plan) -> dict[str, Any]:
+    """The plan's fields as recorded in the run's configuration: the ``scale_`` fields only for
+    the ``scale`` experiment, so that the runs of every other experiment keep the
+    configuration they had before the scale study (and resume or finish as before)."""
+    fields = asdict(plan)
+    if experiment == "scale":
+        return fields
+    return {k: v for k, v in fields.items() if not k.startswith("scale_")}
 
 
 class InputError(UserError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from offload.experiments.__main__ import main
+from offload.experiments.__main__ import main, make_plan, parse_args, run_config
 from offload.experiments.scale import REPAIR_SUFFIX, SCALE_LEARNERS, SCALE_METHODS
 from offload.experiments.scale_report import slope
 
@@ -47,3 +47,12 @@ def test_slope_of_a_power_law():
     m = pd.Series([50.0, 100.0, 1000.0])
     assert abs(slope(3.0 * m**1.5, m) - 1.5) < 1e-9
     assert np.isnan(slope(pd.Series([1.0]), pd.Series([50.0])))
+
+
+def test_other_experiments_record_no_scale_fields():
+    """Runs of the other experiments keep the configuration they had before the scale study
+    (so they resume, and a finished --out stays finished)."""
+    for experiment in ("paper", "regime", "ablation", "scale"):
+        args = parse_args([experiment, "--quick"])
+        plan = run_config(args, make_plan(args))["plan"]
+        assert any(k.startswith("scale_") for k in plan) == (experiment == "scale")
