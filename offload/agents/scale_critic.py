@@ -95,6 +95,8 @@ def quantise_edges(
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     r = np.asarray(relaxed, dtype=np.float64)
+    if num_devices == 0:  # nobody in coverage this slot: the one empty decision
+        return np.zeros((1, 0), dtype=np.int64)
     count = np.bincount(device, minlength=num_devices)
     if (count == 0).any():
         raise ValueError(

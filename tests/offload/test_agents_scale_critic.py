@@ -99,3 +99,16 @@ def test_bad_input_raises_one_clear_error():
         ScaleCriticConfig(num_candidates=0)
     with pytest.raises(ValueError, match="no valid option"):
         quantise_edges(np.ones(2), np.array([0, 0]), np.array([0, 1]), 2, 4)
+
+
+def test_a_slot_without_devices_gets_the_empty_decision(paper_table):
+    cfg = CityConfig(
+        num_devices=30, num_servers=6, k_nearest=None, range_m=30.0, task=MECConfig(scenario=2)
+    )
+    env = CityEnv(paper_table, cfg)
+    state, _ = env.reset(seed=0)
+    assert state.num_devices == 0  # 30 m of reach: nobody is covered
+    agent = make_agent(name="GRLE+", num_exits=paper_table.num_exits, seed=0)
+    out = decide_at_scale(agent.actor, state)
+    assert out.decision.shape == (0,) and out.q == 0.0
+    env.step(out.decision)
