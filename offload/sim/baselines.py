@@ -43,13 +43,14 @@ def batch_greedy(state: BatchState, *, exits: Sequence[int] | None = None) -> np
     A device without any link takes option 0 (its task is lost) and ES 0's running queue
     value restarts at 0 (the rule of the reference greedy, kept so its results do not move).
 
-    Two engines, one rule, chosen by K alone (the decisions do not depend on it): below
-    `VECTOR_FROM` slots each slot is searched with the scalar queue model of the exact
-    optimum (`ScalarSlot`, about 0.1 ms per slot at M = 10); from it on all slots go through
-    the vectorised FCFS schedule together (about 2.5 ms for 24 slots, 2.2x faster than 24
-    scalar searches; `benchmarks/bench_sim.py`).
+    Two engines, one rule, chosen by K and M (the decisions do not depend on it): below
+    max(`VECTOR_FROM`, `VECTOR_PER_DEVICE` * M) slots each slot is searched with the scalar
+    queue model of the exact optimum (`ScalarSlot`, which resumes each queue from the new
+    task's position: about 0.12 ms per slot at M = 10, 0.16 ms at M = 14); from there on all
+    slots go through the vectorised FCFS schedule together (M rounds: 2.4 ms for 24 slots at
+    M = 10, 3.7 ms at M = 14; the crossover measured at K = 8 and 24, M = 4 to 20, 2026-11-29).
     """
-    if state.num_envs < VECTOR_FROM:
+    if state.num_envs < max(VECTOR_FROM, VECTOR_PER_DEVICE * state.num_devices):
         return np.stack(
             [_scalar_greedy(state.slot(k), exits) for k in range(state.num_envs)]
         ).reshape(state.num_envs, state.num_devices)
@@ -97,7 +98,8 @@ def batch_greedy(state: BatchState, *, exits: Sequence[int] | None = None) -> np
     return decision
 
 
-VECTOR_FROM = 8  # batch_greedy: from this many slots on the vectorised engine is faster
+VECTOR_FROM = 8  # batch_greedy: the vectorised engine from this many slots on, and ...
+VECTOR_PER_DEVICE = 2  # ... from this many slots per device (its M rounds cost more at large M)
 
 
 def _scalar_greedy(state: SlotState, exits: Sequence[int] | None) -> np.ndarray:

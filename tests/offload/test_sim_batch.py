@@ -128,7 +128,7 @@ def test_batch_env_reproduces_offload_envs(readings, paper_table):
     rng = np.random.default_rng(1)
     tasks, most_carried = np.zeros(len(envs), dtype=np.int64), 0
     for step in range(30):
-        greedy = batch_greedy(state)  # 16 slots: the vectorised engine
+        greedy = batch_greedy(state)  # 16 slots of M = 5: the vectorised engine (K >= 2M)
         for k, env in enumerate(envs):
             assert_same_state(state.slot(k), env.slot_state)
             assert np.array_equal(greedy[k], greedy_decision(env.slot_state))  # scalar engine
