@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,13 +31,12 @@ import pandas as pd
 from grle_common.cli import UserError, run_cli
 from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
-from offload.experiments import store
+from offload.experiments import ray_backend, store
 from offload.experiments.header import header
 from offload.experiments.jobs import build_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
 from offload.experiments.pool import BACKENDS, run_jobs
 from offload.experiments.presets import Plan, preset
-from offload.experiments.ray_backend import require_ray
 from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
 
@@ -176,7 +176,7 @@ def _check_inputs(args: argparse.Namespace) -> MECConfig:
         BackendError: ``--backend ray`` without Ray installed.
     """
     if args.backend == "ray":
-        require_ray()
+        ray_backend.require_ray()
     if args.experiment == "regime" and args.compute_scale is not None:
         raise InputError(
             "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
@@ -234,6 +234,29 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         if finished_config == config:
             print(f"nothing to do: {out} already holds this finished run ({md}).")
             return 0
+    with _connected(args):  # a Ray cluster that does not answer fails here, before any write
+        return _run(args, argv, base=base, plan=plan, out=out, config=config, resume_cmd=resume_cmd)
+
+
+def _connected(args: argparse.Namespace) -> AbstractContextManager[object]:
+    """The Ray connection of ``--backend ray`` (its jobs run on it), or nothing to do."""
+    if args.backend != "ray":
+        return nullcontext()
+    return ray_backend.session(args.address, args.workers)
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str],
+    *,
+    base: MECConfig,
+    plan: Plan,
+    out: Path,
+    config: dict[str, Any],
+    resume_cmd: str,
+) -> int:
+    """Run the experiment's jobs (those saved before are loaded) and write its files to ``out``."""
+    md = out / report_name(args.experiment)
     progress = store.Progress(out, config)
     store.check_writable(out)
     progress.open()

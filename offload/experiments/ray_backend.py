@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -115,6 +116,8 @@ def session(address: str | None, workers: int) -> Iterator[ModuleType]:
     if ray.is_initialized():
         yield ray
         return
+    if address is not None:
+        _check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
@@ -123,12 +126,32 @@ def session(address: str | None, workers: int) -> Iterator[ModuleType]:
     except ConnectionError as exc:
         raise BackendError(
             f"no Ray cluster answers at --address {address} ({exc}); start one with "
-            "`ray start --head` and pass its address (or `auto` on a node of it)."
+            "`ray start --head` and pass its address (or `auto` on a node of it), and where it "
+            "authenticates by token set RAY_AUTH_MODE=token and its token (`ray get-auth-token`)."
         ) from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once where nothing listens at a ``HOST:PORT`` address (Ray itself retries for
+    minutes); ``auto`` and ``ray://`` addresses are left to Ray.
+
+    Raises:
+        BackendError: nothing accepts a connection at ``address`` within 5 s.
+    """
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except OSError as exc:
+        raise BackendError(
+            f"nothing answers at --address {address} ({exc.strerror or exc}); start the cluster "
+            "with `ray start --head` and pass the address it prints (or `auto` on a node of it)."
+        ) from None
 
 
 def run_tasks(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -102,3 +103,16 @@ def test_address_without_backend_ray_is_a_usage_error(capsys):
         main([*GRID, "--address", "auto"])
     assert exc.value.code == 2
     assert "--address names a Ray cluster; add --backend ray" in capsys.readouterr().err
+
+
+def test_an_address_where_nothing_listens_is_refused_before_any_work(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port nothing listens on (Ray itself would retry for minutes)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    args = [*GRID, "--backend", "ray", "--address", f"127.0.0.1:{port}"]
+    assert run_cli(main, [*args, "--out", str(tmp_path / "run")]) == 2
+    assert stderr.getvalue().startswith(f"error: nothing answers at --address 127.0.0.1:{port}")
+    assert not (tmp_path / "run").exists()
