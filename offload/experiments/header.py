@@ -29,6 +29,15 @@ READINGS = (
 )
 
 
+def _execution(args: argparse.Namespace) -> str:
+    """Where the jobs ran, as the header's phrase."""
+    if getattr(args, "backend", "local") != "ray":
+        return f"{args.workers} worker processes"
+    if args.address is None:
+        return f"a local Ray instance of {args.workers} CPUs"
+    return f"the Ray cluster at {args.address}"
+
+
 def header(
     args: argparse.Namespace,
     plan: Plan,
@@ -90,15 +99,6 @@ def header(
             "",
         ]
     return lines
-
-
-def _execution(args: argparse.Namespace) -> str:
-    """Where the jobs ran, as the header's phrase."""
-    if getattr(args, "backend", "local") != "ray":
-        return f"{args.workers} worker processes"
-    if args.address is None:
-        return f"a local Ray instance of {args.workers} CPUs"
-    return f"the Ray cluster at {args.address}"
 
 
 def _plan_field_used(field: str, experiment: str) -> bool:
