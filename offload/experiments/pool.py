@@ -27,8 +27,10 @@ class Job:
     kind: ClassVar[str]  # names the job's progress file (store.job_key)
     result_kind: ClassVar[str]  # the results its rows join ("cell" for a lockstep group)
 
-    def __init_subclass__(cls, *, kind: str, result_kind: str = "", **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, kind: str = "", result_kind: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if not kind:  # a class rebuilt by cloudpickle (defined in a script, sent to Ray): its
+            return  # attributes, ``kind`` included, are restored right after
         cls.kind = kind
         cls.result_kind = result_kind or kind
 

@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ import pytest
 
 from grle_common.cli import run_cli
 from offload.experiments.__main__ import main
+from offload.experiments.pool import Job
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
 spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
@@ -116,3 +118,20 @@ def test_an_address_where_nothing_listens_is_refused_before_any_work(tmp_path, m
     assert run_cli(main, [*args, "--out", str(tmp_path / "run")]) == 2
     assert stderr.getvalue().startswith(f"error: nothing answers at --address 127.0.0.1:{port}")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_job_class_from_a_script_survives_rays_pickling():
+    """Ray sends a class it cannot import by name (defined in a script, or here in a function)
+    by value: the class is rebuilt without its class keywords, then its attributes restored."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+
+    @dataclass(frozen=True)
+    class Local(Job, kind="local-test", result_kind="cell"):
+        n: int
+
+        def run(self) -> pd.DataFrame:
+            return pd.DataFrame({"n": [self.n]})
+
+    job = cloudpickle.loads(cloudpickle.dumps(Local(3)))
+    assert (job.kind, job.result_kind, job.n) == ("local-test", "cell", 3)
+    assert job.run()["n"].tolist() == [3]
