@@ -14,7 +14,16 @@ M (time ~ M^slope). Then, at the largest M, the references' predicted Q on one s
 `--subnets` sub-networks of up to 10 devices sharing an ES, the exact optimum against the
 bound, the greedy and the local search (how tight the bound is where it can be checked).
 
-Target (issue 13): environment step <= 20 ms at M = 1,000, N = 50, L = 5 (one core, median).
+Then the GRLE actors at scale (issue 13 part B): GRLE (the paper's actor) and GRLE+ trained
+for `--train-slots` slots on a small city (20 devices, 4 ES, 2 nearest; the scale
+experiment's training), then on the same slots of every M: the actor alone (sparse encoder +
+forward, `offload.agents.sparse`) and actor + critic (`offload.agents.scale_critic.
+decide_at_scale`, S = 16, no repair), medians and slopes; the candidate set's quality/time
+trade-off (S in {1, 4, 16} x repair off / one local-search pass over every device below its
+bound / over the devices earning < 0.25 of it; predicted Q / bound on the same slots) at M = 200 and 1,000; and the peak memory of the whole process (ru_maxrss).
+
+Targets (issue 13; one core, medians, M = 1,000, N = 50, L = 5): environment step <= 20 ms,
+GRLE actor <= 20 ms per slot, actor + critic <= 100 ms, memory of the whole run <= 2 GB.
 """
 
 from __future__ import annotations
@@ -22,13 +31,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from offload.agents.scale_critic import ScaleCriticConfig, decide_at_scale
+from offload.agents.sparse import encode_sparse, sparse_relaxed
 from offload.exit_table import load_exit_table
+from offload.experiments.scale import city_config, train_on_city
 from offload.sim import MECConfig, optimal_decision, score_decisions
 from offload.sim.city import CityConfig
 from offload.sim.city_env import CityEnv
@@ -125,6 +139,87 @@ def anchor(state, subnets: int) -> None:
     )
 
 
+ACTORS = ("GRLE", "GRLE+")
+#: (S, repair passes, repair_below): no repair; one pass over every device below its bound;
+#: one pass over the devices earning < 0.25 of their bound
+CANDIDATE_SETS = tuple((s, r, b) for s in (1, 4, 16) for r, b in ((0, 1.0), (1, 1.0), (1, 0.25)))
+
+
+def city_slots(table, cfg: CityConfig, count: int, seed: int) -> list:
+    """`count` consecutive slot states of a city run by the greedy (after 3 warm-up slots)."""
+    env = CityEnv(table, cfg)
+    env.reset(seed=seed)
+    states = []
+    for i in range(3 + count):
+        if i >= 3:
+            states.append(env.slot_state)
+        env.step(greedy_decision(env.slot_state))
+    return states
+
+
+def bench_actors(table, task: MECConfig, args, actors: dict) -> None:
+    """Actor alone and actor + critic (S = 16) against M, medians and slopes; then the
+    candidate-set table at M = 200 and 1,000 (if among the sizes)."""
+    print(
+        f"\nGRLE actors at scale ({args.train_slots} training slots on a 20-device, 4-ES city); "
+        "medians over the same slots, ms wall; actor = sparse encoder + forward, "
+        "+critic = actor + S = 16 candidates scored (no repair)"
+    )
+    print(
+        f"{'M':>6} {'N':>4} "
+        + " ".join(f"{n + w:>16}" for n in actors for w in (" actor", " act+critic"))
+    )
+    times: dict[str, list[float]] = {}
+    slots: dict[int, list] = {}
+    for m in args.sizes:
+        n = max(args.k, m // args.devices_per_server)
+        cfg = CityConfig(num_devices=m, num_servers=n, k_nearest=args.k, task=task)
+        slots[m] = states = city_slots(table, cfg, args.repeats, args.seed)
+        cells = []
+        for name, actor in actors.items():
+            actor_ms, critic_ms = [], []
+            for state in states:
+                _, w, _ = timed(
+                    lambda s=state, a=actor: sparse_relaxed(a, encode_sparse(s, a.config))
+                )
+                actor_ms.append(w)
+                _, w, _ = timed(lambda s=state, a=actor: decide_at_scale(a, s))
+                critic_ms.append(w)
+            for key, values in ((name + " actor", actor_ms), (name + " act+critic", critic_ms)):
+                times.setdefault(key, []).append(float(np.median(values)))
+                cells.append(times[key][-1])
+        print(f"{m:>6} {n:>4} " + " ".join(f"{c:>16.2f}" for c in cells), flush=True)
+    if len(args.sizes) > 1:
+        log_m = np.log(np.array(args.sizes, dtype=float))
+        slopes = [np.polyfit(log_m, np.log(v), 1)[0] for v in times.values()]
+        print("slope  " + " ".join(f"{s:>16.2f}" for s in slopes) + "   (wall time ~ M^slope)")
+    for m in (200, 1000):
+        if m not in slots:
+            continue
+        states = slots[m]
+        bounds = np.array([upper_bound(s) for s in states])
+        print(
+            f"\ncandidate set at M={m} ({len(states)} slots): predicted Q / bound (mean over the "
+            "slots of each slot's ratio) and decision ms (median)"
+        )
+        print(f"{'actor':>8} {'S':>4} {'repair':>7} {'below':>6} {'Q/bound':>9} {'ms':>9}")
+        for name, actor in actors.items():
+            for num, passes, below in CANDIDATE_SETS:
+                critic = ScaleCriticConfig(num, passes, below)
+                q, ms = [], []
+                for state in states:
+                    out, w, _ = timed(lambda s=state, c=critic, a=actor: decide_at_scale(a, s, c))
+                    q.append(out.q)
+                    ms.append(w)
+                ratio = float(np.mean(np.array(q) / bounds))
+                print(
+                    f"{name:>8} {num:>4} {passes:>7} {below:>6.2f} {ratio:>9.3f} "
+                    f"{np.median(ms):>9.1f}"
+                )
+        greedy_q = [float(score_decisions(s, greedy_decision(s))[0]) for s in states]
+        print(f"{'greedy':>8} {'':>4} {'':>7} {'':>6} {float(np.mean(greedy_q / bounds)):>9.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
@@ -136,7 +231,11 @@ def main() -> None:
     parser.add_argument("--compute-scale", type=float, default=1.0)
     parser.add_argument("--table", default=str(REPO / "checkpoints" / "paper_table1.csv"))
     parser.add_argument("--subnets", type=int, default=10, help="sub-networks for the optimum")
+    parser.add_argument(
+        "--train-slots", type=int, default=300, help="training slots of each GRLE actor"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(1)
     table = load_exit_table(args.table)
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; python "
@@ -164,6 +263,16 @@ def main() -> None:
         ]
         print("slope  " + " ".join(f"{s:>20.2f}" for s in slopes) + "   (wall time ~ M^slope)")
     anchor(env.slot_state, args.subnets)
+    small = city_config(task, 20, 4, 2)
+    t0 = time.perf_counter()
+    actors = {
+        name: train_on_city(name, table, small, args.seed, args.train_slots).actor
+        for name in ACTORS
+    }
+    print(f"\ntrained {', '.join(ACTORS)} in {time.perf_counter() - t0:.1f} s")
+    bench_actors(table, task, args, actors)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(f"\npeak memory of this whole run (ru_maxrss): {peak_mb:.0f} MB (target <= 2,048 MB)")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,12 @@ def test_empty_flags_are_honoured_and_unset_flags_take_the_cpu_reference(repo):
         "--out checkpoints/vgg16/latency_gpu0"
     )
     main_stage, exits_stage = _run_recipe(repo, "train", {"PYTHON": fake})
-    flags = "--width 0.5 --recipe fast --crop-pad 4 --epochs-main 20 --epochs-exits 5 --tta"
+    flags = "--width 0.5 --recipe fast --crop-pad 4 --epochs-main 32 --epochs-exits 5 --tta"
     assert f"--stage main --run vgg16_cpu_ref --runs-dir runs {flags} --seed 0" in main_stage[1]
-    assert f"--stage exits --run vgg16_cpu_ref --runs-dir runs {flags} --head " in exits_stage[1]
+    assert (
+        f"--stage exits --run vgg16_cpu_ref --runs-dir runs {flags} --head conv_pool_wide "
+        in (exits_stage[1])
+    )
     assert exits_stage[1].endswith("--export checkpoints/vgg16_cpu_ref")
     (measure,) = _run_recipe(repo, "measure", {"PYTHON": fake})
     assert measure[1].startswith("-m profiling.measure --device cpu --threads 1 --repeats 200")

@@ -1,9 +1,11 @@
 """Command line: ``python -m offload.experiments <experiment> [options]``.
 
 Experiments: ``convergence`` (Fig. 4), ``devices`` (Fig. 5), ``capacity`` (Fig. 6),
-``fluctuation`` (Fig. 7), ``csi`` (Fig. 8), ``topology`` and ``paper`` (all of them), and two
+``fluctuation`` (Fig. 7), ``csi`` (Fig. 8), ``topology`` and ``paper`` (all of them), two
 studies of issue 10: ``ablation`` (what the actor, the critic's search and the graph each
-contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time reward). Each writes
+contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time reward), and
+``scale`` (issue 13: actors trained on small city graphs, evaluated at up to 1,000 devices and
+50 edge servers). Each writes
 ``<experiment>.csv`` (one row per method, scenario, M, τ, seed), ``<experiment>.png``, a Markdown
 report (``report.md`` for ``paper``, ``<experiment>.md`` otherwise) and ``manifest.json`` into a
 new run folder ``runs/offload/<experiment>-<UTC time>/``, or into ``--out``. Finished jobs are
@@ -40,7 +42,7 @@ from offload.experiments.presets import Plan, preset
 from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
 
-EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime")
+EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime", "scale")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,6 +87,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regime-devices", type=int, help="M of the regime map (default: 10)")
     p.add_argument(
         "--regime-scales", type=float, nargs="+", help="compute scales of the regime map"
+    )
+    p.add_argument(
+        "--scale-devices", type=int, nargs="+", help="city M values of the scale experiment"
+    )
+    p.add_argument(
+        "--scale-servers", type=int, nargs="+", help="city N values of the scale experiment"
+    )
+    p.add_argument(
+        "--scale-candidates", type=int, help="S of the scaled critic (scale; default 16)"
     )
     p.add_argument("--train-slots", type=int, help="training slots per learning agent")
     p.add_argument("--eval-slots", type=int, help="evaluation slots per method (paper: 10000)")
@@ -142,6 +153,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "train_slots": args.train_slots,
         "eval_slots": args.eval_slots,
         "convergence_slots": args.convergence_slots,
+        "scale_devices": tuple(args.scale_devices) if args.scale_devices else None,
+        "scale_servers": tuple(args.scale_servers) if args.scale_servers else None,
+        "scale_candidates": args.scale_candidates,
     }
     plan = preset(args.experiment, args.quick)
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
@@ -154,12 +168,22 @@ def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     config = {
         "experiment": args.experiment,
         "quick": args.quick,
-        "plan": asdict(plan),
+        "plan": plan_config(args.experiment, plan),
         "exits_sha256": store.file_sha256(args.exits),  # the content, wherever the file lies
         "sim": sim_overrides(args),
         "save_actors": args.save_actors,
     }
     return json.loads(json.dumps(config))
+
+
+def plan_config(experiment: str, plan: Plan) -> dict[str, Any]:
+    """The plan's fields as recorded in the run's configuration: the ``scale_`` fields only for
+    the ``scale`` experiment, so that the runs of every other experiment keep the
+    configuration they had before the scale study (and resume or finish as before)."""
+    fields = asdict(plan)
+    if experiment == "scale":
+        return fields
+    return {k: v for k, v in fields.items() if not k.startswith("scale_")}
 
 
 class InputError(UserError):

@@ -103,7 +103,9 @@ def header(
 
 def _plan_field_used(field: str, experiment: str) -> bool:
     """Whether a plan field sizes ``experiment`` (the studies' fields only their own runs)."""
-    for study in ("ablation", "regime"):
+    if experiment == "scale":  # the city grid: none of the paper-size fields
+        return field.startswith("scale_") or field in ("seeds", "train_slots", "eval_slots")
+    for study in ("ablation", "regime", "scale"):
         if field.startswith(study + "_"):
             return experiment == study
     return True

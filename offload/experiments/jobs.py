@@ -11,6 +11,7 @@ from offload.experiments.pool import Job
 from offload.experiments.presets import Plan
 from offload.experiments.regime import regime_runs
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
+from offload.experiments.scale import scale_runs
 from offload.experiments.topology import TOPOLOGY_METHODS, TopologyRun
 from offload.sim import MECConfig
 
@@ -43,6 +44,8 @@ def build_jobs(
             for tau in plan.taus
             for seed in plan.seeds
         ]
+    if experiment == "scale":
+        return list(scale_runs(plan, exits, base))
     if experiment == "regime":
         runs = regime_runs(
             plan.regime_devices,

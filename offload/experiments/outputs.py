@@ -13,6 +13,7 @@ from grle_common.fileio import write_text_atomic
 from offload.experiments import (
     figures,
     report,
+    scale_report,
     store,
     study_figures,
     study_report,
@@ -45,6 +46,7 @@ def rebuild_report(experiment: str, out: Path) -> int:
         ("topology", ["topology"]),
         ("ablation", ["ablation"]),
         ("regime", ["regime"]),
+        ("scale", ["scale"]),
     ):
         for name in names:
             if (out / f"{name}.csv").exists():
@@ -104,9 +106,10 @@ def write_outputs(
     sections: list[str] = []
     where = {"exit_table": exit_table, "run": run}
     frames = {kind: pd.concat(parts) for kind, parts in results.items()}
-    sections += study_report.findings_section(
-        frames.get("cell"), frames.get("topology"), frames.get("ablation"), frames.get("regime")
-    )
+    if results.keys() - {"scale"}:  # the paper-size findings (the scale study has its own)
+        sections += study_report.findings_section(
+            frames.get("cell"), frames.get("topology"), frames.get("ablation"), frames.get("regime")
+        )
     files = {"out": out, "where": where, "csvs": csvs}
     if "convergence" in results:
         curves = frames["convergence"].sort_values(["method", "seed", "slot"])
@@ -148,6 +151,14 @@ def write_outputs(
     ):
         if kind in results:  # job order: the same file every time
             sections += _table_files(frames[kind], kind, figure, section, **files)
+    if "scale" in results:
+        rows = frames["scale"]
+        if csvs:
+            report.write_csv(rows, out / "scale.csv")
+        figures.save_figure(scale_report.figure_scale(rows, **where), out / "scale.png")
+        fig = scale_report.figure_scale_time(rows, **where)
+        figures.save_figure(fig, out / "scale_time.png")
+        sections += scale_report.scale_section(rows)
     if "cell" in results or "convergence" in results:
         sections += report.differences_section(
             pd.concat(results["cell"]) if "cell" in results else None,

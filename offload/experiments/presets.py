@@ -29,6 +29,15 @@ class Plan:
     ablation_experiments: tuple[str, ...] = ("devices", "capacity")  # scenarios of the ablation
     regime_devices: int = 10  # M of the regime map
     regime_scales: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # compute scales (ES load)
+    scale_devices: tuple[int, ...] = (50, 100, 200, 500, 1000)  # city M values at evaluation
+    scale_servers: tuple[int, ...] = (5, 10, 20, 50)  # city N values at evaluation
+    scale_k: int = 5  # each evaluation device reaches its k nearest ES
+    scale_train_devices: int = 20  # M of the small training city
+    scale_train_servers: int = 4  # N of the small training city
+    scale_train_k: int = 2  # each training device reaches its k nearest ES (partial links)
+    scale_candidates: int = 16  # S of the scaled critic (offload.agents.scale_critic)
+    scale_repair_passes: int = 1  # local-search passes of the "<learner> +repair" rows (0: none)
+    scale_repair_below: float = 0.25  # the repair visits devices earning < this × their bound
 
 
 FULL = Plan(
@@ -59,12 +68,20 @@ QUICK = Plan(
 FULL_BY_EXPERIMENT = {
     "ablation": replace(FULL, devices=(4, 10), eval_slots=2000),
     "regime": replace(FULL, seeds=(0, 1, 2), train_slots=1000, eval_slots=1000),
+    "scale": replace(FULL, seeds=(0, 1, 2), train_slots=2000, eval_slots=40),
 }
-QUICK_BY_EXPERIMENT = {"ablation": replace(QUICK, devices=(4,), taus=(30.0,))}
+QUICK_BY_EXPERIMENT = {
+    "ablation": replace(QUICK, devices=(4,), taus=(30.0,)),
+    "scale": replace(
+        QUICK, train_slots=200, eval_slots=8, scale_devices=(50, 200), scale_servers=(5, 10)
+    ),
+}
 #: how the studies group their runs (the report header says it)
 ENGINE_NOTE = {
     "ablation": "Engine: one job per (scenario, M, τ, seed), every policy run by run "
     "(offload/experiments/ablation.py).",
+    "scale": "Engine: one job per (method, seed), trained on the small city, then every city "
+    "of the grid slot by slot: sparse graph + scaled critic (offload/experiments/scale.py).",
     "regime": "Engine: lockstep, one job per (reward variant, method) over every (compute scale, "
     "τ, seed); the compute scale of each run is in the CSV, not the `MECConfig` line below "
     "(offload/experiments/regime.py).",

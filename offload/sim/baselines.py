@@ -8,6 +8,7 @@ views on a `SlotState` (the same function with K = 1)."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
@@ -100,26 +101,39 @@ VECTOR_FROM = 8  # batch_greedy: from this many slots on the vectorised engine i
 
 
 def _scalar_greedy(state: SlotState, exits: Sequence[int] | None) -> np.ndarray:
-    """`batch_greedy`'s rule for one slot on the scalar queue model (see there)."""
+    """`batch_greedy`'s rule for one slot on the scalar queue model (see there).
+
+    Each ES keeps its FCFS queue (carried tasks included) and the queue model's states before
+    every position (`ScalarSlot.prefix`); a candidate task is inserted at its FCFS position p
+    and only the tasks from p on are served again -- the same sums, in the same order, as
+    `ScalarSlot.queue_value` of the whole queue."""
     model = ScalarSlot(state)
     num_exits = state.num_exits
     exits = list(range(num_exits)) if exits is None else [int(x) for x in exits]
     decision = np.zeros(state.num_devices, dtype=np.int64)
-    queues: list[list[tuple[float, int, int]]] = [[] for _ in range(state.num_servers)]
-    values = [model.queue_value(n, []) for n in range(state.num_servers)]  # carried tasks (fcfs)
+    queues = [sorted(model.carried[n]) for n in range(state.num_servers)]
+    states = [model.prefix(n, queues[n]) for n in range(state.num_servers)]
+    values = [states[n][-1][1] for n in range(state.num_servers)]  # carried tasks (fcfs)
     earliest = [min(row) for row in model.arrival]
     for m in sorted(range(state.num_devices), key=lambda d: (earliest[d], d)):
         best = (-math.inf, 0, 0, 0.0)  # no link at all: option 0, ES 0's value restarts at 0
         for n in range(state.num_servers):
             if not model.link[m][n]:
                 continue
-            a = model.arrival[m][n]
+            a, queue = model.arrival[m][n], queues[n]
+            p = bisect.bisect(queue, (a, m, 0))  # FCFS position (no other task of device m)
             for ex in exits:
-                value = model.queue_value(n, sorted(queues[n] + [(a, m, ex)]))
+                free, value = states[n][p]
+                free, gain = model.serve(m, n, a, free, ex)
+                value += gain
+                for a2, m2, ex2 in queue[p:]:
+                    free, gain = model.serve(m2, n, a2, free, ex2)
+                    value += gain
                 if value - values[n] > best[0]:
                     best = (value - values[n], n, ex, value)
         _, n, ex, value = best
-        queues[n] = sorted(queues[n] + [(model.arrival[m][n], m, ex)])
+        bisect.insort(queues[n], (model.arrival[m][n], m, ex))
+        states[n] = model.prefix(n, queues[n])
         values[n] = value
         decision[m] = n * num_exits + ex
     return decision

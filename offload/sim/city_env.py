@@ -10,7 +10,8 @@ Description:
 State (observation): the `SlotState` of the slot, compact over the active covered devices
     (``device_ids`` = their global ids; ``link`` their reachable ES this slot; ``exit_ms`` one
     table column per ES). No padded dictionary: at M = 1,000 and N = 50 it would cost more
-    than the step, and the GRLE actors at scale are a later part of issue 13.
+    than the step; the GRLE actors build their sparse graph from the state
+    (`offload.agents.sparse`).
 
 Action: (M,) int, one option per device of the slot state. An option over an ES the device
     does not reach this slot loses the task (earns 0, counted in ``info["num_lost"]``), as

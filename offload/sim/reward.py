@@ -54,15 +54,16 @@ def psi(t_ms, deadline_ms, scale: float = 1.0):  # noqa: ANN001, ANN201 - float 
     arrays that broadcast together (an array back, through ``np.exp``); the expression is the
     same, so changing ψ means changing this function only.
     """
-    scalar = isinstance(t_ms, float) and isinstance(deadline_ms, float)
-    if getattr(scale, "on_time", False):
-        if scalar:
+    shaped = type(scale) is PsiScale  # a plain float scale: k = 5 and the φ·ψ reward
+    on_time, steepness = (scale.on_time, scale.steepness) if shaped else (False, 5.0)
+    if isinstance(t_ms, float) and isinstance(deadline_ms, float):  # one task: math.exp
+        if on_time:
             return float(scale) if t_ms <= deadline_ms else 0.0
-        return np.where(np.asarray(t_ms) <= deadline_ms, float(scale), 0.0)
-    exp = math.exp if scalar else np.exp
-    e = exp(
-        -getattr(scale, "steepness", 5.0) * (t_ms if scalar else np.asarray(t_ms)) / deadline_ms
-    )
+        e = math.exp(-steepness * t_ms / deadline_ms)
+    else:
+        if on_time:
+            return np.where(np.asarray(t_ms) <= deadline_ms, float(scale), 0.0)
+        e = np.exp(-steepness * np.asarray(t_ms) / deadline_ms)
     return scale * e / (1.0 + e)
 
 

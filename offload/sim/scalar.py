@@ -89,6 +89,19 @@ class ScalarSlot:
                 return deadline, 0.0
         return end, phi * psi(end - self.origin[m], self.delta[m], self.scale)  # eqs. (8), (9)
 
+    def prefix(self, n: int, queue: list[tuple[float, int, int]]) -> list[tuple[float, float]]:
+        """The (ES free time, running sum of reward terms) before each task of ES n's whole
+        FCFS `queue` (carried tasks included) and after its last: the states `queue_value`
+        passes through, so that a search inserting one task at position p can resume from
+        entry p with the same arithmetic."""
+        free, total = self.backlog[n], 0.0
+        states = [(free, total)]
+        for a, m, ex in queue:
+            free, gain = self.serve(m, n, a, free, ex)
+            total += gain
+            states.append((free, total))
+        return states
+
     def queue_value(self, n: int, tasks: list[tuple[float, int, int]]) -> float:
         """Sum of the reward terms of `tasks` = [(arrival, m, ex), ...] sorted in FCFS order,
         and of ES n's carried tasks (merged by arrival; none without carried tasks)."""

@@ -183,7 +183,12 @@ class _Queues:
 
 
 def local_search(
-    state: SlotState, start: np.ndarray | None = None, *, max_passes: int = 2, tol: float = 1e-12
+    state: SlotState,
+    start: np.ndarray | None = None,
+    *,
+    max_passes: int = 2,
+    tol: float = 1e-12,
+    devices: np.ndarray | None = None,
 ) -> LocalSearch:
     """Improve a decision by single-device moves: in each pass, every device in turn (in the
     greedy's order: earliest possible arrival first) takes the option over its links -- ES and
@@ -196,6 +201,8 @@ def local_search(
         start: (M,) options to start from; None: `greedy_decision(state)`.
         max_passes: passes over the devices, >= 1.
         tol: smallest gain in predicted Q that counts as an improvement.
+        devices: indices of the devices that may move (the others keep the start's option
+            but are still served in the queues); None: every device.
 
     Raises:
         ValueError: max_passes < 1, a malformed start, carried tasks in the state, or a start
@@ -213,7 +220,8 @@ def local_search(
     queues = _Queues(model, start)
     decision = start.copy()
     earliest = [min(row) for row in model.arrival]
-    order = sorted(range(state.num_devices), key=lambda d: (earliest[d], d))
+    movable = range(state.num_devices) if devices is None else np.unique(devices).tolist()
+    order = sorted(movable, key=lambda d: (earliest[d], d))
     reach = [np.flatnonzero(row).tolist() for row in state.link]
     moves = passes = 0
     for _ in range(max_passes):
