@@ -12,7 +12,7 @@ every file they share by kind:
   a command line or a revision (``Made``, ``Command``, ``wall``, ``git``, ``Engine``), and
   after masking numbers that follow "s" or "min" time units.
 * ``*.json``: equal after dropping the keys that describe the invocation (times, argv,
-  command, revision, machine, paths).
+  command, revision, machine, paths, workers, backend).
 
 Files present in only one folder are reported. Images and logs are not compared. Exit status 0 when
 everything matches, 1 otherwise; one summary line per file. This is the tool behind issue 12's
@@ -48,6 +48,9 @@ VOLATILE_KEYS = {
     "jobs_resumed",
     "engine",
     "created_utc",
+    "workers",
+    "backend",
+    "address",
 }
 
 

@@ -12,7 +12,9 @@ evaluation, simulator defaults, the runs of one method at one M stepped together
         --compare checkpoints/paper_table1.csv --out results/measured_cpu_ref
 
 Writes ``<out>/cells.csv`` (one row per table, method, scenario, M, τ, seed; the columns of the
-experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md``.
+experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md``. The groups run
+in ``--workers`` processes or, with ``--backend ray [--address ADDRESS]``, as Ray tasks (see the
+README, "Grids on a Ray cluster").
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +33,9 @@ from grle_common.cli import run_cli
 from grle_common.fileio import write_text_atomic
 from offload.agents import AGENT_NAMES
 from offload.exit_table import load_exit_table
+from offload.experiments import ray_backend
 from offload.experiments.lockstep import Group, groups_for, run_group
+from offload.experiments.pool import BACKENDS, Job, run_jobs
 from offload.experiments.report import write_csv
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.store import check_writable
@@ -61,12 +65,19 @@ def groups_of(path: str, args: argparse.Namespace) -> list[Group]:
     )
 
 
-def _run(job: tuple[str, Group]) -> pd.DataFrame:
-    label, group = job
-    frame = pd.DataFrame(run_group(group))
-    frame.insert(0, "table", label)
-    frame.insert(1, "server_devices", "+".join(group.base.server_devices))
-    return frame
+@dataclass(frozen=True)
+class TableGroup(Job, kind="measured"):
+    """One group of the experiments run on one of the tables, its rows labelled with the table."""
+
+    label: str  # "measured" or "paper"
+    group: Group
+    exits_path: str  # the group's table (a field of its own: the Ray backend ships `*_path` files)
+
+    def run(self) -> pd.DataFrame:
+        frame = pd.DataFrame(run_group(replace(self.group, exits_path=self.exits_path)))
+        frame.insert(0, "table", self.label)
+        frame.insert(1, "server_devices", "+".join(self.group.base.server_devices))
+        return frame
 
 
 def _cell_order(frame: pd.DataFrame, tables: list[str]) -> pd.DataFrame:
@@ -122,19 +133,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-slots", type=int, default=300, help="training slots per learner")
     p.add_argument("--eval-slots", type=int, default=300, help="evaluation slots per method")
     p.add_argument("--workers", type=int, default=1, help="processes")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or Ray")
+    p.add_argument("--address", help="with --backend ray: the Ray cluster (default: a local one)")
     args = p.parse_args(argv)
+    if args.address is not None and args.backend != "ray":
+        p.error("--address names a Ray cluster; add --backend ray")
+    if args.backend == "ray":
+        ray_backend.require_ray()  # BackendError: run_cli prints its one sentence
     tables = {"measured": args.exits} | ({"paper": args.compare} if args.compare else {})
     for path in tables.values():
         server_devices(path)  # ExitTableError: run_cli prints its one sentence
     check_writable(Path(args.out))  # before the work, not after it (OutputError)
-    jobs = [(label, g) for label, path in tables.items() for g in groups_of(path, args)]
+    jobs = [
+        TableGroup(label, g, path) for label, path in tables.items() for g in groups_of(path, args)
+    ]
     t0 = time.perf_counter()
-    if args.workers > 1:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            frames = list(pool.map(_run, jobs))
-    else:
-        frames = [_run(j) for j in jobs]
-    frame = _cell_order(pd.concat(frames, ignore_index=True), list(tables))
+    frames: dict[int, pd.DataFrame] = {}
+    run_jobs(
+        dict(enumerate(jobs)),
+        args.workers,
+        frames.__setitem__,
+        backend=args.backend,
+        address=args.address,
+    )
+    ordered = [frames[i] for i in range(len(jobs))]
+    frame = _cell_order(pd.concat(ordered, ignore_index=True), list(tables))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(frame, out / "cells.csv")

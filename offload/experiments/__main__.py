@@ -10,7 +10,8 @@ contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time rewa
 report (``report.md`` for ``paper``, ``<experiment>.md`` otherwise) and ``manifest.json`` into a
 new run folder ``runs/offload/<experiment>-<UTC time>/``, or into ``--out``. Finished jobs are
 saved as they finish: after a Ctrl-C, the same command with the same ``--out`` resumes.
-Independent jobs go to ``--workers`` processes.
+Independent jobs go to ``--workers`` processes, or with ``--backend ray`` to Ray tasks on a local
+Ray instance or on the cluster at ``--address`` (the same files either way).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,11 +33,11 @@ import pandas as pd
 from grle_common.cli import UserError, run_cli
 from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
-from offload.experiments import store
+from offload.experiments import ray_backend, store
 from offload.experiments.header import header
 from offload.experiments.jobs import build_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
-from offload.experiments.pool import run_jobs
+from offload.experiments.pool import BACKENDS, run_jobs
 from offload.experiments.presets import Plan, preset
 from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
@@ -62,7 +64,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--seeds", type=int, nargs="+", help="seeds (default: 0 1 2 3 4, regime 0 1 2; --quick: 0)"
     )
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default: 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="parallel processes; with --backend ray and no --address, the CPUs of the local Ray "
+        "instance (default: 2)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where the jobs run: local processes, or Ray tasks (needs pip install -e "
+        "'.[cluster]'); the files are the same (default: local)",
+    )
+    p.add_argument(
+        "--address",
+        help="with --backend ray: the running Ray cluster to use (auto, HOST:6379 or "
+        "ray://HOST:10001; default: start a local Ray instance of --workers CPUs)",
+    )
     p.add_argument("--devices", type=int, nargs="+", help="M values of Figs. 5-8 and the ablation")
     p.add_argument("--regime-devices", type=int, help="M of the regime map (default: 10)")
     p.add_argument(
@@ -108,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rebuild_report and args.out is None:
         p.error("--rebuild-report needs --out, the folder that holds the CSVs")
+    if args.address is not None and args.backend != "ray":
+        p.error("--address names a Ray cluster; add --backend ray")
     return args
 
 
@@ -140,8 +162,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def run_config(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
-    """What decides the numbers of a run, as JSON-ready data: not --workers, --out or the exit
-    table's path (its sha256 stands for it, so a run resumes from another working directory)."""
+    """What decides the numbers of a run, as JSON-ready data: not --workers, --backend,
+    --address, --out or the exit table's path (its sha256 stands for it, so a run resumes from
+    another working directory, or on another backend)."""
     config = {
         "experiment": args.experiment,
         "quick": args.quick,
@@ -174,7 +197,10 @@ def _check_inputs(args: argparse.Namespace) -> MECConfig:
     Raises:
         InputError: flags that contradict each other, or a table without the servers' devices.
         ExitTableError: the exit table is missing or breaks the schema.
+        BackendError: ``--backend ray`` without Ray installed.
     """
+    if args.backend == "ray":
+        ray_backend.require_ray()
     if args.experiment == "regime" and args.compute_scale is not None:
         raise InputError(
             "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
@@ -232,6 +258,29 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         if finished_config == config:
             print(f"nothing to do: {out} already holds this finished run ({md}).")
             return 0
+    with _connected(args):  # a Ray cluster that does not answer fails here, before any write
+        return _run(args, argv, base=base, plan=plan, out=out, config=config, resume_cmd=resume_cmd)
+
+
+def _connected(args: argparse.Namespace) -> AbstractContextManager[object]:
+    """The Ray connection of ``--backend ray`` (its jobs run on it), or nothing to do."""
+    if args.backend != "ray":
+        return nullcontext()
+    return ray_backend.session(args.address, args.workers)
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str],
+    *,
+    base: MECConfig,
+    plan: Plan,
+    out: Path,
+    config: dict[str, Any],
+    resume_cmd: str,
+) -> int:
+    """Run the experiment's jobs (those saved before are loaded) and write its files to ``out``."""
+    md = out / report_name(args.experiment)
     progress = store.Progress(out, config)
     store.check_writable(out)
     progress.open()
@@ -254,7 +303,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 
     todo = {i: job for i, job in enumerate(jobs) if i not in finished}
     try:
-        run_jobs(todo, args.workers, done, total=len(jobs))
+        run_jobs(
+            todo, args.workers, done, total=len(jobs), backend=args.backend, address=args.address
+        )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: {len(finished)} of {len(jobs)} jobs are saved in "
@@ -288,6 +339,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 jobs_resumed=n_resumed,
                 workers=args.workers,
                 exits=store.display_path(args.exits),
+                backend=args.backend,
+                address=args.address,
             )
             write_text_atomic(staged / store.MANIFEST, meta)
             if actors.is_dir():

@@ -29,6 +29,15 @@ READINGS = (
 )
 
 
+def _execution(args: argparse.Namespace) -> str:
+    """Where the jobs ran, as the header's phrase."""
+    if getattr(args, "backend", "local") != "ray":
+        return f"{args.workers} worker processes"
+    if args.address is None:
+        return f"a local Ray instance of {args.workers} CPUs"
+    return f"the Ray cluster at {args.address}"
+
+
 def header(
     args: argparse.Namespace,
     plan: Plan,
@@ -54,7 +63,7 @@ def header(
         "",
         f"Made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown host'} "
         f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
-        f"available, {args.workers} worker processes, torch {torch.__version__}, "
+        f"available, {_execution(args)}, torch {torch.__version__}, "
         f"{'CUDA available but unused' if torch.cuda.is_available() else 'CPU only'}); wall time "
         f"{wall_s / 60:.1f} min{resumed}. Exit table: `{store.display_path(args.exits)}`; run "
         "manifest: `manifest.json`.",

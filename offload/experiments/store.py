@@ -239,8 +239,11 @@ def manifest(
     jobs_resumed: int,
     workers: int,
     exits: str,
+    backend: str = "local",
+    address: str | None = None,
 ) -> str:
-    """The JSON text of ``manifest.json`` (``exits``: the exit table's path as given)."""
+    """The JSON text of ``manifest.json`` (``exits``: the exit table's path as given;
+    ``backend`` and ``address``: where the jobs ran, see :func:`offload.experiments.pool.run_jobs`)."""
     data = {
         "command": "python -m offload.experiments " + " ".join(argv),
         "argv": [sys.executable, "-m", "offload.experiments", *argv],
@@ -250,6 +253,8 @@ def manifest(
         "packages": package_versions(),
         "machine": machine(),
         "workers": workers,
+        "backend": backend,
+        "address": address,
         "started_utc": started,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s_this_invocation": round(wall_s, 3),

@@ -1,0 +1,189 @@
+"""The ``--backend ray`` execution of an experiment's jobs: one Ray task per job, on a local Ray
+instance or on a running cluster (``--address``), each finished job handed to the same callback
+as the local pool's, in the order the jobs finish.
+
+A job is a frozen dataclass (:class:`offload.experiments.pool.Job`) whose ``*_path`` fields name
+input files and ``*_dir`` fields output folders (the convention :func:`store.job_key` relies on
+too). A node of a multi-node cluster need not share the head's file system: each task carries
+the bytes of its input files, runs the job with those fields pointed at a temporary folder on its
+node, and sends back the files the job wrote there, which the head writes where the job would
+have written them. The numbers do not depend on the paths, so a Ray run writes the same files as
+a local one. Every task asks for one CPU, and each job sets torch's threads to one itself, as in
+the local pool (Ray also sets ``OMP_NUM_THREADS`` to a task's CPUs when the node has not set it).
+
+Ray is an optional dependency (``pip install -e '.[cluster]'``): nothing here imports it until a
+run asks for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+from grle_common.cli import UserError
+from grle_common.fileio import write_bytes_atomic
+
+InputFiles = dict[str, tuple[str, bytes]]  # field -> (file name, content)
+OutputFiles = dict[tuple[str, str], bytes]  # (field, path below the folder) -> content
+
+
+class BackendError(UserError):
+    """The Ray backend cannot run (Ray missing, no cluster at the address); one sentence says
+    what to do."""
+
+
+def require_ray() -> ModuleType:
+    """The ``ray`` module.
+
+    Raises:
+        BackendError: Ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise BackendError(
+            "--backend ray needs Ray, which is not installed; install it with "
+            "pip install -e '.[cluster]' (or drop --backend ray to run in local processes)."
+        ) from None
+    return ray
+
+
+def _fields(job: Any, suffix: str) -> list[str]:
+    return [
+        f.name
+        for f in dataclasses.fields(job)
+        if f.name.endswith(suffix) and getattr(job, f.name) is not None
+    ]
+
+
+def input_files(job: Any) -> InputFiles:
+    """The bytes of every input file of ``job`` (its ``*_path`` fields), read here on the head."""
+    return {
+        name: (Path(getattr(job, name)).name, Path(getattr(job, name)).read_bytes())
+        for name in _fields(job, "_path")
+    }
+
+
+def run_on_node(job: Any, inputs: InputFiles) -> tuple[pd.DataFrame, OutputFiles]:
+    """Run ``job`` on this node with its input files written from ``inputs`` and its output
+    folders in a temporary folder; returns its rows and the files it wrote there."""
+    with tempfile.TemporaryDirectory(prefix="offload-job-") as tmp:
+        moved: dict[str, str] = {}
+        for name, (filename, data) in inputs.items():
+            path = Path(tmp, "in", name, filename)
+            path.parent.mkdir(parents=True)
+            path.write_bytes(data)
+            moved[name] = str(path)
+        outputs = {name: Path(tmp, "out", name) for name in _fields(job, "_dir")}
+        for name, folder in outputs.items():
+            folder.mkdir(parents=True)
+            moved[name] = str(folder)
+        rows = dataclasses.replace(job, **moved).run()
+        files = {
+            (name, str(p.relative_to(folder))): p.read_bytes()
+            for name, folder in outputs.items()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+    return rows, files
+
+
+def write_outputs(job: Any, files: OutputFiles) -> None:
+    """Write the files a job wrote on its node where it would have written them here."""
+    for (name, relative), data in files.items():
+        write_bytes_atomic(Path(getattr(job, name)) / relative, data)
+
+
+@contextmanager
+def session(address: str | None, workers: int) -> Iterator[ModuleType]:
+    """The ``ray`` module, connected to the cluster at ``address`` or to a new local instance of
+    ``workers`` CPUs for the length of the block (then shut down). A connection made before
+    (e.g. by a test) is used as it is and left open.
+
+    Raises:
+        BackendError: Ray is not installed, or no cluster answers at ``address``.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    if address is not None:
+        _check_reachable(address)
+    try:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise BackendError(
+            f"no Ray cluster answers at --address {address} ({exc}); start one with "
+            "`ray start --head` and pass its address (or `auto` on a node of it), and where it "
+            "authenticates by token set RAY_AUTH_MODE=token and its token (`ray get-auth-token`)."
+        ) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once where nothing listens at a ``HOST:PORT`` address (Ray itself retries for
+    minutes); ``auto`` and ``ray://`` addresses are left to Ray.
+
+    Raises:
+        BackendError: nothing accepts a connection at ``address`` within 5 s.
+    """
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except OSError as exc:
+        raise BackendError(
+            f"nothing answers at --address {address} ({exc.strerror or exc}); start the cluster "
+            "with `ray start --head` and pass the address it prints (or `auto` on a node of it)."
+        ) from None
+
+
+def run_tasks(
+    ray: ModuleType,
+    jobs: dict[int, Any],
+    done: Callable[[int, pd.DataFrame], None],
+    update: Callable[[], object],
+) -> None:
+    """Run ``jobs`` (index -> job) as Ray tasks of one CPU each, calling ``done(index, rows)``
+    and then ``update()`` as each one finishes.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C; the tasks still running are cancelled first.
+        Exception: what a job raised (the first to fail; the others are cancelled).
+    """
+    task = ray.remote(num_cpus=1)(run_on_node)
+    pending = {task.remote(job, input_files(job)): index for index, job in jobs.items()}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ready[0])
+            try:
+                rows, files = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the job's own exception, as locally
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from exc
+                raise
+            write_outputs(jobs[index], files)
+            done(index, rows)
+            update()
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
