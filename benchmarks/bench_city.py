@@ -53,19 +53,10 @@ from offload.sim.scale_refs import (
     sub_network,
     upper_bound,
 )
+from profiling.metadata import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 WHAT = ("env.step", "score 1", "greedy", "local search", "random", "bound")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
@@ -238,7 +229,7 @@ def main() -> None:
     torch.set_num_threads(1)
     table = load_exit_table(args.table)
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; python "
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; python "
         f"{platform.python_version()}, numpy {np.__version__}, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )

@@ -29,18 +29,9 @@ from offload.sim import (
     score_decisions,
 )
 from offload.sim.baselines import greedy_decision
+from profiling.metadata import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_ms(fn, repeat: int, blocks: int = 5) -> tuple[float, float, float]:
@@ -129,7 +120,7 @@ def main() -> None:
     env = OffloadEnv(table, cfg)
     env.reset(seed=args.seed)
     print(
-        f"machine: {cpu_name()}, python {platform.python_version()}, "
+        f"machine: {cpu_model()}, python {platform.python_version()}, "
         f"numpy {np.__version__}; M=14 N=2 L=5 scenario={args.scenario} seed={args.seed}"
     )
 

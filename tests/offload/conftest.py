@@ -7,6 +7,8 @@
   metrics tests trace by hand.
 - ``random_state``: a factory of random slot states (one generator for every test that needs
   random slots: links down, backlogs, capacities; callers override what their test is about).
+- ``loaded_city``: a factory of reset city environments (issue 13) with loaded servers
+  (scenario 2, compute scale 4); callers pass the city's size and reach.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import pytest
 
 from offload.exit_table import ExitTable, load_exit_table
-from offload.sim import SlotState
+from offload.sim import MECConfig, SlotState
+from offload.sim.city import CityConfig
+from offload.sim.city_env import CityEnv
 from offload.sim.state import ScoringRules
 
 PAPER_TABLE = Path(__file__).resolve().parents[2] / "checkpoints" / "paper_table1.csv"
@@ -33,6 +37,20 @@ def paper_table_path() -> Path:
 def paper_table(paper_table_path) -> ExitTable:
     """The paper's Table I: 5 candidate exits, two ES device types."""
     return load_exit_table(paper_table_path)
+
+
+@pytest.fixture
+def loaded_city(paper_table):
+    """``make(seed=..., **CityConfig fields)``: a city environment on Table I with loaded
+    servers (scenario 2, compute scale 4), reset with ``seed``."""
+
+    def make(*, seed: int, **fields) -> CityEnv:
+        cfg = CityConfig(task=MECConfig(scenario=2, compute_scale=4.0), **fields)
+        env = CityEnv(paper_table, cfg)
+        env.reset(seed=seed)
+        return env
+
+    return make
 
 
 def make_hand_state(

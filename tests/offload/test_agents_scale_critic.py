@@ -22,25 +22,24 @@ from offload.sim.evaluator import task_rewards
 from offload.sim.scale_refs import alone_rewards, greedy_decision, local_search
 
 
-def _city(paper_table, num_devices, num_servers, k, seed=0):
-    cfg = CityConfig(
-        num_devices=num_devices,
-        num_servers=num_servers,
-        k_nearest=k,
-        task=MECConfig(scenario=2, compute_scale=4.0),
-    )
-    env = CityEnv(paper_table, cfg)
-    env.reset(seed=seed)
-    for _ in range(2):
-        env.step(greedy_decision(env.slot_state))
-    return env.slot_state
+@pytest.fixture
+def city_state(loaded_city):
+    """The state of a loaded city's third slot (two greedy slots first)."""
+
+    def make(num_devices, num_servers, k, seed=0):
+        env = loaded_city(seed=seed, num_devices=num_devices, num_servers=num_servers, k_nearest=k)
+        for _ in range(2):
+            env.step(greedy_decision(env.slot_state))
+        return env.slot_state
+
+    return make
 
 
 @pytest.mark.parametrize("ties", [False, True])
-def test_edge_quantiser_is_the_dense_list_cut_at_s(paper_table, ties):
+def test_edge_quantiser_is_the_dense_list_cut_at_s(ties, city_state):
     rng = np.random.default_rng(7)
     for trial in range(40):
-        state = _city(paper_table, int(rng.integers(2, 9)), int(rng.integers(2, 5)), 2, trial)
+        state = city_state(int(rng.integers(2, 9)), int(rng.integers(2, 5)), 2, trial)
         dev, _, _, opt = reachable_edges(state, main_branch_only=bool(trial % 5 == 0))
         x = rng.uniform(size=dev.size)
         if ties:  # a saturating actor: many equal values and gaps
@@ -55,8 +54,10 @@ def test_edge_quantiser_is_the_dense_list_cut_at_s(paper_table, ties):
 
 
 @pytest.mark.parametrize("repair", [0, 1])
-def test_scaled_critic_candidates_are_feasible_and_the_decision_is_their_best(paper_table, repair):
-    state = _city(paper_table, 150, 8, 3)
+def test_scaled_critic_candidates_are_feasible_and_the_decision_is_their_best(
+    paper_table, repair, city_state
+):
+    state = city_state(150, 8, 3)
     for name in ("GRLE", "GRLE+"):
         agent = make_agent(name=name, num_exits=paper_table.num_exits, seed=0)
         out = decide_at_scale(agent.actor, state, ScaleCriticConfig(16, repair))
@@ -70,8 +71,8 @@ def test_scaled_critic_candidates_are_feasible_and_the_decision_is_their_best(pa
         np.testing.assert_array_equal(out.decision, cands[out.best_index])
 
 
-def test_repair_never_lowers_the_predicted_q_and_moves_only_the_losers(paper_table):
-    state = _city(paper_table, 120, 6, 3, seed=2)
+def test_repair_never_lowers_the_predicted_q_and_moves_only_the_losers(city_state):
+    state = city_state(120, 6, 3, seed=2)
     cands = np.random.default_rng(0).integers(0, 5, (3, state.num_devices))
     cands += state.link.argmax(axis=1)[None] * state.num_exits  # each device's first ES
     plain = score_candidates(state, cands)
@@ -84,8 +85,8 @@ def test_repair_never_lowers_the_predicted_q_and_moves_only_the_losers(paper_tab
     np.testing.assert_array_equal(part.decision[keep], plain.decision[keep])
 
 
-def test_local_search_moves_only_the_devices_it_is_given(paper_table):
-    state = _city(paper_table, 60, 5, 3, seed=4)
+def test_local_search_moves_only_the_devices_it_is_given(city_state):
+    state = city_state(60, 5, 3, seed=4)
     start = state.link.argmax(axis=1) * state.num_exits  # exit 1 of each device's first ES
     movers = np.arange(0, state.num_devices, 3)
     out = local_search(state, start, max_passes=2, devices=movers)

@@ -9,24 +9,14 @@ import torch
 
 from offload.agents import make_agent
 from offload.agents.sparse import encode_sparse, reachable_edges, sparse_relaxed, to_dense
-from offload.sim import MECConfig
-from offload.sim.city import CityConfig
-from offload.sim.city_env import CityEnv
 from offload.sim.scale_refs import greedy_decision, random_decision
 
 #: sparse vs dense x̂ on an edge, absolute: float32 neighbour sums added in another order
 TOLERANCE = 1e-5
 
 
-def _city_slots(paper_table, count, num_devices=12, num_servers=4, k=2):
-    cfg = CityConfig(
-        num_devices=num_devices,
-        num_servers=num_servers,
-        k_nearest=k,
-        task=MECConfig(scenario=2, compute_scale=4.0),
-    )
-    env = CityEnv(paper_table, cfg)
-    env.reset(seed=3)
+def _city_slots(loaded_city, count, num_devices=12, num_servers=4, k=2):
+    env = loaded_city(seed=3, num_devices=num_devices, num_servers=num_servers, k_nearest=k)
     rng = np.random.default_rng(0)
     out = []
     for i in range(count):
@@ -40,12 +30,12 @@ def _city_slots(paper_table, count, num_devices=12, num_servers=4, k=2):
     "name,kind", [("GRLE", "grle_paper"), ("GRLE+", "grle_plus"), ("GRLE-MLP", "edge_mlp"),
                   ("GRL", "grle_paper"), ("GRL+", "grle_plus")]
 )  # fmt: skip
-def test_sparse_forward_equals_dense_on_every_edge(paper_table, name, kind):
+def test_sparse_forward_equals_dense_on_every_edge(paper_table, name, kind, loaded_city):
     agent = make_agent(name=name, num_exits=paper_table.num_exits, seed=1, actor=kind)
     with torch.no_grad():  # a few trained-looking weights: not just the initialisation
         for p in agent.actor.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    for state in _city_slots(paper_table, 6):
+    for state in _city_slots(loaded_city, 6):
         obs = agent.encode(state)
         dense = agent.learner.relaxed(obs)[0]  # (M, O), zero off the mask
         graph = encode_sparse(state, agent.actor.config)
@@ -55,8 +45,8 @@ def test_sparse_forward_equals_dense_on_every_edge(paper_table, name, kind):
         np.testing.assert_allclose(sparse, dense[dev, opt], rtol=0, atol=TOLERANCE)
 
 
-def test_reachable_edges_follow_the_links(paper_table):
-    state = _city_slots(paper_table, 1, num_devices=30, num_servers=6, k=3)[0]
+def test_reachable_edges_follow_the_links(paper_table, loaded_city):
+    state = _city_slots(loaded_city, 1, num_devices=30, num_servers=6, k=3)[0]
     dev, srv, ex, opt = reachable_edges(state)
     num_exits = paper_table.num_exits
     assert dev.size == state.link.sum() * num_exits

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offload.sim import MECConfig, brute_force_decision, optimal_decision, score_decisions
-from offload.sim.city import CityConfig
-from offload.sim.city_env import CityEnv
+from offload.sim import brute_force_decision, optimal_decision, score_decisions
 from offload.sim.scale_refs import (
     alone_rewards,
     greedy_decision,
@@ -41,10 +39,8 @@ def _random(rng, random_state, paper_table, num_devices, **kw):
     )
 
 
-def _city_slots(paper_table, count, **changes):
-    cfg = CityConfig(num_devices=120, num_servers=8, task=MECConfig(scenario=2, compute_scale=4.0))
-    env = CityEnv(paper_table, cfg.replace(**changes))
-    env.reset(seed=0)
+def _city_slots(loaded_city, count):
+    env = loaded_city(seed=0, num_devices=120, num_servers=8)
     rng = np.random.default_rng(1)
     out = []
     for _ in range(count):
@@ -97,9 +93,9 @@ def test_bound_is_never_below_any_policy(random_state, paper_table):
     assert max(gaps) > 0.1  # contention: the bound is not always tight
 
 
-def test_bound_holds_on_city_slots_and_small_subnetworks(paper_table):
+def test_bound_holds_on_city_slots_and_small_subnetworks(loaded_city):
     rng = np.random.default_rng(3)
-    for state in _city_slots(paper_table, 4):
+    for state in _city_slots(loaded_city, 4):
         bound = upper_bound(state)
         start = greedy_decision(state)
         policies = [start, random_decision(state, rng), local_search(state, start).decision]
@@ -136,8 +132,8 @@ def test_local_search_never_worse_and_ends_in_a_local_optimum(random_state, pape
     assert improved > 10
 
 
-def test_local_search_improves_the_greedy_on_a_city_slot(paper_table):
-    state = _city_slots(paper_table, 2)[1]
+def test_local_search_improves_the_greedy_on_a_city_slot(loaded_city):
+    state = _city_slots(loaded_city, 2)[1]
     greedy_q = float(score_decisions(state, greedy_decision(state))[0])
     res = local_search(state)
     assert res.start_q == greedy_q
