@@ -7,9 +7,13 @@
   ``sys.exit(run_cli(main))``: a :class:`UserError` becomes the line ``error: <message>`` on
   stderr and exit status 2 (argparse's status for bad usage, which ``parser.error`` keeps for
   pure usage mistakes); Ctrl-C becomes one line and status 130.
-- A config record is a dataclass whose fields are declared with :func:`option`: the default
-  and a one-line help text (with units) in one place. :func:`add_dataclass_args` turns those
-  fields into ``--flag-name`` options, so the command line cannot drift from the record.
+- A config record is a dataclass whose fields are declared with :func:`option`: the default,
+  a one-line help text (with units) and the valid range in one place. :func:`add_dataclass_args`
+  turns those fields into ``--flag-name`` options, so the command line cannot drift from the
+  record; a number outside its range is refused by argparse before any work, in one sentence
+  that names the flag and the range (``argument --width: must be a number > 0 (got 0)``).
+- A hand-written flag gets the same check from :func:`bounded` (``type=bounded(int, low=1)``);
+  :func:`check_range` checks a value that did not come through argparse.
 """
 
 from __future__ import annotations
@@ -30,6 +34,78 @@ class UserError(Exception):
     raises its own subclasses (``multiexit.errors.MultiexitError``,
     ``profiling.errors.ProfilingError``, ``offload.exit_table.ExitTableError``, ...).
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The valid range of a number: ``low`` and ``high`` inclusive, or ``low`` exclusive when
+    ``low_open`` (``Bounds(0, low_open=True)`` is "> 0"). ``None`` leaves a side open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def describe(self, kind: type = float) -> str:
+        """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error)."""
+        noun = "an integer" if kind is int else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '≥'} {_fmt(self.low)}")
+        if self.high is not None:
+            parts.append(f"≤ {_fmt(self.high)}")
+        return f"{noun} {' and '.join(parts)}" if parts else noun
+
+    def contains(self, value: float) -> bool:
+        if value != value:  # NaN is in no range
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def bounded(
+    kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False
+) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses ``kind`` (int or float) and refuses a value outside
+    the range with ``must be <range> (got <value>)``; argparse prefixes the flag's name.
+
+    Example: ``p.add_argument("--devices", type=bounded(int, low=1), nargs="+")``.
+    """
+    bounds = Bounds(low, high, low_open)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {bounds.describe(kind)} (got {text!r})"
+            ) from None
+        if not bounds.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds.describe(kind)} (got {text})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def check_range(
+    flag: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    kind: type = float,
+) -> None:
+    """Raise :class:`UserError` ``"<flag> must be <range> (got <value>)."`` for a value outside
+    the range: the check of a value that did not come through argparse."""
+    bounds = Bounds(low, high, low_open)
+    if not bounds.contains(value):
+        raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")
 
 
 def run_cli(
@@ -59,6 +135,9 @@ def option(
     *,
     choices: Iterable[Any] | None = None,
     default_text: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
 ) -> Any:
     """A dataclass field documented for the command line.
 
@@ -68,12 +147,16 @@ def option(
         choices: the values the flag accepts (argparse ``choices``).
         default_text: what ``--help`` shows as the default, for a ``None`` that stands for a
             computed value (e.g. ``"50 on a GPU, 10 on the CPU"``).
+        low, high, low_open: the valid range of a number (:class:`Bounds`); the flag refuses
+            any other value, and :func:`check_fields` checks a record built in code.
     """
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
         metadata["choices"] = tuple(choices)
     if default_text is not None:
         metadata["default_text"] = default_text
+    if low is not None or high is not None:
+        metadata["bounds"] = Bounds(low, high, low_open)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -129,6 +212,24 @@ def add_dataclass_args(
             )
         else:
             extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
-            parser.add_argument(flag, type=kind, default=default, help=text, **extra)
+            parse: Any = kind
+            if "bounds" in f.metadata:
+                b = f.metadata["bounds"]
+                parse = bounded(kind, b.low, b.high, low_open=b.low_open)
+            parser.add_argument(flag, type=parse, default=default, help=text, **extra)
         names.append(f.name)
     return names
+
+
+def check_fields(record: Any) -> None:
+    """Raise :class:`UserError` for the first field of a dataclass instance outside the range
+    its :func:`option` declared (``None`` passes): the same sentence as the flag's."""
+    for f in dataclasses.fields(record):
+        bounds = f.metadata.get("bounds")
+        value = getattr(record, f.name)
+        if bounds is None or value is None or isinstance(value, bool):
+            continue
+        kind = int if isinstance(value, int) else float
+        if not bounds.contains(value):
+            flag = "--" + f.name.replace("_", "-")
+            raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from grle_common.cli import UserError, add_dataclass_args, option, run_cli
+from grle_common.cli import (
+    UserError,
+    add_dataclass_args,
+    bounded,
+    check_fields,
+    check_range,
+    option,
+    run_cli,
+)
 from grle_common.fileio import (
     atomic_write,
     check_writable_dir,
@@ -163,6 +171,58 @@ def test_dataclass_args_refuse_an_undocumented_field():
         add_dataclass_args(argparse.ArgumentParser(), Undocumented)
     with pytest.raises(TypeError, match="'shape' has type"):
         add_dataclass_args(argparse.ArgumentParser(), Config)
+
+
+@dataclass
+class _Ranged:
+    width: float = option(1.0, "channel multiplier", low=0, low_open=True)
+    batch_size: int = option(256, "images per step", low=1)
+    fraction: float = option(0.5, "a share", low=0, high=1)
+    limit: int | None = option(None, "optional count", low=1)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--width", "0"], "argument --width: must be a number > 0 (got 0)"),
+        (["--width", "-1"], "argument --width: must be a number > 0 (got -1)"),
+        (["--batch-size", "0"], "argument --batch-size: must be an integer ≥ 1 (got 0)"),
+        (["--fraction", "1.5"], "argument --fraction: must be a number ≥ 0 and ≤ 1 (got 1.5)"),
+        (["--limit", "-5"], "argument --limit: must be an integer ≥ 1 (got -5)"),
+        (["--batch-size", "two"], "argument --batch-size: must be an integer ≥ 1 (got 'two')"),
+        (["--width", "nan"], "argument --width: must be a number > 0 (got nan)"),
+    ],
+)
+def test_a_flag_outside_its_declared_range_is_refused_in_one_sentence(argv, message, capsys):
+    p = argparse.ArgumentParser(prog="prog")
+    add_dataclass_args(p, _Ranged)
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"prog: error: {message}"
+
+
+def test_flags_inside_their_range_parse_and_records_built_in_code_are_checked_too():
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, _Ranged)
+    args = p.parse_args(["--width", "0.25", "--batch-size", "1", "--fraction", "1"])
+    assert (args.width, args.batch_size, args.fraction, args.limit) == (0.25, 1, 1.0, None)
+    check_fields(_Ranged())  # the defaults are valid
+    with pytest.raises(UserError, match=r"^--batch-size must be an integer ≥ 1 \(got 0\)\.$"):
+        check_fields(_Ranged(batch_size=0))
+    with pytest.raises(UserError, match=r"^--seeds must be an integer ≥ 0 \(got -1\)\.$"):
+        check_range("--seeds", -1, 0, kind=int)
+    check_range("--seeds", 0, 0, kind=int)
+
+
+def test_bounded_types_a_hand_written_flag_element_by_element(capsys):
+    p = argparse.ArgumentParser(prog="prog")
+    p.add_argument("--devices", type=bounded(int, low=1, high=100_000), nargs="+")
+    assert p.parse_args(["--devices", "1", "100000"]).devices == [1, 100_000]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--devices", "5", "-3"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "prog: error: argument --devices: must be an integer ≥ 1 and ≤ 100000 (got -3)"
 
 
 def test_grle_common_imports_only_the_standard_library():
