@@ -14,6 +14,12 @@ cannot use) and one ``latency_ms:<DEVICE>`` column per device (median latency of
 ms, > 0; ``<DEVICE>`` without spaces or colons). Out-of-order rows are an error for every reader,
 not silently sorted: a table written by hand in the wrong order is more likely a mistake than
 a choice. Every row is a candidate exit for the simulator; use `ExitTable.select` to keep fewer.
+
+The main branch is the table's deepest exit, and the file readers check that it is the
+network's: exit 17 for VGG-16 (:data:`MAIN_EXIT`). A table without it (e.g. exits 1-7 only) is
+refused unless the caller declares its deepest exit the main branch (``main_exit=7``; the
+command lines' ``--main-exit 7``), so that no policy or report silently takes another exit for
+the main branch.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ import pandas as pd
 from grle_common.cli import UserError
 
 __all__ = [
+    "MAIN_EXIT",
     "ExitTable",
     "ExitTableError",
     "check_header",
+    "check_main_exit",
     "exit_table_from_frame",
     "load_exit_table",
     "read_table_frame",
@@ -42,6 +50,8 @@ __all__ = [
 ]
 
 LATENCY_PREFIX = "latency_ms:"
+#: the exit number of VGG-16's main branch (16 early exits, then the classifier after conv5_3)
+MAIN_EXIT = 17
 _DEVICE_ID = re.compile(r"^[^\s:]+$")
 
 
@@ -78,6 +88,11 @@ class ExitTable:
     def num_exits(self) -> int:
         """Number of candidate exits L."""
         return int(self.exits.shape[0])
+
+    @property
+    def main_exit(self) -> int:
+        """The main branch: the deepest exit (what greedy-main and GRL use)."""
+        return int(self.exits[-1])
 
     def latency_of(self, device: str) -> np.ndarray:
         """(L,) latency of every exit on `device`, ms.
@@ -221,13 +236,38 @@ def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataF
     return typed
 
 
-def read_table_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+def check_main_exit(exits: Sequence[int], main_exit: int | None, name: str) -> None:
+    """Check that the deepest of ``exits`` is the main branch ``main_exit`` (None: no check).
+
+    Raises:
+        ExitTableError: the deepest exit is another one; the message says how to add the main
+            branch or declare the deepest exit as it.
+    """
+    deepest = int(max(exits))
+    if main_exit is None or deepest == main_exit:
+        return
+    raise ExitTableError(
+        f"{name}: the deepest exit is {deepest}, not the main branch (exit {main_exit}), so "
+        f"the main-branch policies and reports would take exit {deepest} for it; add the row "
+        f"of exit {main_exit}, or pass --main-exit {deepest} to declare exit {deepest} the "
+        "main branch."
+    )
+
+
+def read_table_frame(
+    path: str | os.PathLike[str], *, main_exit: int | None = MAIN_EXIT
+) -> pd.DataFrame:
     """Read and validate the CSV of an exit table (no sidecar); returns the typed frame.
+
+    Args:
+        path: the CSV file.
+        main_exit: the exit number the table's deepest exit must be (the main branch;
+            :data:`MAIN_EXIT` for VGG-16), or None to accept any deepest exit.
 
     Raises:
         ExitTableError: no file at ``path``, an empty or non-text file, a row with the wrong
-            number of fields (e.g. a truncated last row), or any schema fault; the message
-            names ``path`` once.
+            number of fields (e.g. a truncated last row), any schema fault, or a deepest exit
+            that is not ``main_exit``; the message names ``path`` once.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
@@ -255,7 +295,9 @@ def read_table_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
                 "write one value per column."
             )
     check_header(header, name)  # before pandas, which would rename duplicate columns
-    return validate_frame(pd.DataFrame(lines[1:], columns=header, dtype=object), name=name)
+    frame = validate_frame(pd.DataFrame(lines[1:], columns=header, dtype=object), name=name)
+    check_main_exit(frame["exit"].tolist(), main_exit, name)
+    return frame
 
 
 def exit_table_from_frame(frame: pd.DataFrame, *, source: str = "") -> ExitTable:
@@ -283,14 +325,21 @@ def exit_table_from_frame(frame: pd.DataFrame, *, source: str = "") -> ExitTable
     )
 
 
-def load_exit_table(path: str | os.PathLike[str]) -> ExitTable:
+def load_exit_table(
+    path: str | os.PathLike[str], *, main_exit: int | None = MAIN_EXIT
+) -> ExitTable:
     """Read and validate an exit table CSV (docs/interfaces.md, section 1).
 
     Args:
         path: the CSV file; its JSON sidecar (provenance) is not needed.
+        main_exit: the exit number the table's deepest exit must be (the main branch;
+            :data:`MAIN_EXIT` for VGG-16), or None to accept any deepest exit (a table a
+            command line has already checked).
 
     Raises:
-        ExitTableError: no file at `path`, or the table breaks the schema (the message names
-            the file once, the row and column, and says what to do).
+        ExitTableError: no file at `path`, the table breaks the schema (the message names
+            the file once, the row and column, and says what to do), or its deepest exit is
+            not ``main_exit``.
     """
-    return exit_table_from_frame(read_table_frame(path), source=os.fspath(path))
+    frame = read_table_frame(path, main_exit=main_exit)
+    return exit_table_from_frame(frame, source=os.fspath(path))

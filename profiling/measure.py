@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from grle_common.cli import add_dataclass_args, option, run_cli
+from grle_common.cli import add_dataclass_args, bounded, option, run_cli
+from offload.exit_table import MAIN_EXIT
 from profiling import metadata as meta
 from profiling.errors import ProfilingError
 from profiling.fileio import ensure_writable_dir, sha256_file, write_files_atomically
@@ -50,6 +51,7 @@ from profiling.timing import (
     time_interleaved,
 )
 
+NUM_EXITS = MAIN_EXIT  # exits 1..17 of the multi-exit VGG-16, the main branch last
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 NOT_FLAGS = ("input_shape",)  # MeasureConfig fields the command line does not set
 LATENCY_DECIMALS = 4  # CSV medians in ms rounded to 0.1 microsecond
@@ -66,16 +68,18 @@ class MeasureConfig:
     """How each exit is timed. Every field but ``input_shape`` is a flag of
     ``python -m profiling.measure`` with this default and help text."""
 
-    batch_size: int = option(1, "images per forward pass")
+    batch_size: int = option(1, "images per forward pass", low=1)
     dtype: str = option("fp32", "weights and inputs", choices=DTYPES)
     warmup: int | None = option(
         None,
         "untimed calls per exit before timing (autotuning, caches, allocator)",
+        low=0,
         default_text=f"{DEFAULT_CALLS['cuda'][0]} on a GPU, {DEFAULT_CALLS['cpu'][0]} on the CPU",
     )
     repeats: int | None = option(
         None,
         "timed calls per exit",
+        low=1,
         default_text=f"{DEFAULT_CALLS['cuda'][1]} on a GPU, {DEFAULT_CALLS['cpu'][1]} on the CPU",
     )
     cuda_graphs: bool = option(False, "GPU only: time CUDA-graph replays, not eager launches")
@@ -371,25 +375,34 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--gpu", nargs="+", metavar="ID", help="CUDA device indices, or 'all'")
     where.add_argument("--device", choices=["cpu"], help="measure on the CPU instead of a GPU")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    p.add_argument(
+        "--threads", type=bounded(int, low=1), default=1, help="CPU threads (torch.set_num_threads)"
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="an exported run folder, e.g. checkpoints/<run>")
     what.add_argument("--untrained", action="store_true", help="latency only, fresh weights")
-    p.add_argument("--width", type=float, help="channel width (--untrained; default 1.0)")
+    p.add_argument(
+        "--width",
+        type=bounded(float, low=0, low_open=True),
+        help="channel width (--untrained; default 1.0)",
+    )
     p.add_argument("--head", help="exit head design (--untrained; default conv_pool)")
-    p.add_argument("--num-classes", type=int, help="classes (--untrained; default 10)")
+    p.add_argument(
+        "--num-classes", type=bounded(int, low=2), help="classes (--untrained; default 10)"
+    )
     add_dataclass_args(p.add_argument_group("timing"), MeasureConfig, exclude=NOT_FLAGS)
-    p.add_argument("--k", type=int, default=5, help="number of candidate exits to select")
+    p.add_argument(
+        "--k",
+        type=bounded(int, low=1, high=NUM_EXITS),
+        default=5,
+        help=f"number of candidate exits to select, 1 to {NUM_EXITS} (default 5)",
+    )
     p.add_argument("--out", help="output folder (default checkpoints/latency_<model>_<devices>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from profiling.candidates import candidate_table, select_candidates
-    from profiling.figure import exits_figure_writer
-    from profiling.table import make_exit_table, table_writers
-
     args = build_parser().parse_args(argv)
     on_gpu = args.gpu is not None
     architecture = {"width": args.width, "head": args.head, "num_classes": args.num_classes}
@@ -418,7 +431,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, model_info, accuracy = _load_model(args)
     name = Path(args.run).name if args.run else f"untrained_vgg16_w{args.width:g}"
     out = Path(args.out or f"checkpoints/latency_{name}_{'_'.join(t.device_id for t in targets)}")
+    new_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     ensure_writable_dir(out)  # fail before a long measurement, not after it
+    try:
+        return _measure_and_write(args, argv, model, model_info, accuracy, targets, config, out)
+    except BaseException:
+        for folder in new_folders:  # a failed or interrupted run leaves no empty folder behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _measure_and_write(args, argv, model, model_info, accuracy, targets, config, out) -> int:
+    """Time every exit, then write the table, the candidates and the figure (all or none)."""
+    from profiling.candidates import candidate_table, select_candidates
+    from profiling.figure import exits_figure_writer
+    from profiling.table import make_exit_table, table_writers
 
     latency, devices = measure_model(
         model, targets, config, threads=args.threads, show_progress=not args.quiet

@@ -13,8 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from grle_common.cli import run_cli
+from grle_common.cli import bounded, run_cli
+from offload.exit_table import MAIN_EXIT
 from profiling.candidates import candidate_table, select_candidates
+from profiling.errors import ProfilingError
 from profiling.figure import exits_figure_writer
 from profiling.fileio import write_files_atomically
 from profiling.table import read_exit_table, table_writers
@@ -23,15 +25,31 @@ from profiling.table import read_exit_table, table_writers
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m profiling.select", description=__doc__)
     parser.add_argument("table", help="exit table CSV with an accuracy column")
-    parser.add_argument("--k", type=int, default=5, help="number of candidate exits (default 5)")
+    parser.add_argument(
+        "--k",
+        type=bounded(int, low=1),
+        default=5,
+        help="number of candidate exits, at most the table's rows (default 5)",
+    )
     parser.add_argument("--devices", nargs="+", help="latency columns to use (default: all)")
-    parser.add_argument("--main-exit", type=int, help="exit always kept (default: the highest)")
+    parser.add_argument(
+        "--main-exit",
+        type=bounded(int, low=1),
+        default=MAIN_EXIT,
+        help="exit number of the main branch, always kept: the table's deepest exit must be it "
+        f"(default {MAIN_EXIT}, VGG-16's)",
+    )
     parser.add_argument("--out", help="candidate table CSV (default <table>_candidates.csv)")
     parser.add_argument("--figure", help="figure path (default <out without .csv>.png)")
     parser.add_argument("--figure-device", help="latency column on the figure's x axis")
     args = parser.parse_args(argv)
     source = Path(args.table)
-    table = read_exit_table(source)
+    table = read_exit_table(source, main_exit=args.main_exit)
+    if args.k > len(table.exits):
+        raise ProfilingError(
+            f"--k must be at most {len(table.exits)}, the number of exits in {source} "
+            f"(got {args.k}); ask for fewer candidates."
+        )
     selection = select_candidates(table, k=args.k, devices=args.devices, main_exit=args.main_exit)
     out = Path(args.out or source.with_name(source.stem + "_candidates.csv"))
     figure = Path(args.figure or out.with_suffix(".png"))
@@ -44,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         source=str(source),
     )
     write_files_atomically(writers)
-    print(f"candidate exits: {list(selection.exits)} (dominated: {list(selection.dominated)})")
+    print(
+        f"candidate exits: {list(selection.exits)} (main branch: exit {selection.main_exit}; "
+        f"dominated: {list(selection.dominated)})"
+    )
     print(f"mean accuracy for a budget uniform on [0, H]: {selection.mean_accuracy:.4f}")
     for note in selection.notes:
         print(f"note: {note}")

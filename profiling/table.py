@@ -35,6 +35,7 @@ import pandas as pd
 # grle_common UserError, so the profiling command lines print it as one line like their own.
 from offload.exit_table import (  # ExitTableError and validate_frame: also profiling.table API
     LATENCY_PREFIX,
+    MAIN_EXIT,
     ExitTableError,
     read_table_frame,
     validate_frame,
@@ -169,15 +170,23 @@ def sidecar_path(csv_path: Path | str) -> Path:
     return Path(csv_path).with_suffix(".json")
 
 
-def read_exit_table(path: Path | str, *, require_sidecar: bool = False) -> ExitTable:
+def read_exit_table(
+    path: Path | str, *, require_sidecar: bool = False, main_exit: int | None = MAIN_EXIT
+) -> ExitTable:
     """Read and validate an exit table and its JSON sidecar (if present).
 
+    Args:
+        path: the CSV file.
+        require_sidecar: refuse a table without its JSON sidecar.
+        main_exit: the exit number the table's deepest exit must be (the main branch, 17 for
+            VGG-16), or None to accept any deepest exit.
+
     Raises:
-        ExitTableError: if the file is missing or violates the schema (the message names the
-            row and column).
+        ExitTableError: if the file is missing, violates the schema (the message names the
+            row and column) or its deepest exit is not ``main_exit``.
     """
     path = Path(path)
-    frame = read_table_frame(path)
+    frame = read_table_frame(path, main_exit=main_exit)
     meta_path = sidecar_path(path)
     if meta_path.is_file():
         try:

@@ -16,6 +16,7 @@ from profiling.table import read_exit_table
 
 HEADER = "exit,layer,accuracy,latency_ms:RTX_2080TI,latency_ms:GTX_1080TI\n"
 ROW1 = "1,conv1_1,0.8,0.36,0.73\n"
+ROW7 = "7,conv3_1,0.905,0.71,1.4\n"
 ROW17 = "17,conv5_3,0.935,1.26,2.42\n"
 READERS = {"offload": load_exit_table, "profiling": read_exit_table}
 
@@ -60,6 +61,12 @@ BAD_TABLES = {
     "no latency column": (
         "exit,layer,accuracy\n1,conv1_1,0.8\n",
         ": missing latency column; add at least one 'latency_ms:<DEVICE>' column.",
+    ),
+    "no main branch": (
+        HEADER + ROW1 + ROW7,
+        ": the deepest exit is 7, not the main branch (exit 17), so the main-branch policies "
+        "and reports would take exit 7 for it; add the row of exit 17, or pass --main-exit 7 "
+        "to declare exit 7 the main branch.",
     ),
     "device name with a space": (
         HEADER.replace("GTX_1080TI", "GTX 1080"),
@@ -112,9 +119,63 @@ def test_one_error_type_that_every_cli_prints_as_one_line(tmp_path, capsys):
 
 def test_the_simulator_needs_accuracy(tmp_path):
     path = tmp_path / "latency_only.csv"
-    path.write_text("exit,layer,latency_ms:cpu_1t\n1,conv1_1,2.5\n")
+    path.write_text("exit,layer,latency_ms:cpu_1t\n17,conv5_3,2.5\n")
     assert read_exit_table(path).devices == ["cpu_1t"]  # a valid latency-only table
     assert _message(load_exit_table, path).startswith(f"{path}: missing column 'accuracy'")
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
+def test_a_table_without_exit_17_is_read_only_when_its_main_branch_is_declared(tmp_path, reader):
+    path = tmp_path / "shallow.csv"
+    path.write_text(HEADER + ROW1 + ROW7)
+    assert reader(path, main_exit=7).exits.tolist() == [1, 7]
+    assert reader(path, main_exit=None).exits.tolist() == [1, 7]
+    full = tmp_path / "full.csv"
+    full.write_text(HEADER + ROW1 + ROW7 + ROW17)
+    assert reader(full).exits.tolist() == [1, 7, 17]
+    with pytest.raises(ExitTableError, match="the deepest exit is 17, not the main branch "):
+        reader(full, main_exit=7)  # exit 7 cannot be the main branch with exit 17 behind it
+
+
+def test_the_simulators_table_names_its_main_branch(tmp_path):
+    path = tmp_path / "shallow.csv"
+    path.write_text(HEADER + ROW1 + ROW7)
+    assert load_exit_table(path, main_exit=7).main_exit == 7
+    assert load_exit_table("checkpoints/paper_table1.csv").main_exit == 17
+
+
+def test_profiling_select_refuses_a_table_without_exit_17_unless_told(tmp_path, capsys):
+    from profiling import select
+
+    path = tmp_path / "shallow.csv"
+    path.write_text(HEADER + ROW1 + ROW7)
+    out = tmp_path / "out" / "c.csv"
+    assert run_cli(select.main, [str(path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {path}{BAD_TABLES['no main branch'][1]}\n"
+    assert not (tmp_path / "out").exists()
+    assert run_cli(select.main, [str(path), "--main-exit", "7", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --k must be at most 2, the number of exits in {path} (got 5); ask for fewer "
+        "candidates.\n"
+    )
+    assert run_cli(select.main, [str(path), "--main-exit", "7", "--k", "2", "--out", str(out)]) == 0
+    assert "candidate exits: [1, 7] (main branch: exit 7;" in capsys.readouterr().out
+    assert read_exit_table(out, main_exit=7).exits.tolist() == [1, 7]
+
+
+def test_the_experiments_refuse_a_table_without_exit_17_unless_told(tmp_path, capsys):
+    from offload.experiments.__main__ import main
+
+    path = tmp_path / "shallow.csv"
+    path.write_text(HEADER + ROW1 + ROW7)
+    out = tmp_path / "run"
+    argv = ["devices", "--quick", "--exits", str(path), "--out", str(out), "--workers", "1"]
+    assert run_cli(main, argv) == 2
+    assert capsys.readouterr().err == f"error: {path}{BAD_TABLES['no main branch'][1]}\n"
+    assert not out.exists()
+    assert run_cli(main, [*argv, "--main-exit", "7", "--devices", "2"]) == 0
+    report = (out / "devices.md").read_text()
+    assert "(main branch: exit 7, after `conv3_1`)" in report
 
 
 @pytest.mark.parametrize("module", ["offload.sim.run_baselines", "offload.sim.calibration"])

@@ -30,9 +30,9 @@ from typing import Any
 
 import pandas as pd
 
-from grle_common.cli import UserError, run_cli
+from grle_common.cli import UserError, bounded, run_cli
 from grle_common.fileio import write_text_atomic
-from offload.exit_table import load_exit_table
+from offload.exit_table import MAIN_EXIT, load_exit_table
 from offload.experiments import ray_backend, store
 from offload.experiments.header import header
 from offload.experiments.jobs import build_jobs
@@ -55,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--exits", default=default_exits(), help="exit table CSV (default: the paper's Table I)"
+    )
+    p.add_argument(
+        "--main-exit",
+        type=bounded(int, low=1),
+        default=MAIN_EXIT,
+        help="exit number of the main branch (greedy-main, GRL): the table's deepest exit must "
+        f"be it (default {MAIN_EXIT}, VGG-16's)",
     )
     p.add_argument(
         "--out",
@@ -206,7 +213,7 @@ def _check_inputs(args: argparse.Namespace) -> MECConfig:
             "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
-    table = load_exit_table(args.exits)
+    table = load_exit_table(args.exits, main_exit=args.main_exit)
     try:
         base = MECConfig(**sim_overrides(args))
     except ValueError as exc:  # a simulator flag out of range: MECConfig says which and why

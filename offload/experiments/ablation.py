@@ -224,7 +224,7 @@ def run_ablation(run: AblationRun) -> list[dict]:
     untrained), on the evaluation slots of seed ``seed + EVAL_SEED_OFFSET``; one row per policy.
     ``wall_s`` of a trained policy includes its agent's training time."""
     torch.set_num_threads(1)
-    table = load_exit_table(run.exits_path)
+    table = load_exit_table(run.exits_path, main_exit=None)
     cfg = mec_config(run.base, run.experiment, run.num_devices, run.slot_ms)
     agents, train_wall = {}, {}
     for name in ABLATION_AGENTS:

@@ -49,7 +49,7 @@ class ConvergenceRun(Job, kind="convergence"):
 def run_convergence(run: ConvergenceRun) -> pd.DataFrame:
     """Per-slot normalised reward (eq. 17), its 50-slot moving average, and the losses."""
     torch.set_num_threads(1)
-    table = load_exit_table(run.exits_path)
+    table = load_exit_table(run.exits_path, main_exit=None)
     cfg = mec_config(run.base, run.experiment, run.num_devices, run.slot_ms)
     env = OffloadEnv(table, cfg)
     env.reset(seed=run.seed)

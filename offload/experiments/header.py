@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from offload.exit_table import load_exit_table
 from offload.experiments import store
 from offload.experiments.presets import ENGINE_NOTE, PAPER_PROTOCOL, Plan
 from offload.sim import MECConfig
@@ -27,6 +28,12 @@ READINGS = (
     "compute_scale",
     "deadline_ms",
 )
+
+
+def _main_branch(exits_path: str) -> str:
+    """Which exit the report's main-branch policies (greedy-main, GRL) used."""
+    table = load_exit_table(exits_path, main_exit=None)  # checked by the command line
+    return f"main branch: exit {table.main_exit}, after `{table.layers[-1]}`"
 
 
 def _execution(args: argparse.Namespace) -> str:
@@ -65,8 +72,8 @@ def header(
         f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
         f"available, {_execution(args)}, torch {torch.__version__}, "
         f"{'CUDA available but unused' if torch.cuda.is_available() else 'CPU only'}); wall time "
-        f"{wall_s / 60:.1f} min{resumed}. Exit table: `{store.display_path(args.exits)}`; run "
-        "manifest: `manifest.json`.",
+        f"{wall_s / 60:.1f} min{resumed}. Exit table: `{store.display_path(args.exits)}` "
+        f"({_main_branch(args.exits)}); run manifest: `manifest.json`.",
         "",
         "Plan: "
         + ", ".join(

@@ -158,7 +158,7 @@ def run_group(group: Group) -> list[dict]:
     """Train (learning agents) and evaluate every run of ``group``; one row per run."""
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    table = load_exit_table(group.exits_path)
+    table = load_exit_table(group.exits_path, main_exit=None)
     configs = [mec_config(group.base, e, group.num_devices, tau) for e, tau, _ in group.runs]
     seeds = [seed for _, _, seed in group.runs]
     learning = group.method in AGENT_NAMES

@@ -107,7 +107,7 @@ def run_regime(run: RegimeRun) -> list[dict]:
     """Train (learners) and evaluate ``run.method`` at every (scale, τ, seed); one row each."""
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    table = load_exit_table(run.exits_path)
+    table = load_exit_table(run.exits_path, main_exit=None)
     points = [(s, tau, seed) for s in run.scales for tau in run.taus for seed in run.seeds]
     shape = {"psi_steepness": run.psi_steepness, "reward_form": run.reward_form}
     configs = [

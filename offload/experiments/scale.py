@@ -219,7 +219,7 @@ def scale_runs(plan: Any, exits_path: str, base: MECConfig) -> list[ScaleRun]:
 def run_scale(run: ScaleRun) -> list[dict]:
     """Train (learners) and evaluate ``run.method`` on every city of the grid; one row each."""
     torch.set_num_threads(1)
-    table = load_exit_table(run.exits_path)
+    table = load_exit_table(run.exits_path, main_exit=None)
     learning = run.method in SCALE_LEARNERS
     t0 = time.perf_counter()
     actor = None

@@ -72,7 +72,7 @@ class TopologyRun(Job, kind="topology"):
 def run_topology(run: TopologyRun) -> list[dict]:
     """One row per (method, evaluation network, seed)."""
     torch.set_num_threads(1)
-    table = load_exit_table(run.exits_path)
+    table = load_exit_table(run.exits_path, main_exit=None)
     seeds = list(run.seeds)
     eval_seeds = [s + EVAL_SEED_OFFSET for s in seeds]
     train_cfg = mec_config(run.base, run.experiment, run.train_devices, run.slot_ms)

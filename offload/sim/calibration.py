@@ -16,9 +16,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from grle_common.cli import run_cli
+from grle_common.cli import bounded, run_cli
 
-from ..exit_table import ExitTable, load_exit_table
+from ..exit_table import MAIN_EXIT, ExitTable, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -113,17 +113,30 @@ def print_queue_effect(args: argparse.Namespace, table: ExitTable) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="checkpoints/paper_table1.csv")
-    p.add_argument("--slots", type=int, default=1000, help="slots per (reading, scenario, policy)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-devices", type=int, default=10)
-    p.add_argument("--slot-ms", type=float, default=30.0)
+    p.add_argument(
+        "--main-exit",
+        type=bounded(int, low=1),
+        default=MAIN_EXIT,
+        help=f"exit number of the main branch, the table's deepest (default {MAIN_EXIT})",
+    )
+    p.add_argument(
+        "--slots",
+        type=bounded(int, low=1),
+        default=1000,
+        help="slots per (reading, scenario, policy)",
+    )
+    p.add_argument("--seed", type=bounded(int, low=0), default=0)
+    p.add_argument("--num-devices", type=bounded(int, low=1, high=10_000), default=10)
+    p.add_argument("--slot-ms", type=bounded(float, low=0, low_open=True), default=30.0)
     p.add_argument(
         "--queue-effect",
         action="store_true",
         help="only the cross_slot_queue table: greedy, tau = 10 ms, compute scale 1 and 4",
     )
     args = p.parse_args(argv)
-    table = load_exit_table(args.table)  # ExitTableError: run_cli prints its one sentence
+    table = load_exit_table(
+        args.table, main_exit=args.main_exit
+    )  # ExitTableError: run_cli prints its one sentence
     if args.queue_effect:
         print_queue_effect(args, table)
         return

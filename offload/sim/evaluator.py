@@ -283,19 +283,27 @@ def _total(q: np.ndarray, carried_sum: np.ndarray | None) -> np.ndarray:
     return total if carried_sum is None else total + carried_sum
 
 
-def score_decisions(state: SlotState, decisions: np.ndarray) -> np.ndarray:
+def score_decisions(
+    state: SlotState, decisions: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
     """Predicted Q of eq. (9) for each of S candidate decisions of one slot.
 
     Args:
         state: what the policy knows in this slot.
         decisions: int (S, M) (or (M,) for one candidate), option o = n*L + l per device.
+        present: bool of the decisions' shape, the devices whose task takes part (the others
+            score 0 and take no resources, e.g. a task lost on a link that is down); None
+            means all.
 
     Returns:
-        (S,) float64, Q of each candidate; -inf for a candidate that uses a missing link.
-        With carried tasks (cross_slot_queue="fcfs") Q also holds their reward terms.
+        (S,) float64, Q of each candidate; -inf for a candidate that uses a missing link of a
+        present device. With carried tasks (cross_slot_queue="fcfs") Q also holds their
+        reward terms, whatever ``present`` says of the slot's own tasks.
 
     Raises:
-        ValueError: decisions of the wrong shape or with options outside [0, N*L).
+        ValueError: decisions (or present) of the wrong shape, options outside [0, N*L).
     """
     dec = check_decisions(state, decisions)
-    return _total(*_checked_parts(BatchState.of(state), dec[None], None))[0]
+    if present is not None:
+        present = np.broadcast_to(np.asarray(present, dtype=bool), dec.shape)[None]
+    return _total(*_checked_parts(BatchState.of(state), dec[None], present))[0]

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .carry import fcfs_step
-from .evaluator import deadline_origin, score_decisions, task_rewards
+from .evaluator import deadline_origin, score_decisions
 from .fcfs import schedule_slot
 from .reward import psi
 from .state import BatchState, CarriedTasks, SlotOutcome, SlotState
@@ -170,10 +170,8 @@ def serve_one(
     ids = state.device_ids
     server = decision // state.num_exits
     linked = state.link[np.arange(ids.size), server]  # False: the task is lost
-    if linked.all():
-        predicted_q = float(score_decisions(state, decision)[0])
-    else:  # a lost task scores 0 (score_decisions would give -inf for the missing link)
-        predicted_q = float(task_rewards(state, decision[None], linked[None]).sum())
+    # a lost task scores 0 and takes no resources; carried tasks keep their reward terms
+    predicted_q = float(score_decisions(state, decision, None if linked.all() else linked)[0])
     res = true_slot(
         BatchState.of(state),
         decision[None],

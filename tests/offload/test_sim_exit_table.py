@@ -45,7 +45,7 @@ def test_rows_out_of_order_are_rejected_not_sorted(tmp_path):
     ("text", "pattern"),
     [
         (
-            "exit,layer,latency_ms:RTX_2080TI\n1,conv1_1,0.36\n",
+            "exit,layer,latency_ms:RTX_2080TI\n17,conv5_3,1.26\n",
             r"missing column 'accuracy' \(a latency-only table\)",
         ),
         (GOOD.replace("0.8,0.36", "0.8,"), r"row 1 .*'latency_ms:RTX_2080TI': the value is empty"),

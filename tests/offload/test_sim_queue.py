@@ -281,3 +281,31 @@ def test_queue_effect_table_recomputes_from_the_environment(paper_table):
 def test_unknown_queue_reading_is_one_clear_error():
     with pytest.raises(ValueError, match=r"cross_slot_queue='fifo': choose one of"):
         MECConfig(cross_slot_queue="fifo")
+
+
+def test_predicted_q_keeps_the_carried_task_when_another_link_is_down(monkeypatch):
+    """Slot 0 as in the overtaking trace (device 0's task is carried, arriving at 15 ms);
+    in slot 1 device 1's only link is down, so its task is lost. Absolute times:
+        device 0's slot-0 task arrives at 15, served 15 -> 19: completion 19 ms after its
+            generation at 0;
+        device 0's new task (exit 1, 1 ms): uplink busy until 15, arrives 15 + 4 = 19, served
+            19 -> 20: completion 20 - 10 = 10 ms;
+        device 1's task is lost: Q term 0, no resources.
+    The predicted Q must hold the carried task's term 0.9 ψ(19) beside 0.8 ψ(10)."""
+    env = trace_env(monkeypatch, "fcfs")
+    env.step(np.array([1, 1]))
+    state = env.slot_state
+    assert state.carried.count == 1
+    env._state = replace(state, link=np.array([[True], [False]]))
+    _, reward, _, _, info = env.step(np.array([0, 1]))
+    out = info["outcome"]
+    assert info["num_lost"] == 1
+    assert out.device_ids.tolist() == [0, 0, 1]
+    assert out.completion_ms.tolist() == [19.0, 10.0, np.inf]
+    expected = 0.9 * psi(19.0, 30.0) + 0.8 * psi(10.0, 30.0)
+    assert reward == pytest.approx(expected, abs=1e-15)
+    assert info["predicted_q"] == pytest.approx(expected, abs=1e-15)
+    # the same prediction from the scorer: the lost task as absent, not as -inf
+    present = np.array([True, False])
+    assert score_decisions(replace(state, link=np.array([[True], [False]])), np.array([0, 1]),
+                           present)[0] == pytest.approx(expected, abs=1e-15)  # fmt: skip

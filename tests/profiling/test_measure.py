@@ -160,6 +160,17 @@ def test_a_run_that_does_not_load_gives_multiexits_message(tmp_path, tiny_run, c
     assert not out.exists()
 
 
+def test_a_measurement_that_fails_leaves_no_empty_folder(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(measure, "measure_model", interrupted)
+    out = tmp_path / "new" / "latency"
+    with pytest.raises(KeyboardInterrupt):
+        measure.main(["--device", "cpu", "--untrained", *TINY, "--out", str(out)])
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its new parent
+
+
 def test_unwritable_output_is_one_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -272,8 +283,19 @@ def test_bad_settings_are_refused(capsys):
         MeasureConfig(batch_size=0)
     assert run_cli(measure.main, ["--device", "cpu", "--untrained", "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs --gpu" in capsys.readouterr().err
-    assert run_cli(measure.main, ["--device", "cpu", "--untrained", "--threads", "0"]) == 2
-    assert "--threads must be >= 1" in capsys.readouterr().err
+    for flag, value, message in [
+        ("--threads", "0", "argument --threads: must be an integer ≥ 1 (got 0)"),
+        ("--k", "0", "argument --k: must be an integer ≥ 1 and ≤ 17 (got 0)"),
+        ("--k", "99", "argument --k: must be an integer ≥ 1 and ≤ 17 (got 99)"),
+        ("--width", "0", "argument --width: must be a number > 0 (got 0)"),
+        ("--repeats", "0", "argument --repeats: must be an integer ≥ 1 (got 0)"),
+        ("--warmup", "-1", "argument --warmup: must be an integer ≥ 0 (got -1)"),
+        ("--batch-size", "0", "argument --batch-size: must be an integer ≥ 1 (got 0)"),
+    ]:
+        with pytest.raises(SystemExit) as exc:  # argparse: before any work
+            measure.main(["--device", "cpu", "--untrained", flag, value])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
     argv = ["--device", "cpu", "--untrained", "--threads", "2", "--cpu-clock", "process"]
     assert run_cli(measure.main, argv) == 2
     assert "--cpu-clock process needs --device cpu --threads 1" in capsys.readouterr().err

@@ -40,8 +40,8 @@ def test_paper_table1_reads_with_the_papers_numbers():
 
 def test_write_then_read_back_is_identical(tmp_path):
     table = make_exit_table(
-        exits=[3, 1, 2],  # sorted on the way in
-        layers=["pool1", "conv1_1", "conv1_2"],
+        exits=[17, 1, 2],  # sorted on the way in
+        layers=["conv5_3", "conv1_1", "conv1_2"],
         accuracy=[0.7, 0.5, 0.6],
         latency_ms={"cpu_1t": [3.25, 1.0, 2.5], "GPU_A": [0.3, 0.1, 0.2]},
         metadata={"source": "measured", "devices": {"cpu_1t": {}, "GPU_A": {"x": 1}}},
@@ -51,7 +51,7 @@ def test_write_then_read_back_is_identical(tmp_path):
         "exit,layer,accuracy,latency_ms:cpu_1t,latency_ms:GPU_A",
         "1,conv1_1,0.5,1.0,0.1",
         "2,conv1_2,0.6,2.5,0.2",
-        "3,pool1,0.7,3.25,0.3",
+        "17,conv5_3,0.7,3.25,0.3",
     ]
     back = read_exit_table(csv_path)
     assert back.frame.equals(table.frame)
@@ -63,7 +63,7 @@ def test_write_then_read_back_is_identical(tmp_path):
 
 
 def test_latency_only_table_has_no_accuracy(tmp_path):
-    path = write_csv(tmp_path, "1,conv1_1,0.5\n", header="exit,layer,latency_ms:cpu_1t\n")
+    path = write_csv(tmp_path, "17,conv5_3,0.5\n", header="exit,layer,latency_ms:cpu_1t\n")
     table = read_exit_table(path)
     assert not table.has_accuracy
     with pytest.raises(ProfilingError, match="no accuracy column"):
@@ -121,7 +121,7 @@ def test_reader_names_row_and_column(tmp_path, header, body, message):
 
 
 def test_sidecar_problems_are_errors(tmp_path):
-    path = write_csv(tmp_path, "1,conv1_1,0.5,1\n")
+    path = write_csv(tmp_path, "17,conv5_3,0.5,1\n")
     path.with_suffix(".json").write_text('{"source": "guessed"}')
     with pytest.raises(ExitTableError, match="'source' is 'guessed'"):
         read_exit_table(path)
