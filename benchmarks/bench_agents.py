@@ -33,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+from grle_common.cli import bounded
 from offload.agents import AGENT_NAMES, ALL_AGENT_NAMES, make_agent, quantise
 from offload.agents.agent import input_encoder
 from offload.agents.learner import Learner
@@ -67,12 +68,14 @@ def median_ms(fn, states, repeats: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--devices", type=int, default=14)
-    p.add_argument("--repeats", type=int, default=300)
+    p.add_argument("--devices", type=bounded(int, low=1), default=14)
+    p.add_argument("--repeats", type=bounded(int, low=1), default=300)
     p.add_argument(
         "--agents", nargs="+", default=[*AGENT_NAMES, "GRLE-paper"], choices=list(AGENTS)
     )
-    p.add_argument("--lockstep", type=int, default=24, help="runs stepped together (0: skip)")
+    p.add_argument(
+        "--lockstep", type=bounded(int, low=0), default=24, help="runs stepped together (0: skip)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     table = load_exit_table(default_exits())

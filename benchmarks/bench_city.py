@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grle_common.cli import bounded
 from offload.agents.scale_critic import ScaleCriticConfig, decide_at_scale
 from offload.agents.sparse import encode_sparse, sparse_relaxed
 from offload.exit_table import load_exit_table
@@ -213,17 +214,28 @@ def bench_actors(table, task: MECConfig, args, actors: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
-    parser.add_argument("--devices-per-server", type=int, default=20)
-    parser.add_argument("--k", type=int, default=5, help="each device reaches its k nearest ES")
-    parser.add_argument("--repeats", type=int, default=7, help="slots timed per size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scenario", type=int, default=2)
-    parser.add_argument("--compute-scale", type=float, default=1.0)
-    parser.add_argument("--table", default=str(REPO / "checkpoints" / "paper_table1.csv"))
-    parser.add_argument("--subnets", type=int, default=10, help="sub-networks for the optimum")
     parser.add_argument(
-        "--train-slots", type=int, default=300, help="training slots of each GRLE actor"
+        "--sizes", type=bounded(int, low=1), nargs="+", default=[50, 100, 200, 500, 1000]
+    )
+    parser.add_argument("--devices-per-server", type=bounded(int, low=1), default=20)
+    parser.add_argument(
+        "--k", type=bounded(int, low=1), default=5, help="each device reaches its k nearest ES"
+    )
+    parser.add_argument(
+        "--repeats", type=bounded(int, low=1), default=7, help="slots timed per size"
+    )
+    parser.add_argument("--seed", type=bounded(int, low=0), default=0)
+    parser.add_argument("--scenario", type=bounded(int, low=1, high=4), default=2)
+    parser.add_argument("--compute-scale", type=bounded(float, low=0, low_open=True), default=1.0)
+    parser.add_argument("--table", default=str(REPO / "checkpoints" / "paper_table1.csv"))
+    parser.add_argument(
+        "--subnets", type=bounded(int, low=0), default=10, help="sub-networks for the optimum"
+    )
+    parser.add_argument(
+        "--train-slots",
+        type=bounded(int, low=1),
+        default=300,
+        help="training slots of each GRLE actor",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -36,6 +36,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from grle_common.cli import bounded
 from offload.agents import DROO_PUBLISHED, make_agent
 from offload.exit_table import load_exit_table
 from offload.experiments.runner import default_exits
@@ -123,16 +124,20 @@ class _Window:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--slots", type=int, default=30_000)
-    p.add_argument("--window", type=int, default=1000)
-    p.add_argument("--ref-every", type=int, default=10, help="slots between reference optima")
+    p.add_argument("--slots", type=bounded(int, low=1), default=30_000)
+    p.add_argument("--window", type=bounded(int, low=1), default=1000)
+    p.add_argument(
+        "--ref-every", type=bounded(int, low=1), default=10, help="slots between reference optima"
+    )
     p.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=list(REMEDIES))
     p.add_argument("--agent", default="DROO", choices=["DROO", "DROOE"])
-    p.add_argument("--devices", type=int, default=10)
-    p.add_argument("--scenario", type=int, default=1)
-    p.add_argument("--tau", type=float, default=30.0, help="slot length τ, ms")
-    p.add_argument("--compute-scale", type=float, default=4.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", type=bounded(int, low=1), default=10)
+    p.add_argument("--scenario", type=bounded(int, low=1, high=4), default=1)
+    p.add_argument(
+        "--tau", type=bounded(float, low=0, low_open=True), default=30.0, help="slot length τ, ms"
+    )
+    p.add_argument("--compute-scale", type=bounded(float, low=0, low_open=True), default=4.0)
+    p.add_argument("--seed", type=bounded(int, low=0), default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
     print(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grle_common.cli import bounded
 from offload.exit_table import ExitTable, load_exit_table
 from offload.sim import (
     BatchEnv,
@@ -110,10 +111,14 @@ def bench_batch(table: ExitTable, seed: int, repeat: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--slots", type=int, default=200, help="slots for the optimum timing")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenario", type=int, default=2)
-    p.add_argument("--batch-repeat", type=int, default=50, help="repeats of the batch timings")
+    p.add_argument(
+        "--slots", type=bounded(int, low=1), default=200, help="slots for the optimum timing"
+    )
+    p.add_argument("--seed", type=bounded(int, low=0), default=0)
+    p.add_argument("--scenario", type=bounded(int, low=1, high=4), default=2)
+    p.add_argument(
+        "--batch-repeat", type=bounded(int, low=1), default=50, help="repeats of the batch timings"
+    )
     args = p.parse_args()
     table = load_exit_table(REPO / "checkpoints" / "paper_table1.csv")
     cfg = MECConfig(num_devices=14, slot_ms=30.0, scenario=args.scenario)

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from grle_common.cli import bounded
 from multiexit.data import TensorLoader
 from multiexit.model import build_vgg16_multiexit
 from multiexit.train import TrainConfig, run_stage
@@ -132,13 +133,22 @@ def real_run(width: float, batch_size: int, fraction: float, seed: int, runs_dir
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
-    p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    p.add_argument("--steps", type=int, default=10, help="timed batches (median reported)")
+    p.add_argument(
+        "--width", type=bounded(float, low=0, low_open=True), default=1.0, help="channel multiplier"
+    )
+    p.add_argument("--batch-size", type=bounded(int, low=1), default=256, help="images per batch")
+    p.add_argument("--warmup", type=bounded(int, low=0), default=3, help="untimed batches first")
+    p.add_argument(
+        "--steps", type=bounded(int, low=1), default=10, help="timed batches (median reported)"
+    )
     p.add_argument("--real-run", action="store_true", help="also train on the pack briefly")
-    p.add_argument("--fraction", type=float, default=0.25, help="fraction of an epoch to train")
-    p.add_argument("--seed", type=int, default=0, help="seed of the real run")
+    p.add_argument(
+        "--fraction",
+        type=bounded(float, low=0, high=1, low_open=True),
+        default=0.25,
+        help="fraction of an epoch to train",
+    )
+    p.add_argument("--seed", type=bounded(int, low=0), default=0, help="seed of the real run")
     p.add_argument("--runs-dir", default=None, help="where the real run writes (default: tmp)")
     args = p.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

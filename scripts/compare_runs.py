@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grle_common.cli import bounded
+
 SKIP_SUFFIXES = {".png", ".pdf", ".svg", ".log"}  # images; progress logs
 VOLATILE_LINE = re.compile(r"(Made |Command|command|wall|Wall|git|Engine|engine|UTC|minutes)")
 TIME_UNIT = re.compile(r"\d+(\.\d+)?\s*(s|ms|min)\b")
@@ -174,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("before", type=Path)
     p.add_argument("after", type=Path)
-    p.add_argument("--tol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+    p.add_argument(
+        "--tol", type=bounded(float, low=0), default=1e-9, help="absolute tolerance (default 1e-9)"
+    )
     p.add_argument("--quiet", action="store_true", help="print only the files that differ")
     args = p.parse_args(argv)
     for folder in (args.before, args.after):
