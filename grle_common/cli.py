@@ -38,12 +38,14 @@ class UserError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """The valid range of a number: ``low`` and ``high`` inclusive, or ``low`` exclusive when
-    ``low_open`` (``Bounds(0, low_open=True)`` is "> 0"). ``None`` leaves a side open."""
+    """The valid range of a number: ``low`` and ``high`` inclusive, or exclusive when
+    ``low_open`` / ``high_open`` (``Bounds(0, low_open=True)`` is "> 0", ``Bounds(0, 1,
+    high_open=True)`` is "≥ 0 and < 1"). ``None`` leaves a side open."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
 
     def describe(self, kind: type = float) -> str:
         """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error)."""
@@ -52,7 +54,7 @@ class Bounds:
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '≥'} {_fmt(self.low)}")
         if self.high is not None:
-            parts.append(f"≤ {_fmt(self.high)}")
+            parts.append(f"{'<' if self.high_open else '≤'} {_fmt(self.high)}")
         return f"{noun} {' and '.join(parts)}" if parts else noun
 
     def contains(self, value: float) -> bool:
@@ -60,7 +62,7 @@ class Bounds:
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
-        return self.high is None or value <= self.high
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
 
 def _fmt(x: float) -> str:
@@ -68,14 +70,19 @@ def _fmt(x: float) -> str:
 
 
 def bounded(
-    kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> Callable[[str], Any]:
     """An argparse ``type=`` that parses ``kind`` (int or float) and refuses a value outside
     the range with ``must be <range> (got <value>)``; argparse prefixes the flag's name.
 
     Example: ``p.add_argument("--devices", type=bounded(int, low=1), nargs="+")``.
     """
-    bounds = Bounds(low, high, low_open)
+    bounds = Bounds(low, high, low_open, high_open)
 
     def parse(text: str) -> Any:
         try:
@@ -99,11 +106,12 @@ def check_range(
     high: float | None = None,
     *,
     low_open: bool = False,
+    high_open: bool = False,
     kind: type = float,
 ) -> None:
     """Raise :class:`UserError` ``"<flag> must be <range> (got <value>)."`` for a value outside
     the range: the check of a value that did not come through argparse."""
-    bounds = Bounds(low, high, low_open)
+    bounds = Bounds(low, high, low_open, high_open)
     if not bounds.contains(value):
         raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")
 
@@ -138,6 +146,7 @@ def option(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
 ) -> Any:
     """A dataclass field documented for the command line.
 
@@ -147,8 +156,8 @@ def option(
         choices: the values the flag accepts (argparse ``choices``).
         default_text: what ``--help`` shows as the default, for a ``None`` that stands for a
             computed value (e.g. ``"50 on a GPU, 10 on the CPU"``).
-        low, high, low_open: the valid range of a number (:class:`Bounds`); the flag refuses
-            any other value, and :func:`check_fields` checks a record built in code.
+        low, high, low_open, high_open: the valid range of a number (:class:`Bounds`); the flag
+            refuses any other value, and :func:`check_fields` checks a record built in code.
     """
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
@@ -156,7 +165,7 @@ def option(
     if default_text is not None:
         metadata["default_text"] = default_text
     if low is not None or high is not None:
-        metadata["bounds"] = Bounds(low, high, low_open)
+        metadata["bounds"] = Bounds(low, high, low_open, high_open)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -215,7 +224,7 @@ def add_dataclass_args(
             parse: Any = kind
             if "bounds" in f.metadata:
                 b = f.metadata["bounds"]
-                parse = bounded(kind, b.low, b.high, low_open=b.low_open)
+                parse = bounded(kind, b.low, b.high, low_open=b.low_open, high_open=b.high_open)
             parser.add_argument(flag, type=parse, default=default, help=text, **extra)
         names.append(f.name)
     return names
