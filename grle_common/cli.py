@@ -47,15 +47,19 @@ class Bounds:
     low_open: bool = False
     high_open: bool = False
 
-    def describe(self, kind: type = float) -> str:
-        """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error)."""
-        noun = "an integer" if kind is int else "a number"
+    def describe(self, kind: type = float, *, noun: bool = True) -> str:
+        """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error);
+        without ``noun`` only the range (``"> 0 and ≤ 1"``, as ``--help`` shows it)."""
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '≥'} {_fmt(self.low)}")
         if self.high is not None:
             parts.append(f"{'<' if self.high_open else '≤'} {_fmt(self.high)}")
-        return f"{noun} {' and '.join(parts)}" if parts else noun
+        words = " and ".join(parts)
+        if not noun:
+            return words
+        name = "an integer" if kind is int else "a number"
+        return f"{name} {words}" if parts else name
 
     def contains(self, value: float) -> bool:
         if value != value:  # NaN is in no range
@@ -189,7 +193,8 @@ def add_dataclass_args(
     argument group of it); returns the names of the fields added.
 
     The help text is the field's ``metadata["help"]`` (declare fields with :func:`option`)
-    followed by ``(default: <default>)``; the default is the field's. A ``bool`` field becomes
+    followed by ``(default: <default>)``, or ``(<range>; default: <default>)`` for a field
+    with a declared range (``(> 0; default: 1.0)``); the default is the field's. A ``bool`` field becomes
     ``--flag/--no-flag`` (``argparse.BooleanOptionalAction``); ``int``, ``float`` and ``str``
     fields (or ``X | None``) take one value of that type; ``metadata["choices"]`` limits it.
 
@@ -212,9 +217,11 @@ def add_dataclass_args(
             raise TypeError(f"field {f.name!r} of {cls.__name__} has no default.")
         default_text = f.metadata.get("default_text")
         shown = "%(default)s" if default_text is None else default_text.replace("%", "%%")
-        text = f.metadata["help"].replace("%", "%%") + f" (default: {shown})"
         flag = "--" + f.name.replace("_", "-")
         kind = _flag_type(f.name, hints[f.name])
+        bounds = f.metadata.get("bounds")
+        where = f"{bounds.describe(kind, noun=False)}; " if bounds else ""
+        text = f.metadata["help"].replace("%", "%%") + f" ({where}default: {shown})"
         if kind is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=text
@@ -222,9 +229,11 @@ def add_dataclass_args(
         else:
             extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
             parse: Any = kind
-            if "bounds" in f.metadata:
-                b = f.metadata["bounds"]
-                parse = bounded(kind, b.low, b.high, low_open=b.low_open, high_open=b.high_open)
+            if bounds is not None:
+                parse = bounded(
+                    kind, bounds.low, bounds.high, low_open=bounds.low_open,
+                    high_open=bounds.high_open,
+                )  # fmt: skip
             parser.add_argument(flag, type=parse, default=default, help=text, **extra)
         names.append(f.name)
     return names

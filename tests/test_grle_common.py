@@ -227,6 +227,16 @@ def test_flags_inside_their_range_parse_and_records_built_in_code_are_checked_to
         check_range("--p", 1, 0, 1, low_open=True, high_open=True)
 
 
+def test_help_shows_the_range_of_a_bounded_field():
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, _Ranged)
+    text = " ".join(p.format_help().split())
+    assert "--width WIDTH channel multiplier (> 0; default: 1.0)" in text
+    assert "--batch-size BATCH_SIZE images per step (≥ 1; default: 256)" in text
+    assert "--share SHARE a share strictly inside (> 0 and < 1; default: 0.5)" in text
+    assert "--limit LIMIT optional count (≥ 1; default: None)" in text
+
+
 def test_bounded_types_a_hand_written_flag_element_by_element(capsys):
     p = argparse.ArgumentParser(prog="prog")
     p.add_argument("--devices", type=bounded(int, low=1, high=100_000), nargs="+")
