@@ -38,29 +38,35 @@ class UserError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """The valid range of a number: ``low`` and ``high`` inclusive, or ``low`` exclusive when
-    ``low_open`` (``Bounds(0, low_open=True)`` is "> 0"). ``None`` leaves a side open."""
+    """The valid range of a number: ``low`` and ``high`` inclusive, or exclusive when
+    ``low_open`` / ``high_open`` (``Bounds(0, low_open=True)`` is "> 0", ``Bounds(0, 1,
+    high_open=True)`` is "≥ 0 and < 1"). ``None`` leaves a side open."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
 
-    def describe(self, kind: type = float) -> str:
-        """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error)."""
-        noun = "an integer" if kind is int else "a number"
+    def describe(self, kind: type = float, *, noun: bool = True) -> str:
+        """``"an integer ≥ 1"``, ``"a number > 0 and ≤ 1"``, ... (the words of an error);
+        without ``noun`` only the range (``"> 0 and ≤ 1"``, as ``--help`` shows it)."""
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '≥'} {_fmt(self.low)}")
         if self.high is not None:
-            parts.append(f"≤ {_fmt(self.high)}")
-        return f"{noun} {' and '.join(parts)}" if parts else noun
+            parts.append(f"{'<' if self.high_open else '≤'} {_fmt(self.high)}")
+        words = " and ".join(parts)
+        if not noun:
+            return words
+        name = "an integer" if kind is int else "a number"
+        return f"{name} {words}" if parts else name
 
     def contains(self, value: float) -> bool:
         if value != value:  # NaN is in no range
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
-        return self.high is None or value <= self.high
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
 
 def _fmt(x: float) -> str:
@@ -68,14 +74,19 @@ def _fmt(x: float) -> str:
 
 
 def bounded(
-    kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> Callable[[str], Any]:
     """An argparse ``type=`` that parses ``kind`` (int or float) and refuses a value outside
     the range with ``must be <range> (got <value>)``; argparse prefixes the flag's name.
 
     Example: ``p.add_argument("--devices", type=bounded(int, low=1), nargs="+")``.
     """
-    bounds = Bounds(low, high, low_open)
+    bounds = Bounds(low, high, low_open, high_open)
 
     def parse(text: str) -> Any:
         try:
@@ -99,11 +110,12 @@ def check_range(
     high: float | None = None,
     *,
     low_open: bool = False,
+    high_open: bool = False,
     kind: type = float,
 ) -> None:
     """Raise :class:`UserError` ``"<flag> must be <range> (got <value>)."`` for a value outside
     the range: the check of a value that did not come through argparse."""
-    bounds = Bounds(low, high, low_open)
+    bounds = Bounds(low, high, low_open, high_open)
     if not bounds.contains(value):
         raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")
 
@@ -138,6 +150,7 @@ def option(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
 ) -> Any:
     """A dataclass field documented for the command line.
 
@@ -147,8 +160,8 @@ def option(
         choices: the values the flag accepts (argparse ``choices``).
         default_text: what ``--help`` shows as the default, for a ``None`` that stands for a
             computed value (e.g. ``"50 on a GPU, 10 on the CPU"``).
-        low, high, low_open: the valid range of a number (:class:`Bounds`); the flag refuses
-            any other value, and :func:`check_fields` checks a record built in code.
+        low, high, low_open, high_open: the valid range of a number (:class:`Bounds`); the flag
+            refuses any other value, and :func:`check_fields` checks a record built in code.
     """
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
@@ -156,7 +169,7 @@ def option(
     if default_text is not None:
         metadata["default_text"] = default_text
     if low is not None or high is not None:
-        metadata["bounds"] = Bounds(low, high, low_open)
+        metadata["bounds"] = Bounds(low, high, low_open, high_open)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -180,7 +193,8 @@ def add_dataclass_args(
     argument group of it); returns the names of the fields added.
 
     The help text is the field's ``metadata["help"]`` (declare fields with :func:`option`)
-    followed by ``(default: <default>)``; the default is the field's. A ``bool`` field becomes
+    followed by ``(default: <default>)``, or ``(<range>; default: <default>)`` for a field
+    with a declared range (``(> 0; default: 1.0)``); the default is the field's. A ``bool`` field becomes
     ``--flag/--no-flag`` (``argparse.BooleanOptionalAction``); ``int``, ``float`` and ``str``
     fields (or ``X | None``) take one value of that type; ``metadata["choices"]`` limits it.
 
@@ -203,9 +217,11 @@ def add_dataclass_args(
             raise TypeError(f"field {f.name!r} of {cls.__name__} has no default.")
         default_text = f.metadata.get("default_text")
         shown = "%(default)s" if default_text is None else default_text.replace("%", "%%")
-        text = f.metadata["help"].replace("%", "%%") + f" (default: {shown})"
         flag = "--" + f.name.replace("_", "-")
         kind = _flag_type(f.name, hints[f.name])
+        bounds = f.metadata.get("bounds")
+        where = f"{bounds.describe(kind, noun=False)}; " if bounds else ""
+        text = f.metadata["help"].replace("%", "%%") + f" ({where}default: {shown})"
         if kind is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=text
@@ -213,9 +229,11 @@ def add_dataclass_args(
         else:
             extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
             parse: Any = kind
-            if "bounds" in f.metadata:
-                b = f.metadata["bounds"]
-                parse = bounded(kind, b.low, b.high, low_open=b.low_open)
+            if bounds is not None:
+                parse = bounded(
+                    kind, bounds.low, bounds.high, low_open=bounds.low_open,
+                    high_open=bounds.high_open,
+                )  # fmt: skip
             parser.add_argument(flag, type=parse, default=default, help=text, **extra)
         names.append(f.name)
     return names

@@ -49,6 +49,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("auto", "pack", "torchvision")
 
 
+class DataSizes(NamedTuple):
+    """How many images and classes a data set has: what the checks before training read."""
+
+    train: int  # training images (the validation split is held out of these)
+    test: int  # test images
+    classes: int  # labels are 0 .. classes - 1
+
+
+CIFAR10_SIZES = DataSizes(train=50_000, test=10_000, classes=10)  # both sources
+
+
 class CifarArrays(NamedTuple):
     """The full data set as uint8 NCHW images and int64 labels (CPU tensors)."""
 
@@ -57,6 +68,14 @@ class CifarArrays(NamedTuple):
     test_x: torch.Tensor  # (10000, 3, 32, 32) uint8
     test_y: torch.Tensor  # (10000,) int64
     source: str  # human-readable provenance for manifests and reports
+
+
+def data_sizes(arrays: CifarArrays | None) -> DataSizes:
+    """The sizes of ``arrays``, or of CIFAR-10 (either source) when None."""
+    if arrays is None:
+        return CIFAR10_SIZES
+    classes = int(arrays.train_y.max()) + 1 if len(arrays.train_y) else 0
+    return DataSizes(len(arrays.train_y), len(arrays.test_y), classes)
 
 
 def pack_path_candidates() -> list[Path]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from multiexit.errors import DeviceRecipeError
+import torch
+
+from multiexit.errors import DeviceRecipeError, DeviceUnavailableError
+from multiexit.loader import shard_size
 
 
 @dataclass(frozen=True)
@@ -68,22 +71,27 @@ def check_batch_split(devices: int, batch_size: int) -> None:
 
 
 def parse_devices(value: str) -> int | str | list[int]:
-    """``--devices`` as Lightning takes it: ``"auto"``, a count (``"8"``) or indices (``"0,1"``).
+    """``--devices`` as Lightning takes it: ``"auto"``, a count (``"8"``; ``"-1"`` = every
+    GPU) or distinct indices (``"0,1"``).
 
     Raises:
-        DeviceRecipeError: anything else.
+        DeviceRecipeError: anything else, including a count of 0 and negative indices.
     """
     if value == "auto":
         return value
     try:
         if "," in value:
-            return [int(v) for v in value.split(",") if v.strip()]
-        return int(value)
+            indices = [int(v) for v in value.split(",") if v.strip()]
+            if indices and min(indices) >= 0 and len(set(indices)) == len(indices):
+                return indices
+        elif int(value) >= 1 or int(value) == -1:
+            return int(value)
     except ValueError:
-        raise DeviceRecipeError(
-            f"--devices {value!r} is not a device choice; pass auto, a count such as 1 or 8, "
-            'or device indices such as "0,1".'
-        ) from None
+        pass
+    raise DeviceRecipeError(
+        f"--devices {value!r} is not a device choice; pass auto, a count such as 1 or 8, "
+        'or device indices such as "0,1".'
+    )
 
 
 def device_count(value: str) -> int | None:
@@ -94,6 +102,59 @@ def device_count(value: str) -> int | None:
     if isinstance(devices, int) and devices >= 0:
         return devices
     return None
+
+
+def on_gpu(accelerator: str) -> bool:
+    """Whether ``--accelerator`` trains on CUDA GPUs (``auto`` does where CUDA is available)."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def check_accelerator(accelerator: str, devices: str) -> int:
+    """The number of data-parallel processes Lightning will start for ``--accelerator`` and
+    ``--devices``, after checking that the GPUs asked for are on this machine.
+
+    ``auto`` devices are every GPU on a GPU and one process on the CPU (as Lightning does).
+
+    Raises:
+        DeviceUnavailableError: GPUs asked for without CUDA, more GPUs or higher indices than
+            there are, or GPU indices for a run on the CPU.
+        DeviceRecipeError: ``--devices`` is malformed.
+    """
+    parsed = parse_devices(devices)
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"--accelerator {accelerator} needs a CUDA GPU, and torch.cuda.is_available() is "
+            "False here; use --accelerator cpu or auto."
+        )
+    count = device_count(devices)
+    if on_gpu(accelerator):
+        have = torch.cuda.device_count()
+        if isinstance(parsed, list) and max(parsed) >= have:
+            raise DeviceUnavailableError(
+                f"--devices {devices} names GPU {max(parsed)}, but this machine has {have} "
+                f"(indices 0 to {have - 1}); pass indices below {have}."
+            )
+        if count is not None and count > have:
+            raise DeviceUnavailableError(
+                f"--devices {devices} asks for {count} GPUs, but this machine has {have}; pass "
+                f"--devices {have} or fewer."
+            )
+        return have if count is None else count
+    if accelerator in ("cpu", "auto") and (isinstance(parsed, list) or parsed == -1):
+        raise DeviceUnavailableError(
+            f"--devices {devices} selects GPUs, but this run trains on the CPU (--accelerator "
+            f"{accelerator}); pass a number of CPU processes such as 1, or auto."
+        )
+    return 1 if count is None else count
+
+
+def train_batches(images: int, *, global_batch: int, devices: int) -> int:
+    """Training batches per epoch on each device, as the training loader makes them: each
+    rank gets ``ceil(images / devices)`` images (padded) in batches of ``global_batch /
+    devices``, the incomplete last batch dropped only when the share holds a full batch."""
+    share = shard_size(images, 0, devices, pad=True)
+    per_device = global_batch // devices
+    return share // per_device if share >= per_device else -(-share // per_device)
 
 
 def precision_for(on_gpu: bool, capability: tuple[int, int] | None) -> str:

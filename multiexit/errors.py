@@ -48,3 +48,16 @@ class ManifestError(MultiexitError, ValueError):
 
 class DeviceRecipeError(MultiexitError, ValueError):
     """The training settings do not fit the devices (e.g. a global batch that does not split)."""
+
+
+class CheckpointDamagedError(MultiexitError, ValueError):
+    """A checkpoint or weights file exists but cannot be read (truncated, corrupt, foreign)."""
+
+
+class DeviceUnavailableError(MultiexitError, ValueError):
+    """The accelerator or devices asked for are not on this machine (e.g. a GPU without CUDA)."""
+
+
+class RunPlanError(MultiexitError, ValueError):
+    """Numbers that are each valid but do not fit together or the data (e.g. a validation split
+    as large as the training set, or a fraction of an epoch that is less than one batch)."""

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from grle_common.cli import run_cli
+from grle_common.cli import bounded, run_cli
 from grle_common.fileio import atomic_write
 from multiexit.data import SOURCES, TensorLoader, load_cifar10
-from multiexit.errors import OutputPathError
+from multiexit.errors import DeviceUnavailableError, OutputPathError
 from multiexit.export import check_output_dir, load_run
 from multiexit.lit import accuracy_frame
 from multiexit.model import VGG16MultiExit
@@ -43,18 +43,30 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see the module docstring).
 
     Raises:
-        MultiexitError: an unwritable ``--out``, a missing or broken run, no data.
+        MultiexitError: ``--device cuda`` without CUDA, an unwritable ``--out``, a missing or
+            broken run, no data.
     """
     p = argparse.ArgumentParser(prog="python -m multiexit.evaluate", description=__doc__)
     p.add_argument("run", help="exported run folder (checkpoints/<run>)")
     p.add_argument("--source", choices=SOURCES, default="auto", help="data source")
     p.add_argument("--pack", default=None, help="path of cifar10_jpeg.npz")
     p.add_argument("--cifar-root", default=None, help="torchvision CIFAR-10 root")
-    p.add_argument("--batch-size", type=int, default=500, help="images per batch")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--batch-size", type=bounded(int, low=1), default=500, help="images per batch (≥ 1)"
+    )
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device: cpu, cuda, cuda:1 (default: cuda where available, else cpu)",
+    )
     p.add_argument("--out", default=None, help="CSV path (default: print to stdout)")
     args = p.parse_args(argv)
     start = time.perf_counter()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"--device {args.device} needs a CUDA GPU, and torch.cuda.is_available() is False "
+            "here; use --device cpu."
+        )
     if args.out:
         check_output_dir(Path(args.out).parent, "the folder of --out")
         if Path(args.out).is_dir():

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from grle_common.cli import run_cli
+from grle_common.cli import bounded, run_cli
 
 # 13 convs and 4 max-pools: the CIFAR VGG-16 layout (torchvision's "D" without the 5th pool).
 VGG16_CFG: tuple[int | str, ...] = (
@@ -340,11 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m multiexit.model", description="The exit table of the model, as Markdown."
     )
-    p.add_argument("width", nargs="?", type=float, default=1.0, help="channel multiplier")
+    p.add_argument(
+        "width",
+        nargs="?",
+        type=bounded(float, low=0, low_open=True),
+        default=1.0,
+        help="channel multiplier (> 0)",
+    )
     p.add_argument("head", nargs="?", choices=HEADS, default="conv_pool", help="exit head design")
     args = p.parse_args(argv)
-    if args.width <= 0:
-        p.error(f"width must be positive, got {args.width:g}.")
     print(exit_table_markdown(exit_table(build_vgg16_multiexit(width=args.width, head=args.head))))
     return 0
 

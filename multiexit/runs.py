@@ -1,6 +1,8 @@
-"""A run folder's checks, made before anything is created: writable outputs, a reused run
-name with the same settings (``runs/<run>/<stage>/settings.json``), a backbone for stage
-``exits``, a data source; and ``--no-resume``'s atomic move of an old stage folder aside.
+"""A run's checks, made before anything is created: numbers in range and fitting together
+(:mod:`multiexit.plan`), the devices, writable outputs, a reused run name with the same
+settings (``runs/<run>/<stage>/settings.json``), a readable ``last.ckpt`` to resume from, a
+backbone for stage ``exits``, a data source; and ``--no-resume``'s atomic move of an old stage
+folder aside.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from pytorch_lightning.utilities import rank_zero_only
 
-from multiexit.data import resolve_source
-from multiexit.devices import check_batch_split, device_count
-from multiexit.errors import CheckpointNotFoundError, RunSettingsMismatchError
+from grle_common.cli import check_fields
+from multiexit.checkpoints import ResumePoint, init_backbone, resume_point
+from multiexit.data import CifarArrays, data_sizes, resolve_source
+from multiexit.devices import check_accelerator, check_batch_split
+from multiexit.errors import RunSettingsMismatchError
 from multiexit.export import check_output_dir
+from multiexit.model import build_vgg16_multiexit
+from multiexit.plan import check_numbers
 
 if TYPE_CHECKING:
     from multiexit.train import TrainConfig
@@ -48,7 +53,7 @@ def stage_settings(cfg: TrainConfig, stage: str) -> dict:
     return {name: getattr(cfg, name) for name in STAGE_SETTINGS[stage]}
 
 
-def _saved_settings(stage_dir: Path, last: Path) -> dict:
+def _saved_settings(stage_dir: Path, point: ResumePoint) -> dict:
     """The settings a stage was started with: its settings file, else (runs written before
     the file existed) the hyper-parameters stored in its ``last.ckpt``."""
     if (stage_dir / SETTINGS_FILE).is_file():
@@ -56,7 +61,7 @@ def _saved_settings(stage_dir: Path, last: Path) -> dict:
             return json.loads((stage_dir / SETTINGS_FILE).read_text())
         except ValueError:  # written atomically, so only a hand edit gets here: use the ckpt
             pass
-    hp = torch.load(last, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    hp = point.hyper_parameters
     stage = stage_dir.name
     known = {"width": "width", "head": "head", "num_classes": "num_classes",
              "lr": f"lr_{stage}", "weight_decay": f"weight_decay_{stage}"}  # fmt: skip
@@ -67,14 +72,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def settings_conflicts(cfg: TrainConfig, stage: str) -> list[str]:
+def resume_points(cfg: TrainConfig, stages: list[str]) -> dict[str, ResumePoint]:
+    """The stages of ``stages`` that would resume (``--resume`` and a ``last.ckpt``), each
+    with what its ``last.ckpt`` holds.
+
+    Raises:
+        CheckpointDamagedError: a ``last.ckpt`` cannot be read.
+    """
+    if not cfg.resume:
+        return {}
+    points = {stage: resume_point(Path(cfg.runs_dir) / cfg.run / stage) for stage in stages}
+    return {stage: point for stage, point in points.items() if point is not None}
+
+
+def settings_conflicts(cfg: TrainConfig, stage: str, point: ResumePoint | None) -> list[str]:
     """``"--flag X (was Y)"`` for every setting of ``stage`` that differs from the one its
-    resumable ``last.ckpt`` was trained with; empty when nothing would be resumed."""
-    stage_dir = Path(cfg.runs_dir) / cfg.run / stage
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    if not (cfg.resume and last.is_file()):
+    resumable ``last.ckpt`` (``point``) was trained with; empty when nothing would be resumed."""
+    if point is None:
         return []
-    saved = _saved_settings(stage_dir, last)
+    saved = _saved_settings(Path(cfg.runs_dir) / cfg.run / stage, point)
     wanted = stage_settings(cfg, stage)
     return [
         f"{_flag(k)} {wanted[k]} (was {saved[k]})"
@@ -83,27 +99,44 @@ def settings_conflicts(cfg: TrainConfig, stage: str) -> list[str]:
     ]
 
 
-def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None:
-    """Every check that can fail before training, run before any folder is created.
+def check_run(
+    cfg: TrainConfig, stages: list[str], *, arrays: CifarArrays | None = None
+) -> dict[str, ResumePoint]:
+    """Every check that can fail before training, run before any folder is created; returns
+    the stages that will resume, with what their ``last.ckpt`` holds.
 
-    Checks that the run folder and ``--export`` can be written, that a stage that would
-    resume was started with the same settings (:data:`STAGE_SETTINGS`), that stage ``exits``
-    has a backbone to start from, that the global batch splits over the devices that
-    ``--devices`` names, and (``data``) that a data source exists.
+    Checks every number against its declared range (:func:`grle_common.cli.check_fields`),
+    that the accelerator and devices exist and the global batch splits over them, the
+    numbers against each other and the data (:func:`multiexit.plan.check_numbers`; CIFAR-10's
+    sizes, or those of ``arrays``), that the run folder and ``--export`` can be written, that a
+    stage that would resume has a readable ``last.ckpt`` and was started with the same settings
+    (:data:`STAGE_SETTINGS`), that stage ``exits`` has a backbone that fits to start from, and
+    (without ``arrays``) that a data source exists.
 
     Raises:
+        UserError: a number outside its range (the flag's own sentence).
+        DeviceUnavailableError: GPUs asked for that this machine does not have.
+        DeviceRecipeError: ``--devices`` is malformed or ``--batch-size`` does not split
+            evenly over the devices.
+        RunPlanError: numbers that do not fit together or the data.
         OutputPathError: a run or export folder cannot be created.
+        CheckpointDamagedError: a ``last.ckpt`` to resume from, or the backbone of stage
+            ``exits``, cannot be read.
         RunSettingsMismatchError: a reused run name with other settings; the message names
             them and the two ways out (a new ``--run`` or ``--no-resume``).
         CheckpointNotFoundError: stage ``exits`` has no main-stage checkpoint to start from.
-        DeviceRecipeError: ``--devices`` is malformed or ``--batch-size`` does not split
-            evenly over the devices it names.
+        CheckpointMismatchError: that checkpoint's width or classes differ from the run's.
         DataNotFoundError: no CIFAR-10 source.
     """
+    check_fields(cfg)
+    devices = check_accelerator(cfg.accelerator, cfg.devices)
+    check_batch_split(devices, cfg.batch_size)
+    check_numbers(cfg, stages, data_sizes(arrays), devices)
     check_output_dir(Path(cfg.runs_dir) / cfg.run, "the run folder (--runs-dir/--run)")
     if cfg.export:
         check_output_dir(cfg.export, "--export")
-    conflicts = {stage: settings_conflicts(cfg, stage) for stage in stages}
+    points = resume_points(cfg, stages)
+    conflicts = {stage: settings_conflicts(cfg, stage, points.get(stage)) for stage in stages}
     conflicts = {k: v for k, v in conflicts.items() if v}
     if conflicts:
         where = ", ".join(str(Path(cfg.runs_dir) / cfg.run / k) for k in conflicts)
@@ -113,21 +146,15 @@ def check_run(cfg: TrainConfig, stages: list[str], *, data: bool = True) -> None
             "pass a new --run NAME to train these settings separately, or --no-resume to start "
             "over (the old stage folder is kept as <stage>.replaced-<UTC time>)."
         )
+    # stage exits takes its backbone now or (stage all) after main: check what exists now
     exits_alone = "exits" in stages and "main" not in stages
-    exits_last = Path(cfg.runs_dir) / cfg.run / "exits" / "checkpoints" / "last.ckpt"
-    if exits_alone and not (cfg.resume and exits_last.is_file()):
-        init = Path(init_path(cfg))
-        if not init.exists():
-            raise CheckpointNotFoundError(
-                f"No checkpoint at {init} to start stage exits from; train stage main first "
-                "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
-            )
-    count = device_count(cfg.devices)
-    if count is not None:
-        check_batch_split(count, cfg.batch_size)
-    if data:
+    if "exits" in stages and "exits" not in points and (exits_alone or cfg.init_from):
+        model = build_vgg16_multiexit(num_classes=cfg.num_classes, width=cfg.width, head=cfg.head)
+        init_backbone(model, init_path(cfg))
+    if arrays is None:
         resolve_source(cfg.source, pack_path=cfg.pack, cifar_root=cfg.cifar_root,
                        download=cfg.download)  # fmt: skip
+    return points
 
 
 def init_path(cfg: TrainConfig) -> str:

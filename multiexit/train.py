@@ -7,10 +7,14 @@ Layout of a run (``runs/`` is git-ignored)::
     runs/<run>/main/exit_accuracy.csv                 test accuracy of every exit
     runs/<run>/exits/...                              the same for stage exits
 
-A stage whose ``last.ckpt`` exists resumes from it, only with the settings it started with
-(``runs/<run>/<stage>/settings.json``, see :mod:`multiexit.runs`); ``--no-resume`` starts over
-after moving the old stage folder to ``<stage>.replaced-<UTC time>``. Every check runs before
-a folder is created, and the command ends with a summary (per-exit accuracy, paths, time). Stage
+A stage whose ``last.ckpt`` exists resumes from it (and says from which epoch), only with the
+settings it started with (``runs/<run>/<stage>/settings.json``, see :mod:`multiexit.runs`);
+``--no-resume`` starts over after moving the old stage folder to
+``<stage>.replaced-<UTC time>``. Every check runs before a folder is created (numbers against
+their ranges and each other, devices, outputs, a readable ``last.ckpt``, the backbone of stage
+exits, the data), and the command ends with a summary (per-exit accuracy, paths, time); Ctrl-C
+ends it with what was saved and the command that resumes, exit status 130
+(:mod:`multiexit.interrupts`). Stage
 ``exits`` starts from the best ``main`` checkpoint of the same run (or ``--init-from``: a
 ``.ckpt`` or an exported ``checkpoints/<run>`` folder). ``--export DIR`` writes the final
 model as safetensors + ``manifest.json`` + ``exit_accuracy.csv`` (see ``multiexit.export``).
@@ -34,14 +38,20 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
-from safetensors.torch import load_file
 
 from grle_common.cli import add_dataclass_args, option, run_cli
 from grle_common.fileio import atomic_write, write_text_atomic
+from multiexit.checkpoints import init_backbone
 from multiexit.data import SOURCES, CIFAR10DataModule, CifarArrays
-from multiexit.devices import device_recipe, parse_devices, precision_for
-from multiexit.errors import CheckpointNotFoundError
-from multiexit.export import export_run, load_run, load_state_into
+from multiexit.devices import device_recipe, on_gpu, parse_devices, precision_for
+from multiexit.export import export_run
+from multiexit.interrupts import (
+    InterruptWatch,
+    StageInterrupted,
+    lightning_call,
+    resume_command,
+    resume_line,
+)
 from multiexit.lit import MultiExitModule, accuracy_frame, check_stage
 from multiexit.model import HEADS
 from multiexit.runs import SETTINGS_FILE, archive, check_run, init_path, stage_settings
@@ -71,48 +81,66 @@ class TrainConfig:
     stage: str = option("all", "main, exits, or all (= main then exits)")
     run: str = option("vgg16", "run name: runs/<run>/ and, with export, checkpoints/<run>/")
     runs_dir: str = option("runs", "parent folder of the Lightning run folders")
-    width: float = option(1.0, "channel multiplier of backbone and heads")
+    width: float = option(1.0, "channel multiplier of backbone and heads", low=0, low_open=True)
     head: str = option("conv_pool", "exit head design, one of multiexit.model.HEADS", choices=HEADS)
-    num_classes: int = option(10, "number of classes")
-    epochs_main: int = option(60, "epochs of stage main")
-    epochs_exits: int = option(25, "epochs of stage exits (SDN: 25)")
+    num_classes: int = option(10, "number of classes (at least the data's 10)", low=2)
+    epochs_main: int = option(60, "epochs of stage main", low=1)
+    epochs_exits: int = option(25, "epochs of stage exits (SDN: 25)", low=1)
     recipe: str = option(
         "standard",
         "standard (the defaults) or fast (docs/multiexit.md); given flags win",
         choices=RECIPES,
     )
-    lr_main: float = option(0.1, "peak one-cycle learning rate, stage main (SGD)")
-    lr_exits: float = option(1e-3, "peak one-cycle learning rate, stage exits (Adam)")
-    weight_decay_main: float = option(5e-4, "weight decay, stage main")
-    weight_decay_exits: float = option(1e-4, "weight decay, stage exits")
-    batch_size: int = option(256, "training images per optimiser step, all devices together")
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing, both stages")
+    lr_main: float = option(
+        0.1, "peak one-cycle learning rate, stage main (SGD)", low=0, low_open=True
+    )
+    lr_exits: float = option(
+        1e-3, "peak one-cycle learning rate, stage exits (Adam)", low=0, low_open=True
+    )
+    weight_decay_main: float = option(5e-4, "weight decay, stage main", low=0)
+    weight_decay_exits: float = option(1e-4, "weight decay, stage exits", low=0)
+    batch_size: int = option(256, "training images per optimiser step, all devices together", low=1)
+    label_smoothing: float = option(
+        0.0, "cross-entropy label smoothing, both stages", low=0, high=1, high_open=True
+    )
     nesterov: bool = option(True, "Nesterov momentum (stage main, SGD)")
     decay_norm_bias: bool = option(True, "also weight-decay BatchNorm weights and biases")
     ema_decay: float = option(
-        0.0, "weight moving average per step, used for eval and export; 0 = off"
-    )
+        0.0, "weight moving average per step, used for eval and export; 0 = off",
+        low=0, high=1, high_open=True,
+    )  # fmt: skip
     warmup_pct: float = option(
-        0.15, "fraction of the steps warming the learning rate up to its peak"
-    )
+        0.15, "fraction of the steps warming the learning rate up to its peak",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
     anneal: str = option("linear", "one-cycle shape: linear or cos", choices=("linear", "cos"))
-    crop_pad: int = option(4, "random-crop zero padding, pixels per side (0 = flips only)")
-    kd_weight: float = option(
-        0.0, "stage exits: weight of distillation from the main classifier (0 = off)"
+    # up to 31: a crop of the 32-pixel image padded by p keeps at least one image pixel
+    crop_pad: int = option(
+        4, "random-crop zero padding, pixels per side (0 = flips only)", low=0, high=31
     )
-    kd_temperature: float = option(3.0, "stage exits: distillation temperature")
+    kd_weight: float = option(
+        0.0, "stage exits: weight of distillation from the main classifier (0 = off)",
+        low=0, high=1,
+    )  # fmt: skip
+    kd_temperature: float = option(
+        3.0, "stage exits: distillation temperature", low=0, low_open=True
+    )
     tta: bool = option(False, "also report flip test-time augmentation (column accuracy_tta)")
-    seed: int = option(0, "seed of initialisation, split, order and augmentation")
+    seed: int = option(
+        0, "seed of initialisation, split, order and augmentation", low=0, high=2**32 - 1
+    )
     source: str = option("auto", "data source: auto, pack, torchvision", choices=SOURCES)
     pack: str | None = option(
         None, "path of cifar10_jpeg.npz (default: $GRLE_CIFAR_PACK or ../shared)"
     )
     cifar_root: str | None = option(None, "torchvision CIFAR-10 root folder")
     download: bool = option(False, "let torchvision download CIFAR-10 (needs internet)")
-    val_size: int = option(5000, "training images held out for checkpoint selection")
-    limit_train: int | None = option(None, "use only this many training images (quick runs)")
-    limit_eval: int | None = option(None, "use only this many validation / test images")
-    limit_train_batches: float = option(1.0, "fraction (<=1) or number (>1) of batches per epoch")
+    val_size: int = option(5000, "training images held out for checkpoint selection", low=1)
+    limit_train: int | None = option(None, "use only this many training images (quick runs)", low=1)
+    limit_eval: int | None = option(None, "use only this many validation / test images", low=1)
+    limit_train_batches: float = option(
+        1.0, "fraction (<=1) or whole number (>1) of batches per epoch", low=0, low_open=True
+    )
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu")
     devices: str = option("auto", 'Lightning devices: auto, 1, 8, "0,1"')
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ...")
@@ -123,7 +151,7 @@ class TrainConfig:
     init_from: str | None = option(None, "stage exits: main-stage .ckpt or exported run folder")
     export: str | None = option(None, "write the final model to this folder (checkpoints/<run>)")
     progress: bool = option(True, "show Lightning's progress bar")
-    log_every_n_steps: int = option(50, "training steps between two rows of metrics.csv")
+    log_every_n_steps: int = option(50, "training steps between two rows of metrics.csv", low=1)
 
     @classmethod
     def for_recipe(cls, recipe: str, **overrides) -> TrainConfig:
@@ -135,12 +163,6 @@ def _recipe_values(recipe: str) -> dict[str, object]:
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
     return dict(RECIPES[recipe])
-
-
-def _on_gpu(cfg: TrainConfig) -> bool:
-    return cfg.accelerator in ("gpu", "cuda") or (
-        cfg.accelerator == "auto" and torch.cuda.is_available()
-    )
 
 
 def _first_cuda_index(devices: int | str | list[int]) -> int:
@@ -168,45 +190,6 @@ def _device_options(cfg: TrainConfig, gpu: bool) -> dict:
     }
 
 
-def _init_weights(module: MultiExitModule, path: str) -> None:
-    """Load the backbone (features + main classifier) of a main-stage checkpoint.
-
-    ``path`` is a Lightning ``.ckpt``, a ``.safetensors`` file or an exported run folder. The
-    heads keep their fresh initialisation, so any head design can be trained on one backbone.
-
-    Raises:
-        CheckpointNotFoundError: no such file, or a folder without ``manifest.json``.
-        CheckpointMismatchError: the backbone's width or classes differ from ``module``'s.
-    """
-    p = Path(path)
-    if p.is_dir():
-        state = load_run(p)[0].state_dict()  # says so if the folder has no manifest
-    elif p.is_file() and p.suffix == ".safetensors":
-        state = load_file(str(p))
-    elif p.is_file():
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        # a run with a moving average validated and exports the average: start from it too
-        prefix = (
-            "ema_model."
-            if any(k.startswith("ema_model.") for k in ckpt["state_dict"])
-            else "model."
-        )
-        state = {
-            k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
-        }
-    else:
-        raise CheckpointNotFoundError(
-            f"No checkpoint at {p} to start stage exits from; train stage main first "
-            "(--stage main) or pass --init-from with a main-stage .ckpt or checkpoints/<run>."
-        )
-    model = module.model
-    load_state_into(
-        model, state, str(p), skip=("heads.",),
-        hint=f"pass the checkpoint's --width/--num-classes (this run has --width {model.width:g} "
-        f"--num-classes {model.num_classes}), or --init-from a checkpoint trained with these",
-    )  # fmt: skip
-
-
 def run_stage(
     cfg: TrainConfig, stage: str, *, arrays: CifarArrays | None = None, callbacks=()
 ) -> tuple[MultiExitModule, CIFAR10DataModule, list[float]]:
@@ -214,12 +197,19 @@ def run_stage(
 
     Returns the module holding the best weights, the data module and the test accuracy
     of every exit.
+
+    Raises:
+        MultiexitError: a check of :func:`multiexit.runs.check_run` failed (nothing created).
+        StageInterrupted: Ctrl-C (a ``KeyboardInterrupt``); it knows what was saved.
     """
     check_stage(stage)
-    gpu = _on_gpu(cfg)
+    # before the seed: checking a backbone builds a model, which draws random numbers
+    point = check_run(cfg, [stage], arrays=arrays).get(stage)
+    gpu = on_gpu(cfg.accelerator)
     stage_dir = Path(cfg.runs_dir) / cfg.run / stage
     pl.seed_everything(cfg.seed, workers=True)
     main = stage == "main"
+    epochs = cfg.epochs_main if main else cfg.epochs_exits
     checkpoint = ModelCheckpoint(
         dirpath=stage_dir / "checkpoints",
         filename="best",
@@ -233,10 +223,11 @@ def run_stage(
     )
     if cfg.progress:  # reading metrics for the bar syncs the GPU: not on every step
         callbacks = [TQDMProgressBar(refresh_rate=10), *callbacks]
+    watch = InterruptWatch()
     trainer = pl.Trainer(
         **_device_options(cfg, gpu),
-        max_epochs=cfg.epochs_main if main else cfg.epochs_exits,
-        callbacks=[checkpoint, latest, *callbacks],
+        max_epochs=epochs,
+        callbacks=[checkpoint, latest, watch, *callbacks],
         logger=CSVLogger(save_dir=str(Path(cfg.runs_dir) / cfg.run), name=stage),
         limit_train_batches=cfg.limit_train_batches,
         enable_progress_bar=cfg.progress,
@@ -248,6 +239,8 @@ def run_stage(
     recipe = device_recipe(trainer.world_size, batch_size=cfg.batch_size, lr=lr)
     if trainer.is_global_zero:
         print(recipe.describe(stage), flush=True)
+        if point is not None:
+            print(resume_line(stage, point, epochs), flush=True)
     dm = CIFAR10DataModule(
         source=cfg.source,
         pack_path=cfg.pack,
@@ -281,20 +274,25 @@ def run_stage(
         kd_weight=0.0 if main else cfg.kd_weight,
         kd_temperature=cfg.kd_temperature,
     )
-    last = stage_dir / "checkpoints" / "last.ckpt"
-    check_run(cfg, [stage], data=arrays is None)
-    resume = cfg.resume and last.is_file()
-    if not main and not resume:
-        _init_weights(module, init_path(cfg))  # may still refuse the backbone: before archive
+    if not main and point is None:
+        init_backbone(module.model, init_path(cfg))  # checked by check_run: before archive
     if not cfg.resume:
         archive(stage_dir)
     if rank_zero_only.rank == 0:  # the first file of the stage: every check has passed
         text = json.dumps(stage_settings(cfg, stage), indent=2) + "\n"
         write_text_atomic(stage_dir / SETTINGS_FILE, text)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
-    best = checkpoint.best_model_path or str(last)
-    best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")
-    trainer.test(best_module, datamodule=dm, verbose=False)
+    testing = False
+    try:
+        ckpt_path = str(point.path) if point is not None else None
+        lightning_call(trainer.fit, watch, module, datamodule=dm, ckpt_path=ckpt_path)
+        testing = True
+        best = checkpoint.best_model_path or str(stage_dir / "checkpoints" / "last.ckpt")
+        best_module = MultiExitModule.load_from_checkpoint(best, map_location="cpu")
+        lightning_call(trainer.test, watch, best_module, datamodule=dm, verbose=False)
+    except KeyboardInterrupt:
+        raise StageInterrupted(
+            stage_dir, epochs, None if testing else trainer.current_epoch + 1
+        ) from None
     accuracy = best_module.test_accuracy
     if trainer.is_global_zero:
         frame = accuracy_frame(best_module.model, accuracy, best_module.test_accuracy_tta)
@@ -306,9 +304,13 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
     """Run ``cfg.stage`` (``all`` = main then exits) and export if asked; returns the module."""
     check_stage(cfg.stage, ALL_STAGES)
     stages = ["main", "exits"] if cfg.stage == "all" else [cfg.stage]
-    check_run(cfg, stages, data=arrays is None)  # before any folder is created
-    for stage in stages:
-        module, dm, accuracy = run_stage(cfg, stage, arrays=arrays)
+    check_run(cfg, stages, arrays=arrays)  # before any folder is created
+    for i, stage in enumerate(stages):
+        try:
+            module, dm, accuracy = run_stage(cfg, stage, arrays=arrays)
+        except StageInterrupted as stop:
+            stop.finished = tuple(stages[:i])
+            raise
     if cfg.export and module.trainer.is_global_zero:
         frame = accuracy_frame(module.model, accuracy, module.test_accuracy_tta)
         export_run(  # the weights that were tested: the moving average when there is one
@@ -340,8 +342,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         p.error(str(err))
     ns = p.parse_args(argv)
     cfg = TrainConfig(**vars(ns))
-    if cfg.limit_train_batches > 1:
-        cfg.limit_train_batches = int(cfg.limit_train_batches)
+    if cfg.limit_train_batches > 1 and cfg.limit_train_batches == int(cfg.limit_train_batches):
+        cfg.limit_train_batches = int(cfg.limit_train_batches)  # a number of batches
     return cfg
 
 
@@ -378,15 +380,25 @@ def quiet_upstream() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: train, then print :func:`summary`.
+    """CLI entry point: train, then print :func:`summary`; returns the exit status.
+
+    Ctrl-C during a stage prints what was saved (the stage's ``last.ckpt`` and its epoch) and
+    the command that resumes, and returns 130.
 
     Raises:
-        MultiexitError: a problem the user can fix (no data, a checkpoint that does not fit, a
-            reused run name, an unwritable path, ...); ``run_cli`` prints it as one line.
+        MultiexitError: a problem the user can fix (no data, a checkpoint that does not fit or
+            cannot be read, a reused run name, an unwritable path, numbers that do not fit
+            together, ...); ``run_cli`` prints it as one line.
     """
     start = time.perf_counter()
-    cfg = parse_args(argv)
-    module = train(cfg)
+    args = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_args(args)
+    try:
+        module = train(cfg)
+    except StageInterrupted as stop:
+        if rank_zero_only.rank == 0:
+            print("\n" + stop.report(resume_command(args)), file=sys.stderr, flush=True)
+        return 130
     if rank_zero_only.rank == 0:
         print(summary(cfg, module, time.perf_counter() - start), flush=True)
     return 0

@@ -179,6 +179,9 @@ class _Ranged:
     batch_size: int = option(256, "images per step", low=1)
     fraction: float = option(0.5, "a share", low=0, high=1)
     limit: int | None = option(None, "optional count", low=1)
+    decay: float = option(0.0, "a decay per step", low=0, high=1, high_open=True)
+    share: float = option(0.5, "a share strictly inside", low=0, high=1, low_open=True,
+                          high_open=True)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -191,6 +194,9 @@ class _Ranged:
         (["--limit", "-5"], "argument --limit: must be an integer ≥ 1 (got -5)"),
         (["--batch-size", "two"], "argument --batch-size: must be an integer ≥ 1 (got 'two')"),
         (["--width", "nan"], "argument --width: must be a number > 0 (got nan)"),
+        (["--decay", "1"], "argument --decay: must be a number ≥ 0 and < 1 (got 1)"),
+        (["--share", "0"], "argument --share: must be a number > 0 and < 1 (got 0)"),
+        (["--share", "1.0"], "argument --share: must be a number > 0 and < 1 (got 1.0)"),
     ],
 )
 def test_a_flag_outside_its_declared_range_is_refused_in_one_sentence(argv, message, capsys):
@@ -207,12 +213,28 @@ def test_flags_inside_their_range_parse_and_records_built_in_code_are_checked_to
     add_dataclass_args(p, _Ranged)
     args = p.parse_args(["--width", "0.25", "--batch-size", "1", "--fraction", "1"])
     assert (args.width, args.batch_size, args.fraction, args.limit) == (0.25, 1, 1.0, None)
+    args = p.parse_args(["--decay", "0", "--share", "0.999"])
+    assert (args.decay, args.share) == (0.0, 0.999)
     check_fields(_Ranged())  # the defaults are valid
     with pytest.raises(UserError, match=r"^--batch-size must be an integer ≥ 1 \(got 0\)\.$"):
         check_fields(_Ranged(batch_size=0))
     with pytest.raises(UserError, match=r"^--seeds must be an integer ≥ 0 \(got -1\)\.$"):
         check_range("--seeds", -1, 0, kind=int)
     check_range("--seeds", 0, 0, kind=int)
+    with pytest.raises(UserError, match=r"^--decay must be a number ≥ 0 and < 1 \(got 1\.0\)\.$"):
+        check_fields(_Ranged(decay=1.0))
+    with pytest.raises(UserError, match=r"^--p must be a number > 0 and < 1 \(got 1\)\.$"):
+        check_range("--p", 1, 0, 1, low_open=True, high_open=True)
+
+
+def test_help_shows_the_range_of_a_bounded_field():
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, _Ranged)
+    text = " ".join(p.format_help().split())
+    assert "--width WIDTH channel multiplier (> 0; default: 1.0)" in text
+    assert "--batch-size BATCH_SIZE images per step (≥ 1; default: 256)" in text
+    assert "--share SHARE a share strictly inside (> 0 and < 1; default: 0.5)" in text
+    assert "--limit LIMIT optional count (≥ 1; default: None)" in text
 
 
 def test_bounded_types_a_hand_written_flag_element_by_element(capsys):

@@ -100,7 +100,8 @@ def pack(tmp_path: Path) -> tuple[Path, str, dict]:
 
 REPO = Path(__file__).resolve().parents[2]
 # Runs a multiexit CLI as `python -m` does (runpy, __main__), with the synthetic set in place
-# of CIFAR-10: only the data source is replaced, everything the CLI prints is real.
+# of CIFAR-10: only the data source is replaced (and whatever `setup` adds), everything the
+# CLI prints is real.
 CLI_RUNNER = """
 import runpy, sys
 from pathlib import Path
@@ -109,9 +110,20 @@ import multiexit.data as data
 from conftest import synthetic_arrays
 data.resolve_source = lambda *a, **k: ("pack", Path("synthetic"))
 data.load_cifar10 = lambda **k: synthetic_arrays()
+{setup}
 sys.argv = [{module!r}, *sys.argv[1:]]
 runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
 """
+
+
+def cli_runner(folder: Path, module: str, setup: str = "") -> Path:
+    """Write the script that runs ``python -m module`` on the synthetic set (after the Python
+    code ``setup``) into ``folder``; returns its path (run it with ``sys.executable``)."""
+    script = folder / f"run_{module.replace('.', '_')}.py"
+    script.write_text(
+        CLI_RUNNER.format(tests=str(Path(__file__).parent), module=module, setup=setup)
+    )
+    return script
 
 
 @pytest.fixture
@@ -122,11 +134,21 @@ def synthetic_cli(tmp_path: Path):
     import sys
 
     def run(module: str, *args: str) -> subprocess.CompletedProcess:
-        script = tmp_path / f"run_{module.replace('.', '_')}.py"
-        script.write_text(CLI_RUNNER.format(tests=str(Path(__file__).parent), module=module))
+        script = cli_runner(tmp_path, module)
         return subprocess.run(
             [sys.executable, str(script), *args],
             cwd=REPO, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
     return run
+
+
+@pytest.fixture
+def synthetic_data(monkeypatch):
+    """In-process ``multiexit.train.main``: the synthetic set stands in for CIFAR-10 (its
+    sizes are CIFAR-10's for the checks, which never read the data)."""
+    import multiexit.data as data
+    import multiexit.runs as runs
+
+    monkeypatch.setattr(runs, "resolve_source", lambda *a, **k: ("pack", Path("synthetic")))
+    monkeypatch.setattr(data, "load_cifar10", lambda **k: synthetic_arrays())

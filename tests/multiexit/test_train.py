@@ -334,10 +334,14 @@ def test_every_cli_flag_is_documented_from_its_config_field(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "--width WIDTH channel multiplier of backbone and heads (default: 1.0)" in text
-    assert "--epochs-exits EPOCHS_EXITS epochs of stage exits (SDN: 25) (default: 25)" in text
-    # every option's help ends in its default: one per config field
-    endings = re.findall(r"\(default: [^()]*\)(?= --| *$)", text.split("options:")[1])
+    assert "--width WIDTH channel multiplier of backbone and heads (> 0; default: 1.0)" in text
+    assert "--epochs-exits EPOCHS_EXITS epochs of stage exits (SDN: 25) (≥ 1; default: 25)" in text
+    assert "--ema-decay EMA_DECAY weight moving average per step, used for eval and export; 0 = " \
+        "off (≥ 0 and < 1; default: 0.0)" in text  # fmt: skip
+    assert "--run RUN run name: runs/<run>/ and, with export, checkpoints/<run>/ (default: vgg16)" \
+        in text  # fmt: skip
+    # every option's help ends in its range (numbers) and default: one per config field
+    endings = re.findall(r"\((?:[^()]*; )?default: [^()]*\)(?= --| *$)", text.split("options:")[1])
     assert len(endings) == len(dataclasses.fields(TrainConfig))
     assert "%(default)" not in text
     assert not re.search(r"--[a-z-]+( [A-Z_]+)? \(default:", text), "a flag has no help text"
