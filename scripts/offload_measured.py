@@ -29,13 +29,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from grle_common.cli import run_cli
+from grle_common.cli import bounded, run_cli
 from grle_common.fileio import write_text_atomic
 from offload.agents import AGENT_NAMES
 from offload.exit_table import load_exit_table
 from offload.experiments import ray_backend
 from offload.experiments.lockstep import Group, groups_for, run_group
 from offload.experiments.pool import BACKENDS, Job, run_jobs
+from offload.experiments.presets import SEED_MAX
 from offload.experiments.report import write_csv
 from offload.experiments.runner import REFERENCE_METHODS, SCENARIOS
 from offload.experiments.store import check_writable
@@ -127,12 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exits", required=True, help="measured exit table CSV (candidate table)")
     p.add_argument("--compare", default=None, help="second table run with the same cells")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--devices", type=int, nargs="+", default=[4, 10], help="M values")
-    p.add_argument("--taus", type=float, nargs="+", default=[10.0, 30.0], help="τ values, ms")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
-    p.add_argument("--train-slots", type=int, default=300, help="training slots per learner")
-    p.add_argument("--eval-slots", type=int, default=300, help="evaluation slots per method")
-    p.add_argument("--workers", type=int, default=1, help="processes")
+    count = bounded(int, 1)
+    p.add_argument("--devices", type=count, nargs="+", default=[4, 10], help="M values")
+    p.add_argument(
+        "--taus",
+        type=bounded(float, 0, low_open=True),
+        nargs="+",
+        default=[10.0, 30.0],
+        help="τ values, ms",
+    )
+    p.add_argument("--seeds", type=bounded(int, 0, SEED_MAX), nargs="+", default=[0], help="seeds")
+    p.add_argument(
+        "--train-slots", type=bounded(int, 0), default=300, help="training slots per learner"
+    )
+    p.add_argument("--eval-slots", type=count, default=300, help="evaluation slots per method")
+    p.add_argument("--workers", type=count, default=1, help="processes")
     p.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or Ray")
     p.add_argument("--address", help="with --backend ray: the Ray cluster (default: a local one)")
     args = p.parse_args(argv)
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--address names a Ray cluster; add --backend ray")
     if args.backend == "ray":
         ray_backend.require_ray()  # BackendError: run_cli prints its one sentence
+        ray_backend.check_address(args.address)
     tables = {"measured": args.exits} | ({"paper": args.compare} if args.compare else {})
     for path in tables.values():
         server_devices(path)  # ExitTableError: run_cli prints its one sentence

@@ -9,15 +9,23 @@ contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time rewa
 ``<experiment>.csv`` (one row per method, scenario, M, τ, seed), ``<experiment>.png``, a Markdown
 report (``report.md`` for ``paper``, ``<experiment>.md`` otherwise) and ``manifest.json`` into a
 new run folder ``runs/offload/<experiment>-<UTC time>/``, or into ``--out``. Finished jobs are
-saved as they finish: after a Ctrl-C, the same command with the same ``--out`` resumes.
-Independent jobs go to ``--workers`` processes, or with ``--backend ray`` to Ray tasks on a local
-Ray instance or on the cluster at ``--address`` (the same files either way).
+saved as they finish: after a Ctrl-C or a lost Ray cluster, the same command with the same
+``--out`` resumes. A folder that holds another run is refused unless ``--overwrite``
+(:func:`offload.experiments.store.claim`). Independent jobs go to ``--workers`` processes, or with
+``--backend ray`` to Ray tasks on a local Ray instance or on the cluster at ``--address`` (the
+same files either way). Every number is checked, and the run's memory estimated, before any
+folder is made.
+
+Exit status: 0 done (or nothing to do); 2 bad input or an unusable folder (``error:`` line,
+nothing written); 1 Ray lost a node or the connection (``error:`` line with the jobs saved and
+the command that resumes); 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -38,14 +46,18 @@ from offload.experiments.header import header
 from offload.experiments.jobs import build_jobs
 from offload.experiments.outputs import rebuild_report, report_name, write_outputs
 from offload.experiments.pool import BACKENDS, run_jobs
-from offload.experiments.presets import Plan, preset
+from offload.experiments.presets import PROCESS_BYTES, SEED_MAX, Plan, memory_estimate, preset
 from offload.experiments.runner import SCENARIOS, default_exits
 from offload.sim import MECConfig
+
+#: the list flags that must not name a value twice (each value is a cell of the grid)
+LIST_FLAGS = ("seeds", "devices", "regime_scales", "scale_devices", "scale_servers")
 
 EXPERIMENTS = ("convergence", *SCENARIOS, "topology", "paper", "ablation", "regime", "scale")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command line's options; every number has its valid range (`bounded`)."""
     p = argparse.ArgumentParser(
         prog="python -m offload.experiments", description=__doc__.split("\n")[0]
     )
@@ -69,11 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "report is replaced only with --out results); the same --out resumes an interrupted run",
     )
     p.add_argument(
-        "--seeds", type=int, nargs="+", help="seeds (default: 0 1 2 3 4, regime 0 1 2; --quick: 0)"
+        "--seeds",
+        type=bounded(int, 0, SEED_MAX),
+        nargs="+",
+        help="seeds (default: 0 1 2 3 4, regime 0 1 2; --quick: 0)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=bounded(int, 1),
         default=2,
         help="parallel processes; with --backend ray and no --address, the CPUs of the local Ray "
         "instance (default: 2)",
@@ -90,28 +105,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --backend ray: the running Ray cluster to use (auto, HOST:6379 or "
         "ray://HOST:10001; default: start a local Ray instance of --workers CPUs)",
     )
-    p.add_argument("--devices", type=int, nargs="+", help="M values of Figs. 5-8 and the ablation")
-    p.add_argument("--regime-devices", type=int, help="M of the regime map (default: 10)")
+    count, positive = bounded(int, 1), bounded(float, 0, low_open=True)
     p.add_argument(
-        "--regime-scales", type=float, nargs="+", help="compute scales of the regime map"
+        "--devices", type=count, nargs="+", help="M values of Figs. 5-8 and the ablation"
+    )
+    p.add_argument("--regime-devices", type=count, help="M of the regime map (default: 10)")
+    p.add_argument(
+        "--regime-scales", type=positive, nargs="+", help="compute scales of the regime map"
     )
     p.add_argument(
-        "--scale-devices", type=int, nargs="+", help="city M values of the scale experiment"
+        "--scale-devices", type=count, nargs="+", help="city M values of the scale experiment"
     )
     p.add_argument(
-        "--scale-servers", type=int, nargs="+", help="city N values of the scale experiment"
+        "--scale-servers", type=count, nargs="+", help="city N values of the scale experiment"
     )
     p.add_argument(
-        "--scale-candidates", type=int, help="S of the scaled critic (scale; default 16)"
+        "--scale-candidates", type=count, help="S of the scaled critic (scale; default 16)"
     )
-    p.add_argument("--train-slots", type=int, help="training slots per learning agent")
-    p.add_argument("--eval-slots", type=int, help="evaluation slots per method (paper: 10000)")
-    p.add_argument("--convergence-slots", type=int, help="slots of the convergence curves")
+    p.add_argument(
+        "--train-slots",
+        type=bounded(int, 0),
+        help="training slots per learning agent (0: evaluate untrained actors)",
+    )
+    p.add_argument("--eval-slots", type=count, help="evaluation slots per method (paper: 10000)")
+    p.add_argument("--convergence-slots", type=count, help="slots of the convergence curves")
     p.add_argument(
         "--save-actors",
         action="store_true",
         help="also save the actors of every Figs. 5-8 cell (convergence and topology actors "
         "are always saved) to <out>/actors",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let this run replace a folder that holds another run: an unfinished one is "
+        "discarded at the start, a finished one's files are replaced whole when this run "
+        "finishes (without it such a folder is refused)",
     )
     p.add_argument(
         "--rebuild-report",
@@ -128,10 +157,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--compute-scale",
-        type=float,
+        type=positive,
         help="MECConfig.compute_scale: multiplies every exit latency (docs/calibration.md: 4 = the "
         "paper's regime); default: the simulator's default",
     )
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
     args = p.parse_args(argv)
     if args.rebuild_report and args.out is None:
         p.error("--rebuild-report needs --out, the folder that holds the CSVs")
@@ -197,22 +231,38 @@ class InputError(UserError):
     """Flags or an exit table that an experiment cannot run with; one sentence says what to do."""
 
 
-def _check_inputs(args: argparse.Namespace) -> MECConfig:
-    """Check the inputs (flags, exit table, server devices) before any work; returns the
-    simulator of every run (`MECConfig` with the flags' overrides; each job sets its cells).
+def _check_inputs(args: argparse.Namespace) -> tuple[MECConfig, Plan]:
+    """Check the inputs (flags, exit table, server devices, the run's memory) before any work or
+    folder; returns the simulator of every run (`MECConfig` with the flags' overrides; each job
+    sets its cells) and the plan. The ranges of single numbers are argparse's (`bounded`).
 
     Raises:
-        InputError: flags that contradict each other, or a table without the servers' devices.
+        InputError: flags that contradict each other, a value given twice, a table without the
+            servers' devices, or a run that needs more memory than the machine has.
         ExitTableError: the exit table is missing or breaks the schema.
-        BackendError: ``--backend ray`` without Ray installed.
+        BackendError: ``--backend ray`` without Ray installed, or an address Ray cannot read.
     """
     if args.backend == "ray":
         ray_backend.require_ray()
+        ray_backend.check_address(args.address)
     if args.experiment == "regime" and args.compute_scale is not None:
         raise InputError(
             "the regime map sweeps the compute scale itself; drop --compute-scale and pass "
             "the scales with --regime-scales (e.g. --regime-scales 1 2 4)."
         )
+    for name in ("compute_scale", "regime_scales"):
+        values = getattr(args, name) or []
+        for x in values if isinstance(values, list) else [values]:
+            if not math.isfinite(x):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number (got {x}).")
+    for name in LIST_FLAGS:
+        values = getattr(args, name) or []
+        twice = sorted({x for x in values if values.count(x) > 1})
+        if twice:
+            raise InputError(
+                f"--{name.replace('_', '-')} names {', '.join(map(str, twice))} more than once; "
+                "give each value once."
+            )
     table = load_exit_table(args.exits, main_exit=args.main_exit)
     try:
         base = MECConfig(**sim_overrides(args))
@@ -225,12 +275,46 @@ def _check_inputs(args: argparse.Namespace) -> MECConfig:
             f"type(s) {missing}; pass --server-devices with one of {list(table.devices)} per "
             f"edge server (e.g. --server-devices {table.devices[0]} {table.devices[0]})."
         )
-    return base
+    plan = make_plan(args)
+    _check_memory(args, plan, base, table.num_exits)
+    return base, plan
+
+
+def _check_memory(args: argparse.Namespace, plan: Plan, base: MECConfig, exits: int) -> None:
+    """Refuse a run whose processes together would need more memory than this machine has
+    (`presets.memory_estimate`); a run on a Ray cluster (``--address``) is left to its nodes.
+
+    Raises:
+        InputError: the estimate exceeds the machine's memory; the sentence says what to lower.
+    """
+    have = store.memory_bytes()
+    if args.address is not None or have is None:
+        return
+    est = memory_estimate(args.experiment, plan, servers=base.num_servers, exits=exits)
+    jobs = len(build_jobs(args.experiment, plan, args.exits, "", base, args.save_actors))
+    local = args.backend == "local" and (args.workers <= 1 or jobs <= 1)
+    processes = 1 if local else min(args.workers, jobs)
+    need = processes * (PROCESS_BYTES + est.job_bytes) + est.results_bytes
+    if need > have:
+        each = f"{processes} processes, each" if processes > 1 else "1 process"
+        lower = est.lower if processes > 1 else tuple(f for f in est.lower if f != "--workers")
+        kept = f", and {est.results}" if est.results_bytes else ""
+        flags = " or ".join([", ".join(lower[:-1]), lower[-1]] if len(lower) > 1 else lower)
+        raise InputError(
+            f"this run needs about {_size(need)} of memory ({each} with a job of {est.largest}"
+            f"{kept}) but this machine has {_size(have)}; lower {flags}."
+        )
+
+
+def _size(n: float) -> str:
+    """Bytes in GiB, or TiB from 1024 GiB, one decimal."""
+    gib = n / 2**30
+    return f"{gib / 1024:.1f} TiB" if gib >= 1024 else f"{gib:.1f} GiB"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0, or 130 after a Ctrl-C, which says how
-    to resume).
+    """Run the command line; returns the exit status (0; 1 after a lost Ray cluster and 130
+    after a Ctrl-C, each with the command that resumes).
 
     Raises:
         UserError: bad inputs or an unusable output folder (``run_cli`` prints it as one line);
@@ -248,25 +332,21 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.rebuild_report:
         return rebuild_report(args.experiment, Path(args.out))
-    base = _check_inputs(args)
-    plan = make_plan(args)
+    base, plan = _check_inputs(args)
     out = Path(args.out) if args.out else store.default_out(args.experiment)
     resume_cmd = "python -m offload.experiments " + shlex.join(
         argv if args.out else [*argv, "--out", str(out)]
     )
     config = run_config(args, plan)
     md = out / report_name(args.experiment)
-    manifest = out / store.MANIFEST
-    if manifest.exists() and not (out / store.PROGRESS).exists() and md.exists():
-        try:
-            finished_config = json.loads(manifest.read_text()).get("config")
-        except (OSError, ValueError, AttributeError):
-            finished_config = None  # unreadable: run again, the new set replaces it
-        if finished_config == config:
-            print(f"nothing to do: {out} already holds this finished run ({md}).")
-            return 0
+    claim = store.claim(out, config, report=md.name, overwrite=args.overwrite)
+    if claim.done:
+        print(f"nothing to do: {out} already holds this finished run ({md}).")
+        return 0
     with _connected(args):  # a Ray cluster that does not answer fails here, before any write
-        return _run(args, argv, base=base, plan=plan, out=out, config=config, resume_cmd=resume_cmd)
+        return _run(
+            args, argv, base=base, plan=plan, out=out, config=config, claim=claim, resume=resume_cmd
+        )
 
 
 def _connected(args: argparse.Namespace) -> AbstractContextManager[object]:
@@ -284,43 +364,60 @@ def _run(
     plan: Plan,
     out: Path,
     config: dict[str, Any],
-    resume_cmd: str,
+    claim: store.Claim,
+    resume: str,
 ) -> int:
-    """Run the experiment's jobs (those saved before are loaded) and write its files to ``out``."""
-    md = out / report_name(args.experiment)
+    """Run the experiment's jobs (those saved before are loaded) and write its files to ``out``;
+    a run that ends before any job finished leaves nothing behind."""
     progress = store.Progress(out, config)
-    store.check_writable(out)
-    progress.open()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
     # actors are saved beside the job results and moved into <out>/actors with the other files,
     # so an interrupted run never leaves a half-replaced actor set in <out>
     actors = progress.root / "actors"
     jobs = build_jobs(args.experiment, plan, args.exits, str(actors), base, args.save_actors)
     keys = [store.job_key(i, job) for i, job in enumerate(jobs)]
-    # the rows of each finished job (anything else under its key, e.g. an unreadable file,
-    # and the job runs again)
-    finished = {i: r for i, k in enumerate(keys) if isinstance(r := progress.load(k), pd.DataFrame)}
-    if finished:
-        print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")
+    finished: dict[int, pd.DataFrame] = {}
 
     def done(index: int, rows: pd.DataFrame) -> None:
         progress.save(keys[index], rows)
         finished[index] = rows
 
-    todo = {i: job for i, job in enumerate(jobs) if i not in finished}
+    created = store.created_root(out)
+    store.check_writable(out)
+    if claim.discard:
+        print(f"discarding the unfinished run of other settings in {out}")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
     try:
+        progress.open(discard=claim.discard)
+        # the rows of each finished job (anything else under its key, e.g. an unreadable file,
+        # and the job runs again)
+        for i, key in enumerate(keys):
+            if isinstance(rows := progress.load(key), pd.DataFrame):
+                finished[i] = rows
+        if finished:
+            print(f"resuming: {len(finished)} of {len(jobs)} jobs already finished in {out}")
+        todo = {i: job for i, job in enumerate(jobs) if i not in finished}
         run_jobs(
             todo, args.workers, done, total=len(jobs), backend=args.backend, address=args.address
         )
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: {len(finished)} of {len(jobs)} jobs are saved in "
-            f"{progress.root}; resume with: {resume_cmd}",
-            file=sys.stderr,
-        )
-        return 130
+    except BaseException as exc:
+        if finished:
+            saved = (
+                f"{len(finished)} of {len(jobs)} jobs are saved in {progress.root}; resume with: "
+                f"{resume}"
+            )
+        else:  # nothing worth keeping: no .progress, no folder that this run made
+            store.abandon(progress, created)
+            saved = "no job had finished, so nothing was saved"
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"\ninterrupted: {saved}", file=sys.stderr)
+            return 130
+        if isinstance(exc, ray_backend.ClusterLost):
+            print(f"error: {exc}; {saved}", file=sys.stderr)
+            return 1
+        raise
     wall = time.perf_counter() - t0
+    md = out / report_name(args.experiment)
     results: dict[str, list[pd.DataFrame]] = {}
     for i in range(len(jobs)):  # job order, not finishing order: the same files every time
         results.setdefault(jobs[i].result_kind, []).append(finished[i])
@@ -337,6 +434,8 @@ def _run(
             text = header(args, plan, argv, base=base, wall_s=wall, resumed=note)
             text += sections
             write_text_atomic(staged / md.name, "\n".join(text) + "\n")
+            if actors.is_dir():
+                os.replace(actors, staged / "actors")
             meta = store.manifest(
                 argv,
                 config,
@@ -348,15 +447,14 @@ def _run(
                 exits=store.display_path(args.exits),
                 backend=args.backend,
                 address=args.address,
+                files=[str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file()],
             )
             write_text_atomic(staged / store.MANIFEST, meta)
-            if actors.is_dir():
-                os.replace(actors, staged / "actors")
-            store.commit(staged, out)
+            store.commit(staged, out, claim.replaces)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted while writing: every job is saved in {progress.root}; "
-            f"rerun to write the files: {resume_cmd}",
+            f"rerun to write the files: {resume}",
             file=sys.stderr,
         )
         return 130

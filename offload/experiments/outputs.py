@@ -70,7 +70,7 @@ def rebuild_report(experiment: str, out: Path) -> int:
             results, staged, exit_table=table, run=store.display_path(str(out)), csvs=False
         )
         write_text_atomic(staged / md.name, "\n".join(old[:first] + sections) + "\n")
-        store.commit(staged, out)
+        store.record_files(out, store.commit(staged, out))
     print(f"rebuilt {md}")
     return 0
 

@@ -8,6 +8,11 @@ line picks a preset with :func:`preset` and overrides single fields (``--seeds``
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from offload.experiments.runner import SCENARIOS
+
+SEED_MAX = 2**32 - 1  # the largest seed (numpy's legacy range; + EVAL_SEED_OFFSET fits int64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,3 +99,72 @@ def preset(experiment: str, quick: bool) -> Plan:
     if quick:
         return QUICK_BY_EXPERIMENT.get(experiment, QUICK)
     return FULL_BY_EXPERIMENT.get(experiment, FULL)
+
+
+# Peak memory of one job, measured with ru_maxrss on single jobs (docs/offload-agents.md,
+# "Memory"). A lockstep group of K runs at M devices, O = N·L options per device, holds the
+# quantiser's candidate arrays (K, 1 + 2·M·(O−1), M) and their scores: ≈ 90–160 bytes per
+# K·M²·O for GRLE and DROOE at M = 400–800 (the M-linear terms fade above M ≈ 400).
+GROUP_BYTES = 170  # per K·M²·O, a lockstep group (Figs. 4–8, topology, regime)
+ABLATION_BYTES = 300  # per M²·O, one ablation run (S = M·N·L random candidates too): 290 at M = 400
+CITY_BYTES = 150  # per M·N·L of one city of the scale grid (sparse path): 110–140 at M = 2000–4000
+PROCESS_BYTES = 1 << 29  # a process with torch and the toolkit imported (0.7 GiB RSS, part shared)
+CURVE_ROW_BYTES = 400  # one slot of a convergence curve, held until the files are written
+
+
+class MemoryEstimate(NamedTuple):
+    """The peak memory of a run's largest job, what that job is, and what shrinks it."""
+
+    job_bytes: int  # the largest job's peak, bytes (without its process's PROCESS_BYTES)
+    largest: str  # the largest job in words ("2 runs at M = 100000 with N·L = 10 options ...")
+    lower: tuple[str, ...]  # the flags that shrink the estimate, the strongest first
+    results_bytes: int = 0  # what the main process keeps of the jobs' rows until the end, bytes
+    results: str = ""  # those rows in words ("2 convergence curves of 60 slots")
+
+
+def memory_estimate(experiment: str, plan: Plan, *, servers: int, exits: int) -> MemoryEstimate:
+    """The peak memory of ``experiment``'s largest job under ``plan`` with ``servers`` edge
+    servers (N) and an exit table of ``exits`` exits (L), in bytes (see :data:`GROUP_BYTES`).
+
+    The slots do not change a job's peak (its metrics are running sums, its replay memory has a
+    fixed capacity) except the convergence curves, which keep one row per slot."""
+    options = servers * exits  # O = N·L
+
+    def group(runs: int, m: int, lower: tuple[str, ...]) -> MemoryEstimate:
+        what = f"{runs} run{'s' * (runs > 1)} at M = {m} with N·L = {options} options per device"
+        return MemoryEstimate(GROUP_BYTES * runs * m * m * options, what, lower)
+
+    jobs: list[MemoryEstimate] = []
+    curves = 0
+    if experiment in ("convergence", "paper"):
+        curves = CURVE_ROW_BYTES * 2 * len(plan.seeds) * plan.convergence_slots  # GRLE, DROOE
+        jobs.append(group(1, plan.convergence_devices, ("--seeds", "--workers")))
+    if experiment in ("topology", "paper"):
+        m = max(*plan.topology_eval_devices, plan.topology_max_devices)
+        jobs.append(group(len(plan.seeds), m, ("--seeds", "--workers")))
+    if experiment in (*SCENARIOS, "paper"):
+        scenarios = len(SCENARIOS) if experiment == "paper" else 1  # every (scenario, τ, seed)
+        runs = scenarios * len(plan.taus) * len(plan.seeds)
+        jobs.append(group(runs, max(plan.devices), ("--devices", "--seeds", "--workers")))
+    if experiment == "regime":  # a job: every (compute scale, τ, seed) of one method
+        runs = len(plan.regime_scales) * len(plan.taus) * len(plan.seeds)
+        lower = ("--regime-devices", "--regime-scales", "--seeds", "--workers")
+        jobs.append(group(runs, plan.regime_devices, lower))
+    if experiment == "ablation":  # run by run
+        m = max(plan.devices)
+        what = f"1 run at M = {m} with N·L = {options} options per device"
+        jobs.append(
+            MemoryEstimate(ABLATION_BYTES * m * m * options, what, ("--devices", "--workers"))
+        )
+    if experiment == "scale":  # one city of the grid at a time
+        m, n = max(plan.scale_devices), max(plan.scale_servers)
+        what = f"a city of M = {m} devices and N = {n} edge servers"
+        lower = ("--scale-devices", "--scale-servers", "--workers")
+        jobs.append(MemoryEstimate(CITY_BYTES * m * n * exits, what, lower))
+    largest = max(jobs, key=lambda job: job.job_bytes)
+    if not curves:
+        return largest
+    lower = ("--convergence-slots", "--seeds") if curves > largest.job_bytes else largest.lower
+    n = 2 * len(plan.seeds)
+    what = f"{n} convergence curves of {plan.convergence_slots} slots"
+    return largest._replace(results_bytes=curves, results=what, lower=lower)

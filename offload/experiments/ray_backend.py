@@ -11,6 +11,10 @@ have written them. The numbers do not depend on the paths, so a Ray run writes t
 a local one. Every task asks for one CPU, and each job sets torch's threads to one itself, as in
 the local pool (Ray also sets ``OMP_NUM_THREADS`` to a task's CPUs when the node has not set it).
 
+A lost node, worker or connection (any Ray error that is not a job's own exception) ends the
+run with :class:`ClusterLost`; the jobs finished before it are saved, so the command line
+reports them and how to resume.
+
 Ray is an optional dependency (``pip install -e '.[cluster]'``): nothing here imports it until a
 run asks for it.
 """
@@ -21,8 +25,8 @@ import dataclasses
 import logging
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,6 +43,11 @@ OutputFiles = dict[tuple[str, str], bytes]  # (field, path below the folder) -> 
 class BackendError(UserError):
     """The Ray backend cannot run (Ray missing, no cluster at the address); one sentence says
     what to do."""
+
+
+class ClusterLost(BackendError):
+    """Ray lost a node, a worker or the connection to the cluster during a run; the message
+    names Ray's error in one line."""
 
 
 def require_ray() -> ModuleType:
@@ -103,6 +112,31 @@ def write_outputs(job: Any, files: OutputFiles) -> None:
         write_bytes_atomic(Path(getattr(job, name)) / relative, data)
 
 
+def check_address(address: str | None) -> None:
+    """Refuse an ``--address`` that Ray cannot read, before any work (Ray's own error is a
+    traceback): ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` pass.
+
+    Raises:
+        BackendError: ``address`` has another form.
+    """
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not (sep and host and "/" not in host and port.isdigit() and 0 < int(port) < 65536):
+        raise BackendError(
+            f"--address {address} is not a Ray address; pass `auto` on a node of the cluster, "
+            "HOST:PORT of its head (e.g. 10.0.0.5:6379) or ray://HOST:PORT for Ray Client "
+            "(port 10001)."
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), for a one-line error."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 @contextmanager
 def session(address: str | None, workers: int) -> Iterator[ModuleType]:
     """The ``ray`` module, connected to the cluster at ``address`` or to a new local instance of
@@ -123,6 +157,11 @@ def session(address: str | None, workers: int) -> Iterator[ModuleType]:
             ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
         else:
             ray.init(address=address, logging_level=logging.WARNING)
+    except ValueError as exc:  # an address Ray cannot use (ray://: Ray Client not installed)
+        raise BackendError(
+            f"Ray cannot connect to --address {address} ({_first_line(exc)}); pass `auto`, "
+            "HOST:PORT of the head, or install Ray Client (pip install 'ray[client]') for ray://."
+        ) from None
     except ConnectionError as exc:
         raise BackendError(
             f"no Ray cluster answers at --address {address} ({exc}); start one with "
@@ -132,7 +171,8 @@ def session(address: str | None, workers: int) -> Iterator[ModuleType]:
     try:
         yield ray
     finally:
-        ray.shutdown()
+        with suppress(Exception):  # after a lost node Ray may fail to stop what is gone
+            ray.shutdown()
 
 
 def _check_reachable(address: str) -> None:
@@ -165,11 +205,14 @@ def run_tasks(
 
     Raises:
         KeyboardInterrupt: on Ctrl-C; the tasks still running are cancelled first.
+        ClusterLost: Ray lost a node, a worker or the connection (the jobs handed to ``done``
+            before it stay done).
         Exception: what a job raised (the first to fail; the others are cancelled).
     """
-    task = ray.remote(num_cpus=1)(run_on_node)
-    pending = {task.remote(job, input_files(job)): index for index, job in jobs.items()}
+    pending: dict[Any, int] = {}
     try:
+        task = ray.remote(num_cpus=1)(run_on_node)
+        pending = {task.remote(job, input_files(job)): index for index, job in jobs.items()}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
@@ -183,7 +226,19 @@ def run_tasks(
             write_outputs(jobs[index], files)
             done(index, rows)
             update()
+    except (ray.exceptions.RayError, ConnectionError) as exc:
+        _cancel(ray, pending)
+        task_error = ray.exceptions.RayTaskError
+        if isinstance(exc, task_error) or isinstance(exc.__cause__, task_error):  # a job's own
+            raise
+        raise ClusterLost(f"Ray lost a node or the connection ({_first_line(exc)})") from None
     except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        _cancel(ray, pending)
         raise
+
+
+def _cancel(ray: ModuleType, refs: Iterable[Any]) -> None:
+    """Cancel the tasks still running; a cluster that is gone cannot, and need not."""
+    for ref in refs:
+        with suppress(Exception):
+            ray.cancel(ref, force=True)

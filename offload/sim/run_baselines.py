@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from grle_common.cli import run_cli
+from grle_common.cli import UserError, bounded, run_cli
 
 from ..exit_table import load_exit_table
 from .baselines import BASELINES
@@ -77,18 +77,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--table", default="checkpoints/paper_table1.csv", help="candidate exit table CSV"
     )
-    p.add_argument("--slots", type=int, default=10_000, help="slots per (scenario, policy)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-devices", type=int, default=defaults.num_devices)
-    p.add_argument("--slot-ms", type=float, default=defaults.slot_ms)
-    p.add_argument("--scenarios", type=int, nargs="+", default=[1, 2, 3, 4])
+    count, positive = bounded(int, 1), bounded(float, 0, low_open=True)
+    p.add_argument("--slots", type=count, default=10_000, help="slots per (scenario, policy)")
+    p.add_argument("--seed", type=bounded(int, 0), default=0)
+    p.add_argument("--num-devices", type=count, default=defaults.num_devices)
+    p.add_argument("--slot-ms", type=positive, default=defaults.slot_ms)
+    p.add_argument("--scenarios", type=bounded(int, 1, 4), nargs="+", default=[1, 2, 3, 4])
     p.add_argument("--policies", nargs="+", default=list(BASELINES), choices=list(POLICIES))
     p.add_argument("--kb-reading", default=defaults.kb_reading)
     p.add_argument("--psi-form", default=defaults.psi_form)
     p.add_argument("--late-policy", default=defaults.late_policy)
     p.add_argument("--completion-origin", default=defaults.completion_origin)
     p.add_argument("--rate-model", default=defaults.rate_model)
-    p.add_argument("--compute-scale", type=float, default=defaults.compute_scale)
+    p.add_argument("--compute-scale", type=positive, default=defaults.compute_scale)
     p.add_argument(
         "--cross-slot-queue",
         default=defaults.cross_slot_queue,
@@ -96,9 +97,14 @@ def parser() -> argparse.ArgumentParser:
         help="ES queue across slots (MECConfig.cross_slot_queue)",
     )
     p.add_argument("--dynamic-topology", action="store_true")
-    p.add_argument("--max-devices", type=int, default=None, help="padding size (dynamic topology)")
     p.add_argument(
-        "--optimum-every", type=int, default=0, help="eq. (17) on every K-th slot (0: off)"
+        "--max-devices", type=count, default=None, help="padding size (dynamic topology)"
+    )
+    p.add_argument(
+        "--optimum-every",
+        type=bounded(int, 0),
+        default=0,
+        help="eq. (17) on every K-th slot (0: off)",
     )
     return p
 
@@ -108,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     p = parser()
     args = p.parse_args(argv)
     table = load_exit_table(args.table)  # ExitTableError: run_cli prints its one sentence
+    try:  # the flags together (e.g. --max-devices below --num-devices), before any work
+        configs = {scenario: config_from_args(args, scenario) for scenario in args.scenarios}
+    except ValueError as exc:  # MECConfig says which value and why
+        raise UserError(f"{exc} Fix the flag and run again.") from None
     rows = []
     header = (
         f"{'scenario':>8} {'policy':>18} {'avg_acc':>8} {'SSP':>6} {'thr/s':>8} "
@@ -121,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     )
     print(header)
     for scenario in args.scenarios:
-        env = OffloadEnv(table, config_from_args(args, scenario))
+        env = OffloadEnv(table, configs[scenario])
         for name in args.policies:
             t0 = time.perf_counter()
             m = run_policy(

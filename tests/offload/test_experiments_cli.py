@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from grle_common.cli import run_cli
 from offload.agents import load_agent
-from offload.experiments.__main__ import main
+from offload.experiments import store
+from offload.experiments.__main__ import EXPERIMENTS, main, parser
+from offload.experiments.presets import PROCESS_BYTES, memory_estimate, preset
+from offload.experiments.runner import default_exits
 
 METHODS = {"GRLE", "GRLE+", "GRL", "DROOE", "DROO", "greedy", "greedy-main", "random"}
 
@@ -119,15 +126,106 @@ def test_missing_exit_table_is_one_clear_error(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_simulator_flag_out_of_range_is_one_clear_error(tmp_path, capsys):
+COUNT, SEED, POSITIVE = "an integer ≥ 1", "an integer ≥ 0 and ≤ 4294967295", "a number > 0"
+# (experiment, flag, its values, the flag's range); the last value is out of range
+BAD_NUMBERS = [
+    *[("devices", "--devices", v, COUNT) for v in ("0", "-3", "4 0")],
+    *[("devices", "--eval-slots", v, COUNT) for v in ("0", "-5")],
+    *[("devices", "--workers", v, COUNT) for v in ("0", "-2")],
+    ("convergence", "--convergence-slots", "0", COUNT),
+    ("regime", "--regime-devices", "0", COUNT),
+    *[
+        ("scale", f, "0", COUNT)
+        for f in ("--scale-candidates", "--scale-devices", "--scale-servers")
+    ],
+    ("devices", "--train-slots", "-1", "an integer ≥ 0"),
+    *[("devices", "--seeds", v, SEED) for v in ("-1", "0 4294967296")],
+    *[("devices", "--compute-scale", v, POSITIVE) for v in ("-1", "0", "nan")],
+    ("regime", "--regime-scales", "1 0", POSITIVE),
+]
+
+
+@pytest.mark.parametrize(("experiment", "flag", "values", "valid"), BAD_NUMBERS)
+def test_a_number_out_of_range_is_refused_before_any_work(
+    tmp_path, capsys, experiment, flag, values, valid
+):
     out = tmp_path / "out"
-    assert run_cli(main, ["devices", "--quick", "--compute-scale", "-1", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([experiment, flag, *values.split(), "--quick", "--out", str(out)])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    got = values.split()[-1]
     assert (
-        err == "error: compute_scale must be positive (1 = the table's latencies). Fix the "
-        "flag and run again.\n"
+        last
+        == f"python -m offload.experiments: error: argument {flag}: must be {valid} (got {got})"
     )
     assert not out.exists()
+
+
+def test_every_numeric_option_has_a_range():
+    numeric = [a for a in parser()._actions if a.type is not None]
+    assert {a.dest for a in numeric} == {
+        "seeds", "workers", "devices", "regime_devices", "regime_scales", "scale_devices",
+        "scale_servers", "scale_candidates", "train_slots", "eval_slots", "convergence_slots",
+        "compute_scale",
+    }  # fmt: skip
+    assert all(a.type not in (int, float) for a in numeric)  # bounded, not a bare type
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["devices", "--devices", "4", "10", "4"],
+            "--devices names 4 more than once; give each value once.",
+        ),
+        (["devices", "--seeds", "1", "1", "2", "2"], "--seeds names 1, 2 more than once; give each value once."),
+        (["devices", "--compute-scale", "inf"], "--compute-scale must be a finite number (got inf)."),
+        (["regime", "--regime-scales", "1", "inf"], "--regime-scales must be a finite number (got inf)."),
+    ],
+)  # fmt: skip
+def test_values_that_do_not_fit_together_are_one_sentence(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert run_cli(main, [*argv, "--quick", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+
+
+def test_a_run_bigger_than_the_machines_memory_is_refused_with_the_estimate(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(store, "memory_bytes", lambda: 16 * 2**30)
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("jobs ran although the run cannot fit in memory")
+
+    monkeypatch.setattr("offload.experiments.__main__.run_jobs", no_work)
+    out = tmp_path / "out"
+    # --quick devices: 8 groups of 2 runs (τ = 10, 30); at M = 100000 the quantiser's candidate
+    # arrays alone are 168 GiB per group
+    assert run_cli(main, ["devices", "--quick", "--devices", "100000", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "error: this run needs about 61.8 TiB of memory (2 processes, each with a job of 2 runs "
+        "at M = 100000 with N·L = 10 options per device) but this machine has 16.0 GiB; lower "
+        "--devices, --seeds or --workers.\n"
+    )
+    argv = ["convergence", "--quick", "--workers", "1", "--convergence-slots", "100000000"]
+    assert run_cli(main, [*argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "error: this run needs about 75.0 GiB of memory (1 process with a job of 1 run at M = 6 "
+        "with N·L = 10 options per device, and 2 convergence curves of 100000000 slots) but this "
+        "machine has 16.0 GiB; lower --convergence-slots or --seeds.\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_the_full_presets_fit_a_small_machine(experiment):
+    """The estimate refuses absurd runs, not the committed ones: every full preset on 2 workers
+    stays under 4 GiB."""
+    plan = preset(experiment, quick=False)
+    est = memory_estimate(experiment, plan, servers=2, exits=5)
+    assert 2 * (PROCESS_BYTES + est.job_bytes) + est.results_bytes < 4 * 2**30
 
 
 def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
@@ -152,3 +250,34 @@ def test_a_measured_table_runs_on_its_own_server_devices(tmp_path, capsys):
     greedy = rows[(rows["method"] == "greedy") & (rows["tau_ms"] == 30)]["avg_accuracy"].item()
     assert grl < 0.2 < greedy
     assert "server_devices = ('cpu_1t', 'cpu_1t')" in (out / "devices.md").read_text()
+
+
+MEASURED = Path(__file__).resolve().parents[2] / "scripts" / "offload_measured.py"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "valid"),
+    [
+        ("--devices", "0", "an integer ≥ 1"),
+        ("--taus", "-10", "a number > 0"),
+        ("--seeds", "-1", "an integer ≥ 0 and ≤ 4294967295"),
+        ("--train-slots", "-1", "an integer ≥ 0"),
+        ("--eval-slots", "0", "an integer ≥ 1"),
+        ("--workers", "0", "an integer ≥ 1"),
+    ],
+)
+def test_the_measured_table_script_refuses_a_number_out_of_range(
+    tmp_path, capsys, monkeypatch, flag, value, valid
+):
+    spec = importlib.util.spec_from_file_location("offload_measured", MEASURED)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "offload_measured", script)  # its dataclasses look it up
+    spec.loader.exec_module(script)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--exits", default_exits(), "--out", str(out), flag, value])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python scripts/offload_measured.py: error: argument {flag}: must be {valid} (got {value})"
+    )
+    assert not out.exists()

@@ -4,6 +4,7 @@ calibration study command."""
 import numpy as np
 import pytest
 
+from grle_common.cli import run_cli
 from offload.sim import MECConfig, OffloadEnv, calibration, optimal_decision
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision
 from offload.sim.metrics import MetricsAccumulator, normalised_reward
@@ -40,6 +41,36 @@ def test_normalised_reward_of_optimum_is_one(hand_state):
     assert normalised_reward(state, best.decision) == pytest.approx(1.0)
     worse = normalised_reward(state, np.array([1, 1, 1]))
     assert 0.0 < worse < 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "last"),
+    [
+        (["--slots", "0"], "argument --slots: must be an integer ≥ 1 (got 0)"),
+        (["--seed", "-1"], "argument --seed: must be an integer ≥ 0 (got -1)"),
+        (["--num-devices", "0"], "argument --num-devices: must be an integer ≥ 1 (got 0)"),
+        (["--slot-ms", "0"], "argument --slot-ms: must be a number > 0 (got 0)"),
+        (["--scenarios", "1", "5"], "argument --scenarios: must be an integer ≥ 1 and ≤ 4 (got 5)"),
+        (["--compute-scale", "-2"], "argument --compute-scale: must be a number > 0 (got -2)"),
+        (["--max-devices", "0"], "argument --max-devices: must be an integer ≥ 1 (got 0)"),
+        (["--optimum-every", "-1"], "argument --optimum-every: must be an integer ≥ 0 (got -1)"),
+    ],
+)  # fmt: skip
+def test_baseline_command_refuses_a_number_out_of_range(capsys, argv, last):
+    with pytest.raises(SystemExit) as exc:
+        run_baselines(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f": error: {last}")
+
+
+def test_baseline_command_refuses_flags_that_do_not_fit_together(capsys, paper_table_path):
+    argv = ["--table", str(paper_table_path), "--num-devices", "6", "--max-devices", "4"]
+    assert run_cli(run_baselines, argv) == 2
+    assert capsys.readouterr() == (
+        "",
+        "error: max_devices=4 is below num_devices=6; raise it or leave it None. Fix the flag "
+        "and run again.\n",
+    )
 
 
 def test_baseline_command_counts_every_task(capsys):
