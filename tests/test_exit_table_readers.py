@@ -189,3 +189,18 @@ def test_simulator_clis_give_the_readers_message_not_a_traceback(module, tmp_pat
     bad.write_text(text)
     assert run_cli(importlib.import_module(module).main, ["--table", str(bad)]) == 2
     assert capsys.readouterr().err == f"error: {bad}{message}\n"
+
+
+@pytest.mark.parametrize("module", ["offload.sim.run_baselines", "offload.sim.calibration"])
+def test_simulator_clis_read_a_shallow_table_only_with_its_main_branch_declared(
+    module, tmp_path, capsys
+):
+    import importlib
+
+    main = importlib.import_module(module).main
+    path = tmp_path / "shallow.csv"
+    path.write_text(HEADER + ROW1 + ROW7)
+    argv = ["--table", str(path), "--slots", "2", "--num-devices", "2"]
+    assert run_cli(main, argv) == 2
+    assert capsys.readouterr().err == f"error: {path}{BAD_TABLES['no main branch'][1]}\n"
+    assert run_cli(main, [*argv, "--main-exit", "7"]) == 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from grle_common.cli import UserError, bounded, run_cli
 
-from ..exit_table import load_exit_table
+from ..exit_table import MAIN_EXIT, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
@@ -78,6 +78,12 @@ def parser() -> argparse.ArgumentParser:
         "--table", default="checkpoints/paper_table1.csv", help="candidate exit table CSV"
     )
     count, positive = bounded(int, 1), bounded(float, 0, low_open=True)
+    p.add_argument(
+        "--main-exit",
+        type=count,
+        default=MAIN_EXIT,
+        help=f"exit number of the main branch, the table's deepest (default {MAIN_EXIT})",
+    )
     p.add_argument("--slots", type=count, default=10_000, help="slots per (scenario, policy)")
     p.add_argument("--seed", type=bounded(int, 0), default=0)
     p.add_argument("--num-devices", type=count, default=defaults.num_devices)
@@ -113,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     """Parse arguments, run, print the table; returns its rows."""
     p = parser()
     args = p.parse_args(argv)
-    table = load_exit_table(args.table)  # ExitTableError: run_cli prints its one sentence
+    table = load_exit_table(
+        args.table, main_exit=args.main_exit
+    )  # ExitTableError: run_cli prints its one sentence
     try:  # the flags together (e.g. --max-devices below --num-devices), before any work
         configs = {scenario: config_from_args(args, scenario) for scenario in args.scenarios}
     except ValueError as exc:  # MECConfig says which value and why
