@@ -94,7 +94,9 @@ def test_unwritable_out_is_one_sentence_before_any_work(tmp_path, capsys, monkey
 
 def test_a_folder_of_another_unfinished_run_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
-    store.Progress(out, {"experiment": "csi", "engine": "loop"}).open()  # before issue 12
+    store.Progress(
+        out, {"experiment": "csi", "engine": "loop"}
+    ).open()  # before the one-code-path refactor
     assert run_cli(main, ["csi", *TINY, "--workers", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds an unfinished run with other settings" in err and "engine" in err
