@@ -11,11 +11,12 @@ For each agent on slots of the paper's network (M devices, N = 2 ESs, L = 5 exit
   (the decision Algorithm 1 acts with);
 - ``train``: one Adam step of eq. (16) on a mini-batch of 64 (memory full).
 
-Agents: the experiments' GRLE, GRL, DROOE, DROO (GRLE/GRL with ``offload.agents.agent.GRAPH_ACTOR``),
-``GRLE-paper`` (the paper's actor, eqs. 12-14 as written), ``GRLE+`` and ``GRLE-MLP``.
+Agents (``--agents``, the method names of ``offload.agents``): GRLE (the paper's actor, eqs.
+12-14 as written), GRLE+ (the engineered actor), GRLE-MLP, GRL, DROOE and DROO; by default the
+experiments' GRLE, GRLE+, GRL, DROOE and DROO.
 
 It also times the simulator calls the critic uses (``score_decisions`` for S candidates) so the
-agent's own share is visible, and prints ratios against the 1 ms target for GRLE.
+agent's own share is visible, and prints ratios against the 1 ms target for GRLE and GRLE+.
 
 ``--lockstep K`` (default 24, 0 = skip) then times the lockstep engine of the experiments: one
 evaluation slot (encode, actor, quantiser, critic scoring, environment step) and one training
@@ -42,17 +43,6 @@ from offload.experiments.runner import SCENARIOS, default_exits, mec_config
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.batch import BatchEnv, batch_score
 
-#: benchmark label -> (method name, actor kind or None for the method's default)
-AGENTS = {name: (name, None) for name in ALL_AGENT_NAMES} | {"GRLE-paper": ("GRLE", "grle_paper")}
-AGENTS["GRLE+-pyg"] = ("GRLE+", None)  # GRLE+ with torch-geometric's mean aggregation
-OPTIONS = {"GRLE+-pyg": {"aggregation": "pyg"}}
-
-
-def build(label: str, **kwargs):
-    """make_agent for a benchmark label."""
-    name, kind = AGENTS[label]
-    return make_agent(name=name, actor=kind, actor_options=OPTIONS.get(label), **kwargs)
-
 
 def median_ms(fn, states, repeats: int) -> float:
     for s in states[:20]:  # warm-up
@@ -70,9 +60,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--devices", type=bounded(int, low=1), default=14)
     p.add_argument("--repeats", type=bounded(int, low=1), default=300)
-    p.add_argument(
-        "--agents", nargs="+", default=[*AGENT_NAMES, "GRLE-paper"], choices=list(AGENTS)
-    )
+    p.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=list(ALL_AGENT_NAMES))
     p.add_argument(
         "--lockstep", type=bounded(int, low=0), default=24, help="runs stepped together (0: skip)"
     )
@@ -99,8 +87,8 @@ def main() -> None:
     print(f"simulator score_decisions of S candidates: {score_ms:.3f} ms")
     print(f"{'agent':10s} {'actor ms':>9s} {'decide ms':>10s} {'train ms':>9s}")
     for name in args.agents:
-        agent = build(
-            name, num_exits=table.num_exits, num_devices=args.devices, num_servers=2, seed=0
+        agent = make_agent(
+            name=name, num_exits=table.num_exits, num_devices=args.devices, num_servers=2, seed=0
         )
         for s in states[:128]:  # fill the replay memory (and train a little)
             agent.learn(s, lambda c, s=s: score_decisions(s, c))
@@ -112,7 +100,7 @@ def main() -> None:
             lambda s, a=agent: a.learner.train_step(), states, max(args.repeats // 5, 20)
         )
         print(f"{name:10s} {actor:9.3f} {decide:10.3f} {train:9.2f}")
-        if name in ("GRLE", "GRLE-paper"):
+        if name in ("GRLE", "GRLE+"):
             print(f"           {name} actor decision / 1 ms target = {actor:.2f}")
     if args.lockstep:
         lockstep(args, table)
@@ -132,8 +120,8 @@ def lockstep(args: argparse.Namespace, table) -> None:
     print(f"{'agent':10s} {'loop slot':>10s} {'lockstep':>9s} {'ratio':>6s} {'train/run':>10s}")
     for name in args.agents:
         agents = [
-            build(
-                name,
+            make_agent(
+                name=name,
                 num_exits=table.num_exits,
                 num_devices=args.devices,
                 num_servers=2,

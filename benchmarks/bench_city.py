@@ -1,4 +1,4 @@
-"""Speed of the city network (issue 13) and its references, against the number of devices.
+"""Speed of the city network and its references, against the number of devices.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_city.py [--sizes 50 100 200 500 1000]
         [--devices-per-server 20] [--k 5] [--repeats 7] [--seed 0] [--scenario 2]
@@ -14,7 +14,7 @@ M (time ~ M^slope). Then, at the largest M, the references' predicted Q on one s
 `--subnets` sub-networks of up to 10 devices sharing an ES, the exact optimum against the
 bound, the greedy and the local search (how tight the bound is where it can be checked).
 
-Then the GRLE actors at scale (issue 13 part B): GRLE (the paper's actor) and GRLE+ trained
+Then the GRLE actors at scale: GRLE (the paper's actor) and GRLE+ trained
 for `--train-slots` slots on a small city (20 devices, 4 ES, 2 nearest; the scale
 experiment's training), then on the same slots of every M: the actor alone (sparse encoder +
 forward, `offload.agents.sparse`) and actor + critic (`offload.agents.scale_critic.
@@ -22,7 +22,7 @@ decide_at_scale`, S = 16, no repair), medians and slopes; the candidate set's qu
 trade-off (S in {1, 4, 16} x repair off / one local-search pass over every device below its
 bound / over the devices earning < 0.25 of it; predicted Q / bound on the same slots) at M = 200 and 1,000; and the peak memory of the whole process (ru_maxrss).
 
-Targets (issue 13; one core, medians, M = 1,000, N = 50, L = 5): environment step <= 20 ms,
+Targets (one core, medians, M = 1,000, N = 50, L = 5): environment step <= 20 ms,
 GRLE actor <= 20 ms per slot, actor + critic <= 100 ms, memory of the whole run <= 2 GB.
 """
 

@@ -5,7 +5,7 @@ environment by environment.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_sim.py [--slots 200] [--seed 0] [--batch-repeat 50]
 
-Targets (issue 4): scoring S = 140 candidates <= 0.5 ms; exact optimum <= 100 ms median.
+Targets: scoring S = 140 candidates <= 0.5 ms; exact optimum <= 100 ms median.
 Reports medians (and p90/max for the optimum) over the slots of a seeded scenario-2 run.
 """
 

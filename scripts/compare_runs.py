@@ -15,8 +15,8 @@ every file they share by kind:
   command, revision, machine, paths, workers, backend).
 
 Files present in only one folder are reported. Images and logs are not compared. Exit status 0 when
-everything matches, 1 otherwise; one summary line per file. This is the tool behind issue 12's
-"the same commands give the same numbers to within 1e-9".
+everything matches, 1 otherwise; one summary line per file. It checks that a change keeps "the
+same commands give the same numbers to within 1e-9" (the outputs of scripts/goldens.sh).
 """
 
 from __future__ import annotations

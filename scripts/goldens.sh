@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reduced-size runs of every committed offload report's command, to compare two trees number by
-# number (issue 12: "before you change anything, rerun the committed reports' commands ... and
-# keep the output"; compare with scripts/compare_runs.py).
+# number: run it on the tree before a change and on the tree after it, and compare the two
+# outputs with scripts/compare_runs.py.
 #
 # Usage: scripts/goldens.sh TREE OUT [ids...]     (default ids: G1 ... G8)
 #   TREE  a checkout of this repository (e.g. a `git worktree add /tmp/before <rev>`)
@@ -12,7 +12,8 @@
 #   G2 the same at the stated numbers, two seeds, M = 4
 #   G3 ablation --quick       G4 regime --quick
 #   G5 scripts/offload_measured.py on the CPU reference table and Table I
-#   G6 devices --quick with the former one-run engine (only trees before issue 12 have --engine)
+#   G6 devices --quick with the former one-run engine (only trees before the one-code-path
+#      refactor have --engine)
 #   G7 the baseline and calibration CLIs (their wall-time column dropped)
 #   G8 simulator traces of the paths no committed file uses (scripts/golden_traces.py)
 # About 3 minutes of one CPU core in all. The interpreter is $PYTHON, else this checkout's

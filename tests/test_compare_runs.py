@@ -1,4 +1,4 @@
-"""scripts/compare_runs.py: the before/after comparison behind issue 12 finds exactly the
+"""scripts/compare_runs.py: the before/after comparison finds exactly the
 differences that matter (numbers beyond the tolerance, changed columns, missing files) and
 ignores the ones that do not (wall times, invocation metadata)."""
 

@@ -2,10 +2,9 @@
 actors."""
 
 from offload.agents.agent import (
-    ACTOR_KINDS,
+    ACTOR_KIND,
     AGENT_NAMES,
     ALL_AGENT_NAMES,
-    GRAPH_ACTOR,
     LearningAgent,
     StepResult,
     load_agent,
@@ -21,12 +20,11 @@ from offload.agents.learner import (
 )
 
 __all__ = [
-    "ACTOR_KINDS",
+    "ACTOR_KIND",
     "ActorInput",
     "AGENT_NAMES",
     "ALL_AGENT_NAMES",
     "DROO_PUBLISHED",
-    "GRAPH_ACTOR",
     "Learner",
     "LearnerConfig",
     "LearningAgent",

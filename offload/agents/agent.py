@@ -11,18 +11,18 @@ Methods and actor kinds (docs/offload-agents.md):
 ========  ==============  ==========================================================================
 method    actor kind      network
 ========  ==============  ==========================================================================
-GRLE      ``GRAPH_ACTOR`` the graph actor below, all exits
-GRL       ``GRAPH_ACTOR`` the same, main branch only
+GRLE      ``grle_paper``  :class:`~offload.agents.grle_paper.GRLEPaperActor`, eqs. (12)–(14) as
+                          written; all exits
+GRL       ``grle_paper``  the same, main branch only
 GRLE+     ``grle_plus``   :class:`~offload.agents.grle.GRLEActor`: typed weights, engineered edge
                           features (not the paper's eqs. 12–13); all exits
-GRL+      ``grle_plus``   the same, main branch only
 GRLE-MLP  ``edge_mlp``    :class:`~offload.agents.edge_mlp.EdgeMLPActor` on GRLE+'s features, no
                           message passing (ablation)
 DROOE     ``droo``        :class:`~offload.agents.droo.DROOActor`, all exits
 DROO      ``droo``        the same, main branch only
 ========  ==============  ==========================================================================
 
-``grle_paper`` is :class:`~offload.agents.grle_paper.GRLEPaperActor`, eqs. (12)–(14) as written.
+The saved sidecar names the actor kind, so :func:`load_agent` rebuilds the network that was saved.
 """
 
 from __future__ import annotations
@@ -54,25 +54,20 @@ from offload.sim.state import BatchState, SlotState
 OneRunScore = Callable[[np.ndarray], np.ndarray]
 """Scores one slot's candidates: int (S, M) -> float (S,) (higher is better, -inf infeasible)."""
 
-#: the learning methods the experiments run (``offload.experiments``). The results/ committed
-#: before issue 10 were made with GRLE, GRL, DROOE, DROO and ``GRAPH_ACTOR = "grle_plus"``, so
-#: their "GRLE" is today's GRLE+.
+#: the learning methods of the paper's experiments (``offload.experiments``)
 AGENT_NAMES = ("GRLE", "GRLE+", "GRL", "DROOE", "DROO")
-#: every method :func:`make_agent` builds
-ALL_AGENT_NAMES = AGENT_NAMES + ("GRL+", "GRLE-MLP")
-ACTOR_KINDS = ("grle_paper", "grle_plus", "edge_mlp", "droo")
-#: The actor kind behind the method names "GRLE" and "GRL": "grle_paper", the paper's actor
-#: (eqs. 12-14 as written); "grle_plus" gives the actor of the results/ committed before issue 10.
-GRAPH_ACTOR = "grle_paper"
-
-_MAIN_BRANCH_ONLY = {"GRL", "GRL+", "DROO"}
-_DEFAULT_KIND = {"GRLE+": "grle_plus", "GRL+": "grle_plus", "GRLE-MLP": "edge_mlp"}
-_DEFAULT_KIND |= {"DROOE": "droo", "DROO": "droo"}
-
-
-def actor_kind(name: str) -> str:
-    """The actor kind a method name builds by default (``GRAPH_ACTOR`` for GRLE and GRL)."""
-    return _DEFAULT_KIND.get(name, GRAPH_ACTOR)
+#: every method :func:`make_agent` builds (GRLE-MLP: the ablation and scale experiments)
+ALL_AGENT_NAMES = AGENT_NAMES + ("GRLE-MLP",)
+#: method name -> actor kind (module docstring)
+ACTOR_KIND = {
+    "GRLE": "grle_paper",
+    "GRL": "grle_paper",
+    "GRLE+": "grle_plus",
+    "GRLE-MLP": "edge_mlp",
+    "DROOE": "droo",
+    "DROO": "droo",
+}
+_MAIN_BRANCH_ONLY = {"GRL", "DROO"}
 
 
 class StepResult(NamedTuple):
@@ -167,29 +162,26 @@ def make_agent(
     num_servers: int | None = None,
     seed: int = 0,
     learner: LearnerConfig = LearnerConfig(),
-    actor: str | None = None,
     actor_options: Mapping[str, Any] | None = None,
 ) -> LearningAgent:
     """Build one of :data:`ALL_AGENT_NAMES` with freshly initialised weights (seeded).
 
     Args:
-        name: the method (decides the option set: main branch only for GRL, GRL+, DROO).
+        name: the method (decides the actor kind, :data:`ACTOR_KIND`, and the option set:
+            main branch only for GRL and DROO).
         num_exits: L, exits per ES.
         num_devices, num_servers: M and N, needed only by the DROO-type actors (fixed input).
         seed: seeds the weights and the replay sampling.
         learner: Algorithm 1's hyper-parameters.
-        actor: actor kind (:data:`ACTOR_KINDS`); default :func:`actor_kind` of ``name``.
         actor_options: fields of the actor's config dataclass to override, e.g.
             ``{"per_user_sigmoid": True, "max_devices": 20}`` for DROO.
 
     Raises:
-        ValueError: unknown name, kind or option, or a DROO without M and N.
+        ValueError: unknown name or option, or a DROO without M and N.
     """
     if name not in ALL_AGENT_NAMES:
         raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(ALL_AGENT_NAMES)}.")
-    kind = actor_kind(name) if actor is None else actor
-    if kind not in ACTOR_KINDS:
-        raise ValueError(f"unknown actor kind {kind!r}; choose one of {', '.join(ACTOR_KINDS)}.")
+    kind = ACTOR_KIND[name]
     main_branch_only = name in _MAIN_BRANCH_ONLY
     if kind == "grle_paper":
         cfg: Any = GRLEPaperConfig(main_branch_only=main_branch_only)
@@ -256,9 +248,11 @@ def load_agent(path: str | os.PathLike) -> LearningAgent:
     if not path.exists():
         raise FileNotFoundError(f"no saved actor at {path}; run an experiment with --out first.")
     meta = json.loads(path.with_suffix(".json").read_text())
-    # actors saved before actor kinds existed: GRLE/GRL were the grle_plus actor
-    kind = meta.get("actor", "droo" if meta["name"] in ("DROOE", "DROO") else "grle_plus")
+    kind = meta["actor"]
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+    # GRLE+ sidecars in results/ name the neighbour mean GRLEConfig offered then ("dense", the
+    # only one it computes now)
+    tuples.pop("aggregation", None)
     learner = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["learner"].items()}
     agent = _build(
         meta["name"],

@@ -1,16 +1,15 @@
-"""GRLE+ (and GRL+): our graph actor with engineered edge features — NOT the paper's eqs. (12)–(13).
+"""GRLE+: our graph actor with engineered edge features — NOT the paper's eqs. (12)–(13).
 
-This is the actor the committed results/ were made with (method names "GRLE"/"GRL" while
-``offload.agents.agent.GRAPH_ACTOR == "grle_plus"``). The paper's actor as written is
-:mod:`offload.agents.grle_paper`; this one departs from eqs. (12)–(13) in three ways, each a
-design choice of ours: separate weights per node type, edge features inside the aggregation
-and in the edge classifier, and edge features *engineered* from the simulator's model (the
-completion time a task would have alone, its reward φ·ψ and a success flag).
+The paper's actor as written (the method GRLE) is :mod:`offload.agents.grle_paper`; this one
+departs from eqs. (12)–(13) in three ways, each a design choice of ours: separate weights per
+node type, edge features inside the aggregation and in the edge classifier, and edge features
+*engineered* from the simulator's model (the completion time a task would have alone, its
+reward φ·ψ and a success flag).
 
 The slot graph has M device nodes and O = N·L exit nodes (option o = n·L + l: exit l on ES n),
 with an edge device m → exit o wherever device m can reach ES n this slot and the option is
-allowed (GRL+ allows only the main branch, l = L − 1, the last row of the exit table). Every
-quantity of the slot state is on a node or an edge:
+allowed (with ``main_branch_only``, only the main branch, l = L − 1, the last row of the exit
+table). Every quantity of the slot state is on a node or an edge:
 
 - device node m: task size d (Mbit), deadline δ (in units of ``time_scale_ms``), uplink backlog
   (in δ), degree / K;
@@ -46,7 +45,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.nn.aggr import MeanAggregation
 
 from offload.sim.reward import psi
 from offload.sim.state import BatchState
@@ -64,17 +62,7 @@ class GRLEConfig:
     classifier_channels: int = 64  # width of MLP₁ in the edge classifier
     time_scale_ms: float = 30.0  # divides node-level times (ms) to make features O(1)
     rate_scale_mbps: float = 100.0  # divides rates (Mbit/s)
-    main_branch_only: bool = False  # True = GRL+: only the main-branch exit (l = L − 1)
-    # neighbour means: "dense" (row-normalised adjacency products, the committed results) or
-    # "pyg" (torch-geometric's MeanAggregation over the edge index; the same means up to
-    # float rounding, slower per decision: docs/offload-agents.md, "GRLE+")
-    aggregation: str = "dense"
-
-    def __post_init__(self) -> None:
-        if self.aggregation not in ("dense", "pyg"):
-            raise ValueError(
-                f"aggregation={self.aggregation!r}; choose 'dense' or 'pyg' (GRLEConfig)."
-            )
+    main_branch_only: bool = False  # True: only the main-branch exit (l = L − 1)
 
 
 def _sub(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -250,7 +238,6 @@ class GRLEActor(nn.Module):
         self.conv2 = BipartiteConv(h1, h1, EDGE_FEATURES, h2)
         self.mlp1 = nn.Linear(2 * h2 + EDGE_FEATURES, config.classifier_channels)
         self.mlp2 = nn.Linear(config.classifier_channels, 1)
-        self._mean = MeanAggregation()  # used with aggregation="pyg"
         # name -> Parameter, looked up once (named_parameters() costs ~30 µs a call); the
         # Parameter objects stay the same through load_state_dict and .to()
         self._own_params = dict(self.named_parameters())
@@ -272,12 +259,9 @@ class GRLEActor(nn.Module):
         ``params``: K runs' weights stacked on a leading axis (names as in ``state_dict``); the
         inputs then lead with the same K axis and the K actors are evaluated in one pass.
         """
-        if self.config.aggregation == "pyg":
-            agg = self._pyg_means(edge_mask, edge_mean_device, edge_mean_exit)
-        else:
-            agg = _Aggregation(
-                adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
-            )
+        agg = _Aggregation(
+            adj_device.__matmul__, adj_exit.__matmul__, edge_mean_device, edge_mean_exit
+        )
         p = params if params is not None else self._own_params
         h_dev, h_exit = self.conv1(x_dev, x_exit, agg, _sub(p, "conv1."))
         h_dev, h_exit = self.conv2(h_dev, h_exit, agg, _sub(p, "conv2."))
@@ -292,29 +276,6 @@ class GRLEActor(nn.Module):
         )
         z = stacked_linear(torch.relu(z), p["mlp2.weight"], p["mlp2.bias"])
         return torch.sigmoid(z).squeeze(-1) * edge_mask
-
-    def _pyg_means(
-        self, edge_mask: torch.Tensor, edge_mean_device: torch.Tensor, edge_mean_exit: torch.Tensor
-    ) -> _Aggregation:
-        """The neighbour means by torch-geometric's ``MeanAggregation`` over the edge index of
-        all graphs at once (node indices offset per graph, as ``Batch.from_data_list`` does)."""
-        lead = edge_mask.shape[:-2]
-        num_devices, num_options = edge_mask.shape[-2:]
-        graphs = edge_mask.reshape(-1, num_devices, num_options)
-        g, m, o = torch.nonzero(graphs > 0, as_tuple=True)
-        dev, ex = g * num_devices + m, g * num_options + o  # node indices over all graphs
-
-        def mean(h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int) -> torch.Tensor:
-            flat = h.reshape(-1, h.shape[-1])
-            out = self._mean(flat[src], dst, dim_size=graphs.shape[0] * size)
-            return out.reshape(*lead, size, h.shape[-1])
-
-        return _Aggregation(
-            lambda h_exit: mean(h_exit, ex, dev, num_devices),
-            lambda h_dev: mean(h_dev, dev, ex, num_options),
-            edge_mean_device,
-            edge_mean_exit,
-        )
 
     def forward(
         self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None

@@ -1,4 +1,4 @@
-"""The critic at city scale (issue 13): a fixed number S of quantised candidates on the sparse
+"""The critic at city scale: a fixed number S of quantised candidates on the sparse
 graph's edges, scored in one batch, plus an optional local repair.
 
 At M = 1,000 devices, N = 50 ES and L = 5 exits the paper's S = M·N·L would be 250,000

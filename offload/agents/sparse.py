@@ -1,5 +1,5 @@
 """The GRLE actors on sparse slot graphs: the device–option graph over the reachable pairs only
-(issue 13, city scale).
+(city scale).
 
 The dense encoders (:func:`~offload.agents.grle.encode_slot_batch`,
 :func:`~offload.agents.grle_paper.encode_paper_batch`) build (M, O) tensors, O = N·L options;

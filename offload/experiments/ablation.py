@@ -24,16 +24,14 @@ ablation``): it trains the agents (``runner.train``) and evaluates every policy;
 writes files.
 Because the environment carries backlogs from slot to slot, two policies evaluated through
 :func:`evaluate_policies` see the same exogenous draws (tasks, rates, capacities) but their own
-backlogs; :func:`score_on_states` instead scores every policy on one fixed sequence of slot states,
-where the per-slot optimum is an upper bound of every policy, slot by slot.
+backlogs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,29 +169,6 @@ def evaluate_policies(
         name: evaluate(OffloadEnv(table, config), policy, slots, seed)
         for name, policy in policies.items()
     }
-
-
-def record_states(
-    table: ExitTable, config: MECConfig, policy: Policy, slots: int, seed: int
-) -> list[SlotState]:
-    """The slot states met while ``policy`` drives an environment reset with ``seed``."""
-    env = OffloadEnv(table, config)
-    env.reset(seed=seed)
-    states = []
-    for _ in range(slots):
-        states.append(env.slot_state)
-        env.step(policy(env.slot_state))
-    return states
-
-
-def score_on_states(
-    states: Sequence[SlotState], policies: Mapping[str, Policy]
-) -> dict[str, np.ndarray]:
-    """Predicted Q of eq. (9) of every policy's decision on the same slot states, (slots,) each."""
-    out: dict[str, Any] = {}
-    for name, policy in policies.items():
-        out[name] = np.array([float(score_decisions(s, policy(s))[0]) for s in states])
-    return out
 
 
 @dataclass(frozen=True)

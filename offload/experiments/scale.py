@@ -1,4 +1,4 @@
-"""The scale experiment (issue 13): GRLE actors trained on small city graphs, evaluated without
+"""The scale experiment: GRLE actors trained on small city graphs, evaluated without
 retraining on city networks of up to M = 1,000 devices and N = 50 edge servers.
 
 Each learner (the paper's GRLE, GRLE+ and the edge MLP GRLE-MLP) runs Algorithm 1 for

@@ -1,4 +1,4 @@
-"""The scale experiment's figures and report section (issue 13), computed from ``scale.csv``
+"""The scale experiment's figures and report section, computed from ``scale.csv``
 alone: quality against M, decision time against M on log–log axes with the fitted slope of
 every method, and the findings (every number read from the table)."""
 
@@ -124,7 +124,7 @@ def scale_section(rows: pd.DataFrame) -> list[str]:
     """Markdown: the findings, then per method and M the measures (mean over N and seeds, times
     as medians) and the fitted slopes."""
     methods = _order(rows)
-    out = ["## Scale: city networks up to M = 1,000 devices (issue 13)", ""]
+    out = ["## Scale: city networks up to M = 1,000 devices", ""]
     out += _findings(rows)
     head = ["method", "M", "avg accuracy", "SSP", "mean Q (true)", "Q / bound",
             "decision ms", "actor ms"]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Figures of issue 10's studies: exit usage, the ablation and the regime map (heat maps).
+"""Figures of the studies of the paper's actor: exit usage, the ablation and the regime map
+(heat maps).
 
 Like :mod:`offload.experiments.figures`, each function returns a bare matplotlib ``Figure``
 whose title says what produced it; :func:`~offload.experiments.figures.save_figure` writes it.

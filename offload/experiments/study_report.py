@@ -1,12 +1,12 @@
-"""The report sections of issue 10: findings computed from the numbers, paired differences and
-exit usage (the ablation's and the regime map's own sections:
+"""The report sections of the studies of the paper's actor: findings computed from the numbers,
+paired differences and exit usage (the ablation's and the regime map's own sections:
 :mod:`offload.experiments.study_sections`).
 
 Every table gives mean ± 95 % CI over seeds (:mod:`offload.experiments.stats`, Student t); the
 paired differences pair two methods' rows on the same seed, i.e. the same training and
 evaluation slots. A section whose data a results frame lacks (e.g. the CSVs committed before
-issue 10 have no exit-usage columns) is replaced by a one-line note. Nothing here states a
-result in words that is not computed from the frame it is given.
+the paper's actor was added have no exit-usage columns) is replaced by a one-line note. Nothing
+here states a result in words that is not computed from the frame it is given.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def findings_section(
         if "GRLE+" not in set(cells["method"]) and not exit_columns(cells):
             against.append(
                 "These Figs. 5–8 rows have no GRLE+ and no exit-usage columns: they were made "
-                "before issue 10, when the method called GRLE was the engineered actor now "
-                "named GRLE+ (not the paper's eqs. 12–13)."
+                "before the paper's actor was added, when the method called GRLE was the "
+                "engineered actor now named GRLE+ (not the paper's eqs. 12–13)."
             )
         for rival in ("greedy", "random", "GRL", "DROOE", "GRLE+", "greedy-main"):
             won, n = wins(cells, rival, "GRLE", "avg_accuracy")
@@ -279,7 +279,10 @@ def usage_section(rows: pd.DataFrame, m_ref: int = 10) -> list[str]:
     out = ["## Exit usage", ""]
     cols = exit_columns(rows)
     if not cols:
-        return out + ["These results have no exit-usage columns (made before issue 10).", ""]
+        return out + [
+            "These results have no exit-usage columns (made before the paper's actor was added).",
+            "",
+        ]
     es = sorted(c for c in rows.columns if c.startswith("es_share_"))
     m = reference_m(rows, m_ref)
     out += [

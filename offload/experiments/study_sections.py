@@ -1,6 +1,6 @@
-"""The report sections of issue 10's two studies: the ablation (actor, critic search, graph; the
-learning lift) and the regime map (compute scale × τ × reward), as tables of mean ± 95 % CI over
-seeds (:mod:`offload.experiments.stats`). Their findings are in
+"""The report sections of the two studies of the paper's actor: the ablation (actor, critic
+search, graph; the learning lift) and the regime map (compute scale × τ × reward), as tables of
+mean ± 95 % CI over seeds (:mod:`offload.experiments.stats`). Their findings are in
 :func:`offload.experiments.study_report.findings_section`."""
 
 from __future__ import annotations

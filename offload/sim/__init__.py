@@ -1,7 +1,7 @@
 """MEC offloading simulator of the GRLE paper (Sections III-IV, VI): configuration, the
 agent-visible slot state, the vectorised slot evaluator, the exact per-slot optimum, the
 Gymnasium environment, metrics and baselines, a lockstep batch of environments, and a
-city-scale network with its references (issue 13). It never imports an agent."""
+city-scale network with its references. It never imports an agent."""
 
 from .batch import (
     BatchEnv,

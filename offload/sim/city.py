@@ -1,4 +1,4 @@
-"""A city-scale MEC network (issue 13): N edge servers and a population of D IoT devices in
+"""A city-scale MEC network: N edge servers and a population of D IoT devices in
 a rectangular region, each device reaching only nearby servers, with rates from distance.
 
 Description:

@@ -20,7 +20,8 @@ Action: (M,) int, one option per device of the slot state. An option over an ES 
 Reward: the true Q of eq. (9). Metrics: ``info["outcome"]`` (`SlotOutcome`), as `OffloadEnv`.
 
 Signatures follow Gymnasium (``reset(*, seed, options) -> (obs, info)``, ``step(action) ->
-(obs, reward, terminated, truncated, info)``), but `CityEnv` is not a ``gym.Env``.
+(obs, reward, terminated, truncated, info)``, the last two always False: an episode never
+ends), but `CityEnv` is not a ``gym.Env``.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ class CityEnv:
         self.slot += 1
         self._new_slot()
         info["action_mask"] = self.action_mask()
-        truncated = cfg.task.episode_slots is not None and self.slot >= cfg.task.episode_slots
-        return self._state, float(outcome.q.sum()), False, truncated, info
+        return self._state, float(outcome.q.sum()), False, False, info
 
     @property
     def slot_state(self) -> SlotState:

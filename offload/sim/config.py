@@ -81,7 +81,6 @@ class MECConfig:
     leave_prob: float = 0.02  # per slot and active device, probability that it leaves
     link_down_prob: float = 0.05  # per slot and up link, probability that it goes down
     link_up_prob: float = 0.5  # per slot and down link, probability that it comes back
-    episode_slots: int | None = None  # truncate an episode after this many slots; None = never
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -157,10 +156,6 @@ class MECConfig:
         for name in ("join_prob", "leave_prob", "link_down_prob", "link_up_prob"):
             value = getattr(self, name)
             need(0 <= value <= 1, f"{name}={value}: use a probability in [0, 1].")
-        need(
-            self.episode_slots is None or self.episode_slots >= 1,
-            "episode_slots must be None or a positive number of slots.",
-        )
 
     @property
     def padded_devices(self) -> int:

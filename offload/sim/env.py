@@ -140,6 +140,9 @@ class OffloadEnv(gym.Env):
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one decision to the current slot and advance to the next slot.
 
+        The episode never ends: ``terminated`` and ``truncated`` are always False (a caller
+        stops after the slots it wants).
+
         Raises:
             AssertionError: `reset()` was not called.
             ValueError: the action has the wrong length, an option outside [0, N*L) or a
@@ -181,8 +184,7 @@ class OffloadEnv(gym.Env):
         self.device_free_ms[joined] = 0.0
         self._new_slot()
         info["action_mask"] = self._action_mask()
-        truncated = cfg.episode_slots is not None and self.slot >= cfg.episode_slots
-        return self._observation(), float(outcome.q.sum()), False, truncated, info
+        return self._observation(), float(outcome.q.sum()), False, False, info
 
     # ------------------------------------------------------------------ properties
     @property

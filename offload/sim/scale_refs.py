@@ -1,4 +1,4 @@
-"""References at city scale (issue 13), all on the predicted Q of eq. (9) of one `SlotState`:
+"""References at city scale, all on the predicted Q of eq. (9) of one `SlotState`:
 greedy and random (the baselines of `offload.sim.baselines`, reused: at M = 1,000, N = 50 the
 scalar greedy takes about 0.15 s), a local search that improves a start decision, an upper
 bound on every decision's predicted Q, and sub-networks small enough for the exact optimum

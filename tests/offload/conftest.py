@@ -7,8 +7,9 @@
   metrics tests trace by hand.
 - ``random_state``: a factory of random slot states (one generator for every test that needs
   random slots: links down, backlogs, capacities; callers override what their test is about).
-- ``loaded_city``: a factory of reset city environments (issue 13) with loaded servers
+- ``loaded_city``: a factory of reset city environments with loaded servers
   (scenario 2, compute scale 4); callers pass the city's size and reach.
+- ``greedy_slots``: the slot states met while the greedy baseline drives an environment.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 
 from offload.exit_table import ExitTable, load_exit_table
-from offload.sim import MECConfig, SlotState
+from offload.sim import MECConfig, OffloadEnv, SlotState
+from offload.sim.baselines import greedy_decision
 from offload.sim.city import CityConfig
 from offload.sim.city_env import CityEnv
 from offload.sim.state import ScoringRules
@@ -49,6 +51,24 @@ def loaded_city(paper_table):
         env = CityEnv(paper_table, cfg)
         env.reset(seed=seed)
         return env
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def greedy_slots():
+    """``greedy_slots(table, config, count, seed)``: the first ``count`` slot states of an
+    environment reset with ``seed`` and driven by the greedy baseline (fixed slots on which to
+    compare policies)."""
+
+    def make(table: ExitTable, config: MECConfig, count: int, seed: int) -> list[SlotState]:
+        env = OffloadEnv(table, config)
+        env.reset(seed=seed)
+        out = []
+        for _ in range(count):
+            out.append(env.slot_state)
+            env.step(greedy_decision(env.slot_state))
+        return out
 
     return make
 

@@ -15,12 +15,9 @@ from offload.experiments.ablation import (
     evaluate_policies,
     num_candidates,
     optimum_policy,
-    record_states,
-    score_on_states,
 )
 from offload.experiments.runner import default_exits, train
 from offload.sim import MECConfig, OffloadEnv, brute_force_decision, score_decisions
-from offload.sim.baselines import greedy_decision
 
 TABLE = load_exit_table(default_exits())
 
@@ -30,18 +27,18 @@ def agents():
     """A GRLE (paper actor) and an MLP-actor agent, each trained 60 slots at M = 3."""
     cfg = MECConfig(num_devices=3, slot_ms=10.0, scenario=2, compute_scale=4.0)
     out = []
-    for name, kind in (("GRLE", "grle_paper"), ("GRLE-MLP", None)):
-        agent = make_agent(name=name, num_exits=TABLE.num_exits, seed=0, actor=kind)
+    for name in ("GRLE", "GRLE-MLP"):
+        agent = make_agent(name=name, num_exits=TABLE.num_exits, seed=0)
         train(agent, OffloadEnv(TABLE, cfg), 60, 0)
         out.append(agent)
     return out
 
 
 @pytest.fixture(scope="module")
-def states():
+def states(greedy_slots):
     """Six slot states at M = 3 with ES 1 unreachable for device 0."""
     cfg = MECConfig(num_devices=3, slot_ms=10.0, scenario=2, compute_scale=4.0)
-    got = record_states(TABLE, cfg, greedy_decision, 6, seed=7)
+    got = greedy_slots(TABLE, cfg, 6, seed=7)
     link = np.array([[True, False], [True, True], [True, True]])
     return [replace(s, link=link) for s in got]
 
@@ -97,7 +94,10 @@ def test_s_equal_mnl_with_a_perfect_critic_is_the_argmax_over_its_candidates(age
 
 def test_the_optimum_bounds_every_policy_on_the_same_slots(agents, states):
     policies = ablation_policies(agents[0], mlp_agent=agents[1], seed=2)
-    q = score_on_states(states, policies)
+    q = {  # predicted Q of eq. (9) of each policy's decision on the same slot states
+        name: np.array([float(score_decisions(s, policy(s))[0]) for s in states])
+        for name, policy in policies.items()
+    }
     for name, values in q.items():
         assert (q["optimum"] >= values - 1e-9).all(), name
     assert q["optimum"].sum() > q["greedy-main"].sum()  # a real gap somewhere on these slots

@@ -3,14 +3,12 @@ topology, batching paths, the lockstep learner, and the GRLE / GRLE+ naming."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from offload.agents import agent as agent_module
 from offload.agents import load_agent, make_agent
 from offload.agents.agent import input_encoder
 from offload.agents.edge_mlp import EdgeMLPActor
@@ -104,7 +102,7 @@ def test_one_layer_of_eq_12_equals_a_hand_computation():
 @pytest.mark.parametrize("name", ["GRLE", "GRL"])
 def test_paper_actor_runs_on_any_size_and_topology_and_never_uses_a_missing_link(name):
     rng = np.random.default_rng(0)
-    agent = make_agent(name=name, num_exits=5, seed=0, actor="grle_paper")
+    agent = make_agent(name=name, num_exits=5, seed=0)
     assert isinstance(agent.actor, GRLEPaperActor)
     for m in range(1, 34, 4):
         for n in (1, 2, 3):
@@ -121,21 +119,21 @@ def test_paper_actor_runs_on_any_size_and_topology_and_never_uses_a_missing_link
             assert (x[~agent.encode(state).mask] == 0).all()
 
 
-@pytest.mark.parametrize("kind", ["grle_paper", "edge_mlp"])
+@pytest.mark.parametrize("name", ["GRLE", "GRLE-MLP"])
 @pytest.mark.parametrize(
     "options",
     [{}, {"fresh_optimiser": True}, {"grad_clip_norm": 0.05}],
     ids=["adam", "fresh", "clip"],
 )
-def test_runs_of_the_new_actors_and_options_learn_together_as_alone(kind, options):
+def test_runs_of_the_new_actors_and_options_learn_together_as_alone(name, options):
     """K = 3 runs in one learner: the same decisions and losses as each run alone over 12 slots
     (2 trainings), for every optimiser option."""
     rng = np.random.default_rng(5)
     states = [random_state(rng, 6, 2, p_link=0.7) for _ in range(3)]
     cfg = LearnerConfig(batch_size=8, train_interval=5, **options)
     seeds = [10, 11, 12]
-    agents = [make_agent(name="GRLE", num_exits=5, seed=s, actor=kind, learner=cfg) for s in seeds]
-    together = [make_agent(name="GRLE", num_exits=5, seed=s, actor=kind).actor for s in seeds]
+    agents = [make_agent(name=name, num_exits=5, seed=s, learner=cfg) for s in seeds]
+    together = [make_agent(name=name, num_exits=5, seed=s).actor for s in seeds]
     batched = Learner(together, cfg, seeds, train_chunk=2)
     obs = input_encoder(together[0])(BatchState.stack(states))
     trained = 0
@@ -156,35 +154,22 @@ def test_runs_of_the_new_actors_and_options_learn_together_as_alone(kind, option
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_method_names_pick_the_actor_kinds_and_reload(tmp_path, monkeypatch):
-    monkeypatch.setattr(agent_module, "GRAPH_ACTOR", "grle_plus")  # the pre-issue-10 actor
-    assert isinstance(make_agent(name="GRLE", num_exits=5).actor, GRLEActor)
+def test_method_names_pick_the_actor_kinds_and_the_saved_kind_reloads(tmp_path):
     assert isinstance(make_agent(name="GRLE+", num_exits=5).actor, GRLEActor)
     assert isinstance(make_agent(name="GRLE-MLP", num_exits=5).actor, EdgeMLPActor)
-    monkeypatch.setattr(agent_module, "GRAPH_ACTOR", "grle_paper")  # the one-line switch
-    grle = make_agent(name="GRLE", num_exits=5, seed=3)
-    assert isinstance(grle.actor, GRLEPaperActor)
     assert isinstance(make_agent(name="GRL", num_exits=5).actor, GRLEPaperActor)
-    assert isinstance(make_agent(name="GRLE+", num_exits=5).actor, GRLEActor)
     state = random_state(np.random.default_rng(4), 5, 2)
-    path = grle.save(tmp_path / "paper")
-    monkeypatch.setattr(agent_module, "GRAPH_ACTOR", "grle_plus")  # the kind is in the file
-    again = load_agent(path)
-    assert isinstance(again.actor, GRLEPaperActor)
-    np.testing.assert_array_equal(
-        grle.learner.relaxed(grle.encode(state)), again.learner.relaxed(again.encode(state))
-    )
-    # an actor saved before kinds existed (no "actor" key) is GRLE+
-    plus = make_agent(name="GRLE", num_exits=5, seed=3)
-    old = plus.save(tmp_path / "old")
-    meta = json.loads(old.with_suffix(".json").read_text())
-    del meta["actor"]
-    old.with_suffix(".json").write_text(json.dumps(meta))
-    assert isinstance(load_agent(old).actor, GRLEActor)
-    with pytest.raises(ValueError, match="unknown actor kind"):
-        make_agent(name="GRLE", num_exits=5, actor="gcn")
+    for name, cls in (("GRLE", GRLEPaperActor), ("GRLE+", GRLEActor)):
+        agent = make_agent(name=name, num_exits=5, seed=3)
+        again = load_agent(agent.save(tmp_path / name))
+        assert type(agent.actor) is cls and type(again.actor) is cls
+        np.testing.assert_array_equal(
+            agent.learner.relaxed(agent.encode(state)), again.learner.relaxed(again.encode(state))
+        )
+    with pytest.raises(ValueError, match="unknown agent 'GRL[+]'"):
+        make_agent(name="GRL+", num_exits=5)
     with pytest.raises(ValueError, match="do not exist for a grle_paper actor"):
-        make_agent(name="GRLE", num_exits=5, actor="grle_paper", actor_options={"depth": 3})
+        make_agent(name="GRLE", num_exits=5, actor_options={"depth": 3})
 
 
 def test_paper_features_hold_theta_and_exit_information_only():

@@ -1,4 +1,4 @@
-"""The critic at city scale (issue 13): the edge quantiser is the dense quantiser's list cut
+"""The critic at city scale: the edge quantiser is the dense quantiser's list cut
 at S, and every candidate of the scaled critic is feasible."""
 
 from __future__ import annotations

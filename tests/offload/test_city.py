@@ -1,4 +1,4 @@
-"""The city network (issue 13): placement, reach, rates from distance, mobility, joins and
+"""The city network: placement, reach, rates from distance, mobility, joins and
 leaves, heterogeneous servers, determinism, and the environment on the one slot step."""
 
 from __future__ import annotations

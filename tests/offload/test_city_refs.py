@@ -1,4 +1,4 @@
-"""References at scale (issue 13): the upper bound, the local search, sub-networks, on random
+"""References at city scale: the upper bound, the local search, sub-networks, on random
 slots and on city slots."""
 
 from __future__ import annotations

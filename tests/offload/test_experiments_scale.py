@@ -1,4 +1,4 @@
-"""The scale experiment (issue 13): a tiny run writes its CSV, figures and report, and the
+"""The scale experiment (city scale): a tiny run writes its CSV, figures and report, and the
 numbers read back."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 10's studies: the ablation and regime experiments (--quick), the ψ-shape switches they
-rely on, and the report's paired statistics on a hand-computed case."""
+"""The studies of the paper's actor: the ablation and regime experiments (--quick), the ψ-shape
+switches they rely on, and the report's paired statistics on a hand-computed case."""
 
 from __future__ import annotations
 
@@ -205,14 +205,17 @@ def test_paired_statistics_on_the_report_by_hand():
 def test_sections_without_data_say_so_in_one_line():
     old = _synthetic().drop(columns=["exit_share_1", "exit_share_17", "es_share_1", "es_share_2"])
     usage = usage_section(old)
-    assert usage[2] == "These results have no exit-usage columns (made before issue 10)."
+    assert (
+        usage[2]
+        == "These results have no exit-usage columns (made before the paper's actor was added)."
+    )
     paired = paired_section(old[old["method"] == "greedy"])
     assert paired[2] == "No method pair of this table ran here; section omitted."
 
 
-def _pre_issue_10(frame: pd.DataFrame) -> pd.DataFrame:
-    """A result table as the code before issue 10 wrote it: the engineered actor called GRLE,
-    no paper actor, no main-branch greedy, no usage columns, fixed-input DROO."""
+def _before_paper_actor(frame: pd.DataFrame) -> pd.DataFrame:
+    """A result table as the code before the paper's actor wrote it: the engineered actor called
+    GRLE, no paper actor, no main-branch greedy, no usage columns, fixed-input DROO."""
     usage = [c for c in frame if c.startswith(("exit_share_", "es_share_", "success_exit_"))]
     old = frame[~frame["method"].isin(["GRLE", "greedy-main"])].drop(columns=usage)
     old = old.assign(method=old["method"].replace({"GRLE+": "GRLE"}))
@@ -226,24 +229,30 @@ def _pre_issue_10(frame: pd.DataFrame) -> pd.DataFrame:
 METRICS = ["avg_accuracy", "ssp", "throughput", "mean_q"]
 
 
-def test_rebuild_report_on_results_made_before_issue_10_degrades_gracefully(tmp_path):
-    """CSVs written before issue 10 (no GRLE+, no usage columns, DROO "cannot run") still
-    rebuild, in a copy made from the committed CSVs: the committed report is never written."""
+def test_rebuild_report_on_results_made_before_the_paper_actor_degrades_gracefully(tmp_path):
+    """CSVs written before the paper's actor was added (no GRLE+, no usage columns, DROO "cannot
+    run") still rebuild, in a copy made from the committed CSVs: the committed report is never written."""
     committed = REPO / "results"
     before = {p.name: p.read_bytes() for p in committed.glob("*.md")}
     for p in committed.glob("*.csv"):
         if p.name in ("paired.csv", "exit_usage.csv"):
             continue  # derived tables: the rebuild writes them
         frame = pd.read_csv(p)
-        (frame if p.name == "convergence.csv" else _pre_issue_10(frame)).to_csv(
+        (frame if p.name == "convergence.csv" else _before_paper_actor(frame)).to_csv(
             tmp_path / p.name, index=False
         )
     shutil.copy(committed / "report.md", tmp_path / "report.md")
     assert main(["paper", "--rebuild-report", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert report.splitlines()[0] == before["report.md"].decode().splitlines()[0]
-    assert "made before issue 10, when the method called GRLE was the engineered actor" in report
-    assert "These results have no exit-usage columns (made before issue 10)." in report
+    assert (
+        "made before the paper's actor was added, when the method called GRLE was the engineered actor"
+        in report
+    )
+    assert (
+        "These results have no exit-usage columns (made before the paper's actor was added)."
+        in report
+    )
     assert "| [0.60, fitted] |" in report  # compute scale 4 was fitted to GRL's number
     assert "cannot run" in report  # the old fixed-input DROO rows keep their note
     assert {p.name: p.read_bytes() for p in committed.glob("*.md")} == before
