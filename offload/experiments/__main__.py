@@ -2,10 +2,10 @@
 
 Experiments: ``convergence`` (Fig. 4), ``devices`` (Fig. 5), ``capacity`` (Fig. 6),
 ``fluctuation`` (Fig. 7), ``csi`` (Fig. 8), ``topology`` and ``paper`` (all of them), two
-studies of issue 10: ``ablation`` (what the actor, the critic's search and the graph each
-contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time reward), and
-``scale`` (issue 13: actors trained on small city graphs, evaluated at up to 1,000 devices and
-50 edge servers). Each writes
+studies of the paper's actor: ``ablation`` (what the actor, the critic's search and the graph
+each contribute) and ``regime`` (compute scale × τ × ψ's steepness / on-time reward), and
+``scale`` (actors trained on small city graphs, evaluated at up to 1,000 devices and 50 edge
+servers). Each writes
 ``<experiment>.csv`` (one row per method, scenario, M, τ, seed), ``<experiment>.png``, a Markdown
 report (``report.md`` for ``paper``, ``<experiment>.md`` otherwise) and ``manifest.json`` into a
 new run folder ``runs/offload/<experiment>-<UTC time>/``, or into ``--out``. Finished jobs are
