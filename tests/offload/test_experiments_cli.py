@@ -167,7 +167,7 @@ def test_every_numeric_option_has_a_range():
     assert {a.dest for a in numeric} == {
         "seeds", "workers", "devices", "regime_devices", "regime_scales", "scale_devices",
         "scale_servers", "scale_candidates", "train_slots", "eval_slots", "convergence_slots",
-        "compute_scale",
+        "compute_scale", "main_exit",
     }  # fmt: skip
     assert all(a.type not in (int, float) for a in numeric)  # bounded, not a bare type
 
