@@ -32,7 +32,7 @@ class UserError(Exception):
 
     :func:`run_cli` prints it as ``error: <message>`` and returns exit status 2. Each package
     raises its own subclasses (``multiexit.errors.MultiexitError``,
-    ``profiling.errors.ProfilingError``, ``offload.exit_table.ExitTableError``, ...).
+    ``profiling.errors.ProfilingError``, ``exit_tables.schema.ExitTableError``, ...).
     """
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from profiling.errors import ProfilingError
-from profiling.table import ExitTable
+from profiling.table import ExitTableFile
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def select_exits(
 
 
 def select_candidates(
-    table: ExitTable,
+    table: ExitTableFile,
     *,
     k: int = 5,
     devices: Sequence[str] | None = None,
@@ -238,7 +238,9 @@ def select_candidates(
     )
 
 
-def candidate_table(table: ExitTable, selection: Selection, *, source_path: str = "") -> ExitTable:
+def candidate_table(
+    table: ExitTableFile, selection: Selection, *, source_path: str = ""
+) -> ExitTableFile:
     """The candidate table: the selected rows in the same schema, with the selection recorded
     in the sidecar (``candidates``) next to the full table's metadata."""
     metadata = dict(table.metadata)

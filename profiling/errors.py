@@ -8,6 +8,6 @@ class ProfilingError(UserError):
 
     The command-line entry points print it as ``error: <message>`` and exit with status 2
     (:func:`grle_common.cli.run_cli`); library callers can catch it like any exception.
-    A fault in an exit table is :class:`offload.exit_table.ExitTableError`, another
+    A fault in an exit table is :class:`exit_tables.schema.ExitTableError`, another
     :class:`~grle_common.cli.UserError` that the same entry points print the same way.
     """

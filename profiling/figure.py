@@ -11,14 +11,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # a bare Figure renders with Agg: no display, no pyplot state
 
 from profiling.fileio import write_files_atomically
-from profiling.table import ExitTable
+from profiling.table import ExitTableFile
 
 # label offsets tried in turn (points from the marker): first one whose box overlaps neither an
 # earlier label nor a marker and stays inside the axes wins
 _OFFSETS = ((5, 5), (5, -12), (-14, 5), (-14, -12), (5, 14), (-14, 14), (5, -22), (-14, -22))
 
 
-def describe(table: ExitTable, device: str, source: str | None = None) -> tuple[str, str]:
+def describe(table: ExitTableFile, device: str, source: str | None = None) -> tuple[str, str]:
     """(title lines naming the run and the data copy, x-axis label) from the table's sidecar."""
     meta = table.metadata
     model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
@@ -69,7 +69,7 @@ def _place_labels(fig: Figure, ax, points, labels) -> list:  # noqa: ANN001 - ma
 
 
 def exits_figure(
-    table: ExitTable,
+    table: ExitTableFile,
     *,
     device: str | None = None,
     candidates: Sequence[int] = (),
@@ -127,7 +127,7 @@ def exits_figure(
 
 
 def exits_figure_writer(
-    table: ExitTable,
+    table: ExitTableFile,
     *,
     fmt: str = "png",
     device: str | None = None,
@@ -146,7 +146,7 @@ def exits_figure_writer(
 
 
 def plot_exits(
-    table: ExitTable,
+    table: ExitTableFile,
     path: Path | str,
     *,
     device: str | None = None,

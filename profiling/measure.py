@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import add_dataclass_args, bounded, option, run_cli
-from offload.exit_table import MAIN_EXIT
 from profiling import metadata as meta
 from profiling.errors import ProfilingError
 from profiling.fileio import ensure_writable_dir, sha256_file, write_files_atomically

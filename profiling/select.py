@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import bounded, run_cli
-from offload.exit_table import MAIN_EXIT
 from profiling.candidates import candidate_table, select_candidates
 from profiling.errors import ProfilingError
 from profiling.figure import exits_figure_writer

@@ -1,7 +1,8 @@
-"""The exit table: one documented schema (CSV + JSON sidecar), its validating reader, its writer,
-and the merge of tables measured on different devices.
+"""Exit tables as profiling writes them: :class:`ExitTableFile` (the CSV's validated frame and its
+JSON sidecar), its reader, its writer, and the merge of tables measured on different devices.
 
-Schema (docs/interfaces.md, section 1), columns in this order:
+The schema's rules and messages are :mod:`exit_tables.schema`, which the simulator reads too
+(docs/interfaces.md, section 1); columns in this order:
 
 ======================  ===================  ============================================
 column                  type                 meaning
@@ -31,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 # the schema's one set of rules, messages and error type, shared with the simulator's reader
-# (numpy and pandas only; importing it pulls in no part of the simulator). ExitTableError is a
-# grle_common UserError, so the profiling command lines print it as one line like their own.
-from offload.exit_table import (  # ExitTableError and validate_frame: also profiling.table API
+# (numpy and pandas only; it belongs to neither package). ExitTableError is a grle_common
+# UserError, so the profiling command lines print it as one line like their own.
+from exit_tables.schema import (  # ExitTableError and validate_frame: also profiling.table API
     LATENCY_PREFIX,
     MAIN_EXIT,
     ExitTableError,
@@ -61,9 +62,11 @@ def latency_column(device: str) -> str:
 
 
 @dataclass(frozen=True)
-class ExitTable:
-    """A validated exit table: ``frame`` has typed columns in schema order, ``metadata`` is the
-    JSON sidecar. Build one with :func:`make_exit_table` or :func:`read_exit_table`."""
+class ExitTableFile:
+    """An exit table as stored: ``frame`` is the CSV, validated, with typed columns in schema
+    order; ``metadata`` is the JSON sidecar (provenance). Build one with :func:`make_exit_table`
+    or :func:`read_exit_table`. (The simulator's view of a table, as arrays, is
+    ``offload.exit_table.ExitTable``.)"""
 
     frame: pd.DataFrame
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -104,13 +107,15 @@ class ExitTable:
             )
         return self.frame[latency_column(device)].to_numpy(dtype=np.float64)
 
-    def subset(self, exits: Sequence[int], *, metadata: dict[str, Any] | None = None) -> ExitTable:
+    def subset(
+        self, exits: Sequence[int], *, metadata: dict[str, Any] | None = None
+    ) -> ExitTableFile:
         """The rows of the given exits (same schema), e.g. a candidate table."""
         missing = sorted(set(exits) - set(self.exits.tolist()))
         if missing:
             raise ProfilingError(f"exits {missing} are not in the table.")
         frame = self.frame[self.frame["exit"].isin(list(exits))].reset_index(drop=True)
-        return ExitTable(frame, dict(self.metadata) if metadata is None else metadata)
+        return ExitTableFile(frame, dict(self.metadata) if metadata is None else metadata)
 
 
 def _check_metadata(metadata: Any, frame: pd.DataFrame, name: str) -> dict[str, Any]:
@@ -140,7 +145,7 @@ def make_exit_table(
     latency_ms: Mapping[str, Sequence[float]],
     accuracy: Sequence[float] | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> ExitTable:
+) -> ExitTableFile:
     """Build and validate an exit table; rows are sorted by exit.
 
     Args:
@@ -162,7 +167,7 @@ def make_exit_table(
         pass  # non-numeric exits: validate_frame names the row
     typed = validate_frame(frame, name="new exit table")
     meta = _check_metadata(dict(metadata or {}), typed, "new exit table")
-    return ExitTable(typed, meta)
+    return ExitTableFile(typed, meta)
 
 
 def sidecar_path(csv_path: Path | str) -> Path:
@@ -172,7 +177,7 @@ def sidecar_path(csv_path: Path | str) -> Path:
 
 def read_exit_table(
     path: Path | str, *, require_sidecar: bool = False, main_exit: int | None = MAIN_EXIT
-) -> ExitTable:
+) -> ExitTableFile:
     """Read and validate an exit table and its JSON sidecar (if present).
 
     Args:
@@ -197,10 +202,10 @@ def read_exit_table(
         raise ExitTableError(f"{path}: the JSON sidecar {meta_path} is missing.")
     else:
         metadata = {}
-    return ExitTable(frame, _check_metadata(metadata, frame, str(meta_path)))
+    return ExitTableFile(frame, _check_metadata(metadata, frame, str(meta_path)))
 
 
-def table_writers(table: ExitTable, path: Path | str) -> dict[Path, Callable[[Path], None]]:
+def table_writers(table: ExitTableFile, path: Path | str) -> dict[Path, Callable[[Path], None]]:
     """Validate ``table`` and return writers for its CSV and JSON sidecar, to be passed (perhaps
     with other files) to :func:`profiling.fileio.write_files_atomically`.
 
@@ -219,7 +224,7 @@ def table_writers(table: ExitTable, path: Path | str) -> dict[Path, Callable[[Pa
     }
 
 
-def write_exit_table(table: ExitTable, path: Path | str) -> tuple[Path, Path]:
+def write_exit_table(table: ExitTableFile, path: Path | str) -> tuple[Path, Path]:
     """Write ``table`` as CSV plus JSON sidecar, both atomically; returns the two paths.
 
     Raises:
@@ -230,8 +235,8 @@ def write_exit_table(table: ExitTable, path: Path | str) -> tuple[Path, Path]:
 
 
 def merge_exit_tables(
-    tables: Sequence[ExitTable], *, names: Sequence[str] | None = None
-) -> ExitTable:
+    tables: Sequence[ExitTableFile], *, names: Sequence[str] | None = None
+) -> ExitTableFile:
     """Merge tables of the same exits measured on different devices: one latency column per
     device (the shape of the paper's Table I).
 

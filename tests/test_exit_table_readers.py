@@ -1,16 +1,20 @@
-"""One exit-table schema: every bad table below goes through every reader of the repository —
-the simulator's (`offload.exit_table.load_exit_table`) and profiling's
+"""One exit-table schema (`exit_tables.schema`): every bad table below goes through every reader
+of the repository — the simulator's (`offload.exit_table.load_exit_table`) and profiling's
 (`profiling.table.read_exit_table`) — and each gives the same error type and the same message,
-which names the file exactly once and says what is wrong."""
+which names the file exactly once and says what is wrong. The schema belongs to neither side:
+profiling imports no part of offload, and the schema imports neither."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from exit_tables.schema import ExitTableError
 from grle_common.cli import UserError, run_cli
-from offload.exit_table import ExitTableError, load_exit_table
+from offload.exit_table import load_exit_table
 from profiling.errors import ProfilingError
 from profiling.table import read_exit_table
 
@@ -19,6 +23,7 @@ ROW1 = "1,conv1_1,0.8,0.36,0.73\n"
 ROW7 = "7,conv3_1,0.905,0.71,1.4\n"
 ROW17 = "17,conv5_3,0.935,1.26,2.42\n"
 READERS = {"offload": load_exit_table, "profiling": read_exit_table}
+REPO = Path(__file__).resolve().parents[1]
 
 # (file content, the message after "<path>" — the same for every reader)
 BAD_TABLES = {
@@ -112,7 +117,7 @@ def test_one_error_type_that_every_cli_prints_as_one_line(tmp_path, capsys):
     with pytest.raises(ValueError) as info:
         read_exit_table(missing)
     assert type(info.value) is ExitTableError and isinstance(info.value, UserError)
-    assert not issubclass(ExitTableError, ProfilingError)  # offload imports no profiling
+    assert not issubclass(ExitTableError, ProfilingError)  # the schema imports no profiling
     assert run_cli(lambda argv: read_exit_table(argv[0]), [missing]) == 2
     assert capsys.readouterr().err == f"error: {info.value}\n"
 
@@ -204,3 +209,33 @@ def test_simulator_clis_read_a_shallow_table_only_with_its_main_branch_declared(
     assert run_cli(main, argv) == 2
     assert capsys.readouterr().err == f"error: {path}{BAD_TABLES['no main branch'][1]}\n"
     assert run_cli(main, [*argv, "--main-exit", "7"]) == 0
+
+
+def _packages_loaded_by(imports: str) -> set[str]:
+    """The top-level packages of this repository (and torch) that a fresh interpreter has loaded
+    after running ``imports``."""
+    code = (
+        f"import importlib, pkgutil, sys; {imports}; "
+        "ours = {'exit_tables', 'grle_common', 'multiexit', 'offload', 'profiling', 'torch'}; "
+        "print(*sorted({m.split('.')[0] for m in sys.modules} & ours))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return set(done.stdout.split())
+
+
+def test_profiling_imports_no_offload_module():
+    # upstream meets downstream through files: import every profiling module, and no part of
+    # offload may come with them (the exit-table schema comes from exit_tables)
+    every_module = (
+        "import profiling; [importlib.import_module('profiling.' + m.name) "
+        "for m in pkgutil.iter_modules(profiling.__path__)]"
+    )
+    loaded = _packages_loaded_by(every_module)
+    assert {"profiling", "exit_tables", "torch"} <= loaded  # profiling.measure was imported
+    assert "offload" not in loaded
+
+
+def test_the_schema_belongs_to_neither_side():
+    assert _packages_loaded_by("import exit_tables.schema") == {"exit_tables", "grle_common"}

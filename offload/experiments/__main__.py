@@ -38,9 +38,10 @@ from typing import Any
 
 import pandas as pd
 
+from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import UserError, bounded, run_cli
 from grle_common.fileio import write_text_atomic
-from offload.exit_table import MAIN_EXIT, load_exit_table
+from offload.exit_table import load_exit_table
 from offload.experiments import ray_backend, store
 from offload.experiments.header import header
 from offload.experiments.jobs import build_jobs

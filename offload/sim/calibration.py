@@ -16,9 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import bounded, run_cli
 
-from ..exit_table import MAIN_EXIT, ExitTable, load_exit_table
+from ..exit_table import ExitTable, load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import UserError, bounded, run_cli
 
-from ..exit_table import MAIN_EXIT, load_exit_table
+from ..exit_table import load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv

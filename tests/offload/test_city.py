@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from offload.exit_table import ExitTableError
+from exit_tables.schema import ExitTableError
 from offload.sim import MECConfig
 from offload.sim.city import CityConfig, mean_rate_mbps
 from offload.sim.city_env import CityEnv

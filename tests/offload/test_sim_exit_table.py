@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from offload.exit_table import ExitTableError, load_exit_table
+from exit_tables.schema import ExitTableError
+from offload.exit_table import load_exit_table
 from offload.sim import MECConfig, OffloadEnv
 
 REPO = Path(__file__).resolve().parents[2]
