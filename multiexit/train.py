@@ -319,7 +319,8 @@ def train(cfg: TrainConfig, *, arrays: CifarArrays | None = None) -> MultiExitMo
             data_source=dm.source_description,
             accuracy=frame,
             extra={
-                "training": dataclasses.asdict(cfg),
+                # the precision Lightning trained with, not "auto"
+                "training": {**dataclasses.asdict(cfg), "precision": module.trainer.precision},
                 "command": "python -m multiexit.train " + shlex.join(sys.argv[1:]),
                 "accuracy_split": "test"
                 + (f" (random subset of {cfg.limit_eval})" if cfg.limit_eval else ""),

@@ -250,6 +250,7 @@ def test_stage_all_exports_a_loadable_run(tmp_path, arrays):
     module = train(cfg, arrays=arrays)
     model, manifest = load_run(tmp_path / "checkpoints/t")
     assert manifest["training"]["stage"] == "all" and manifest["data_source"] == "synthetic (tests)"
+    assert manifest["training"]["precision"] == "32-true"  # what was used, not --precision auto
     table = pd.read_csv(tmp_path / "checkpoints/t/exit_accuracy.csv")
     assert manifest["accuracies"] == {
         str(e): a for e, a in zip(table.exit, table.accuracy, strict=True)
