@@ -13,8 +13,8 @@ evaluation, simulator defaults, the runs of one method at one M stepped together
 
 Writes ``<out>/cells.csv`` (one row per table, method, scenario, M, τ, seed; the columns of the
 experiments' CSVs plus ``table`` and ``server_devices``) and ``<out>/summary.md``. The groups run
-in ``--workers`` processes or, with ``--backend ray [--address ADDRESS]``, as Ray tasks (see the
-README, "Grids on a Ray cluster").
+in ``--workers`` processes or, with ``--backend ray [--address ADDRESS]``, as Ray tasks (see
+docs/offload-agents.md, "Grids on a Ray cluster").
 """
 
 from __future__ import annotations
