@@ -1,6 +1,10 @@
 """The critic's quantiser of Algorithm 1 (eq. 15): relaxed decisions x̂ into one-option-per-device
 candidates, for one run or K runs at once.
 
+One implementation, two forms: :func:`quantise_edges` reads x̂ on a list of (device, option)
+edges (the sparse graph at city scale, where M·O is too large to hold), and :func:`quantise` is
+its dense view, every pair of an (M, O) array an edge and the mask saying which exist.
+
 Quantisation (our generalisation of DROO's order-preserving method)
 ------------------------------------------------------------------
 DROO has one sigmoid per device (offload or not). Its candidate 1 thresholds x̂ at 0.5; candidate
@@ -32,9 +36,12 @@ later candidates, which would change what the critic sees.
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["quantise", "first_occurrences"]
+__all__ = ["first_occurrences", "quantise", "quantise_edges"]
 
 
 def first_occurrences(cands: np.ndarray) -> np.ndarray:
@@ -55,17 +62,17 @@ def first_occurrences(cands: np.ndarray) -> np.ndarray:
         keep = np.empty(key.shape, dtype=bool)
         np.put_along_axis(keep, order, ~repeat, axis=1)
         return keep
-    flat = cands.reshape(num_runs * num_cands, num_devices)
-    run = np.repeat(np.arange(num_runs), num_cands)
-    pos = np.arange(num_runs * num_cands)
-    # too many digits for one key: sort by run, then the decision, then position (np.lexsort's
-    # primary key is the last one)
-    order = np.lexsort((pos, *flat.T[::-1], run))
-    rows, runs = flat[order], run[order]
-    repeat = np.zeros(len(order), dtype=bool)
-    repeat[1:] = (runs[1:] == runs[:-1]) & (rows[1:] == rows[:-1]).all(axis=1)
-    keep = np.empty(len(order), dtype=bool)
-    keep[order] = ~repeat
+    # too many digits for one key: each decision (after its run) as one opaque row of bytes;
+    # np.unique's stable sort gives the first occurrence of each
+    rows = np.concatenate(
+        [np.repeat(np.arange(num_runs), num_cands)[:, None], cands.reshape(-1, num_devices)],
+        axis=1,
+    ).astype(np.int64)
+    _, first = np.unique(
+        rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))), return_index=True
+    )
+    keep = np.zeros(num_runs * num_cands, dtype=bool)
+    keep[first] = True
     return keep.reshape(num_runs, num_cands)
 
 
@@ -77,7 +84,8 @@ def quantise(
     distinct: bool = True,
 ) -> np.ndarray:
     """Order-preserving quantisation of relaxed decisions into one-option-per-device candidates
-    (the module docstring gives the rule), for one run or K runs at once.
+    (the module docstring gives the rule), for one run or K runs at once: the dense view of
+    :func:`quantise_edges`, every (device, option) pair an edge and ``mask`` saying which exist.
 
     Args:
         relaxed: (M, O) float, the actor's x̂ in (0, 1) (values at masked pairs are ignored),
@@ -106,58 +114,172 @@ def quantise(
             f"relaxed {relaxed.shape} and mask {mask.shape} must both be (M, O), or (K, M, O) "
             "for K runs; pass one row per device."
         )
-    if relaxed.ndim == 2:  # one run: a batch of one
-        return quantise(relaxed[None], mask[None], num_candidates, distinct=distinct)[0]
-    num_runs, num_devices, num_options = relaxed.shape
-    if num_devices == 0:
-        return np.zeros((num_runs, 1, 0), dtype=np.int64)
-    if not mask.any(axis=2).all():
-        k, m = np.argwhere(~mask.any(axis=2))[0]
-        run = f" of run {k}" if num_runs > 1 else ""
-        raise ValueError(
-            f"device {m}{run} has no valid option; drop it from the slot before deciding."
-        )
+    num_runs = relaxed.shape[0] if relaxed.ndim == 3 else 1
+    num_devices, num_options = relaxed.shape[-2:]
     if num_candidates is None:
         num_candidates = num_devices * num_options
+    return _quantise(
+        relaxed.reshape(num_runs, -1),
+        mask.reshape(num_runs, -1),
+        _dense_edges(num_devices, num_options),
+        num_candidates,
+        distinct,
+    )[0 if relaxed.ndim == 2 else slice(None)]
+
+
+class _Edges(NamedTuple):
+    """An edge list (device m, option o), sorted by (m, o), as the quantiser reads it."""
+
+    device: np.ndarray  # (E,) int, device of each edge
+    option: np.ndarray  # (E,) int, option of each edge
+    start: np.ndarray  # (M,) int, first edge of each device
+    edge_of: np.ndarray  # (O', M) int, the edge (m, o) at [o, m]; E where there is none
+
+
+def _edges(device: np.ndarray, option: np.ndarray, num_devices: int) -> _Edges:
+    """The `_Edges` of edges sorted by (m, o); every device must have one."""
+    count = np.bincount(device, minlength=num_devices)
+    if (count == 0).any():
+        raise ValueError(
+            f"device {int(np.argmin(count))} has no valid option; drop it from the slot "
+            "before deciding."
+        )
+    edge_of = np.full((int(option.max(initial=-1)) + 1, num_devices), device.size)
+    edge_of[option, device] = np.arange(device.size)
+    return _Edges(device, option, np.cumsum(count) - count, edge_of)
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_edges(num_devices: int, num_options: int) -> _Edges:
+    """Every (device, option) pair of an (M, O) array as an edge (edge m·O + o)."""
+    edges = _edges(*np.divmod(np.arange(num_devices * num_options), num_options), num_devices)
+    for array in edges:
+        array.flags.writeable = False  # shared by every call of this shape
+    return edges
+
+
+def quantise_edges(
+    relaxed: np.ndarray,
+    device: np.ndarray,
+    option: np.ndarray,
+    num_devices: int,
+    num_candidates: int,
+    *,
+    valid: np.ndarray | None = None,
+    distinct: bool = True,
+) -> np.ndarray:
+    """The order-preserving quantiser (module docstring) on a list of E edges (device m,
+    option o), for one run or K runs that share the edges: the first ``num_candidates``
+    entries of the candidate list. Only the S − 1 smallest gaps are ranked (a partial sort
+    when they are few), and each threshold candidate reads one gap per device, so the cost is
+    O(E + O·M + S·M) rather than the dense list's O(M·O·P).
+
+    Args:
+        relaxed: (E,) x̂ of each edge, or (K, E) for K runs.
+        device, option: (E,) int, the edges, sorted by (m, o) as
+            :func:`~offload.agents.sparse.reachable_edges` gives them.
+        num_devices: M; every device must have at least one valid edge.
+        num_candidates: S >= 1.
+        valid: the shape of ``relaxed``, bool: which edges exist in each run (None: all).
+        distinct: keep only the first occurrence of each decision (as :func:`quantise`).
+
+    Returns:
+        (S', M) int64, S' <= S, row 0 the actor's argmax; for K runs (K, S', M), a shorter
+        list padded with copies of its candidate 0 (as :func:`quantise`).
+
+    Raises:
+        ValueError: a device without a valid edge, S < 1 or shapes that differ.
+    """
+    r = np.asarray(relaxed, dtype=np.float64)
+    device, option = np.asarray(device), np.asarray(option)
+    if r.ndim not in (1, 2) or device.shape != r.shape[-1:] or option.shape != r.shape[-1:]:
+        raise ValueError(
+            f"relaxed {r.shape}, device {device.shape} and option {option.shape} must be "
+            "(E,) or (K, E) and (E,) and (E,); pass one value per edge."
+        )
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    num_runs = r.shape[0] if r.ndim == 2 else 1
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool).reshape(num_runs, -1)
+    edges = _edges(device, option, num_devices)
+    cands = _quantise(r.reshape(num_runs, -1), valid, edges, num_candidates, distinct)
+    return cands[0] if r.ndim == 1 else cands
 
-    runs = np.arange(num_runs)[:, None]
-    devs = np.arange(num_devices)[None, :]
-    scores = np.where(mask, relaxed, -np.inf)
-    choice = scores.argmax(axis=2)  # (K, M) candidate 0
-    best = scores[runs, devs, choice]
-    gap = np.where(mask, best[:, :, None] - relaxed, np.inf)
-    gap[runs, devs, choice] = np.inf
-    flat = gap.reshape(num_runs, -1)
-    # finite gaps first, in the same stable order as quantise's np.nonzero + argsort
-    order = np.argsort(flat, axis=1, kind="stable")
-    num_pairs = np.isfinite(flat).sum(axis=1)  # (K,) P_k
-    most = int(num_pairs.max())
-    order = order[:, :most]
-    pair_dev, pair_opt = np.divmod(order, num_options)  # (K, P)
-    pair_gap = np.take_along_axis(flat, order, axis=1)  # (K, P)
-    # threshold family: same side as m* and at least as close to o* (DROO's rule)
-    same_side = choice[:, None, :] == np.take_along_axis(choice, pair_dev, axis=1)[:, :, None]
-    gap_t = gap.transpose(0, 2, 1)  # (K, O, M)
-    closer = gap_t[runs, pair_opt] <= pair_gap[:, :, None]  # (K, P, M)
-    thresh = np.where(same_side & closer, pair_opt[:, :, None], choice[:, None, :])
-    # single-move family: only m* moves to o*
-    single = np.repeat(choice[:, None, :], most, axis=1)
-    single[runs, np.arange(most)[None, :], pair_dev] = pair_opt
-    pool = np.concatenate([choice[:, None, :], thresh, single], axis=1)  # (K, 1 + 2P, M)
-    # the candidate list of run k: 0, thresh[:P_k], single[:P_k], then copies of 0
-    size = min(num_candidates, 1 + 2 * most)
-    if (num_pairs == most).all():  # every run has P pairs (e.g. all links up): no padding
-        cands = pool[:, :size].astype(np.int64, copy=False)
+
+def _quantise(
+    r: np.ndarray, valid: np.ndarray | None, edges: _Edges, num_candidates: int, distinct: bool
+) -> np.ndarray:
+    """`quantise_edges` of K runs: (K, E) x̂ and valid edges (None: all) -> (K, S', M)."""
+    num_runs, num_edges = r.shape
+    num_devices = edges.start.size
+    if num_devices == 0:
+        return np.zeros((num_runs, 1, 0), dtype=np.int64)
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    device, option = edges.device, edges.option
+    if valid is None:
+        scores = r
+        num_pairs = np.full(num_runs, num_edges - num_devices)  # (K,) P_k
     else:
-        pos = np.arange(size)[None, :]
-        p_k = num_pairs[:, None]
-        index = np.where(
-            pos == 0,
-            0,
-            np.where(pos <= p_k, pos, np.where(pos <= 2 * p_k, pos - p_k + most, 0)),
-        )
+        per_device = np.add.reduceat(valid, edges.start, axis=1, dtype=np.int64)  # (K, M)
+        if not per_device.all():
+            k, m = np.argwhere(per_device == 0)[0]
+            run = f" of run {k}" if num_runs > 1 else ""
+            raise ValueError(
+                f"device {m}{run} has no valid option; drop it from the slot before deciding."
+            )
+        scores = np.where(valid, r, -np.inf)
+        num_pairs = per_device.sum(axis=1) - num_devices  # (K,) P_k: every valid edge but 0's
+    runs = np.arange(num_runs)[:, None]
+    best = np.maximum.reduceat(scores, edges.start, axis=1)[:, device]  # (K, E) per edge
+    # candidate 0: each device's first best option (argmax over its options in order)
+    at_best = np.where(scores == best, np.arange(num_edges), num_edges)
+    first = np.minimum.reduceat(at_best, edges.start, axis=1)  # (K, M) edge of the choice
+    choice = option[first]
+    # gap of every valid edge but the choices, inf elsewhere and at the padding edge E
+    gap = np.full((num_runs, num_edges + 1), np.inf)
+    np.subtract(best, r, out=gap[:, :-1], where=True if valid is None else valid)
+    gap[runs, first] = np.inf
+    need = np.minimum(num_pairs, num_candidates - 1)  # threshold candidates per run
+    singles = np.minimum(num_pairs, num_candidates - 1 - need)  # more asked than pairs
+    most = int(need.max())
+    # the `most` smallest gaps of each run, ties in edge order (a stable sort)
+    if 8 * most < num_edges:  # a few of many: a partial sort
+        kth = np.partition(gap, most - 1, axis=1)[:, most - 1 : most] if most else -np.inf
+        row, edge = np.nonzero(gap <= kth)
+        order = np.lexsort((gap[row, edge], row))
+        row, edge = row[order], edge[order]
+        rank = np.arange(row.size) - np.searchsorted(row, row)
+        top = rank < most
+        ranked = np.zeros((num_runs, most), dtype=np.int64)
+        ranked[row[top], rank[top]] = edge[top]
+    else:
+        ranked = np.argsort(gap, axis=1, kind="stable")[:, :most]
+    g_star = gap[runs, ranked]
+    if not (need == most).all():
+        g_star[np.arange(most)[None, :] >= need[:, None]] = -np.inf  # no such pair: no move
+    m_star, o_star = device[ranked], option[ranked]
+    # threshold family: the devices on the same option as m* that reach o* at a gap <= g*
+    same_side = choice[:, None, :] == choice[runs, m_star][:, :, None]
+    if most > edges.edge_of.shape[0]:  # more pairs than options: gather by option first
+        reach = gap[:, edges.edge_of][runs, o_star]  # (K, P, M) gap of (m, o*)
+    else:
+        reach = gap[runs[:, :, None], edges.edge_of[o_star]]
+    closer = reach <= g_star[:, :, None]
+    thresh = np.where(same_side & closer, o_star[:, :, None], choice[:, None, :])
+    # single-move family: only m* moves to o*, in the same order
+    few = int(singles.max())
+    single = np.repeat(choice[:, None, :], few, axis=1)
+    single[runs, np.arange(few)[None, :], m_star[:, :few]] = o_star[:, :few]
+    pool = np.concatenate([choice[:, None, :], thresh, single], axis=1)
+    # the list of run k: 0, thresh[:need_k], single[:singles_k], then copies of 0
+    if (need == most).all() and (singles == few).all():  # no padding
+        cands = pool.astype(np.int64, copy=False)
+    else:
+        pos = np.arange(int((1 + need + singles).max()))[None, :]
+        n_k, s_k = need[:, None], singles[:, None]
+        index = np.where(pos <= n_k, pos, np.where(pos <= n_k + s_k, pos - n_k + most, 0))
         cands = pool[runs, index].astype(np.int64, copy=False)
     if not distinct:
         return cands

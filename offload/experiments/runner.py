@@ -25,7 +25,7 @@ import numpy as np
 from offload.agents import LearningAgent
 from offload.sim import MECConfig, OffloadEnv, score_decisions
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision, random_decision
-from offload.sim.metrics import Metrics, MetricsAccumulator
+from offload.sim.metrics import BatchMetrics, Metrics
 
 EVAL_SEED_OFFSET = 10_000
 #: greedy: one-pass best response over every exit; greedy-main: the same over the main branch
@@ -51,10 +51,10 @@ Policy = Callable[[Any], np.ndarray]
 def evaluate(env: OffloadEnv, policy: Policy, slots: int, seed: int) -> Metrics:
     """Run ``policy(slot_state) -> decision`` for ``slots`` slots from ``env.reset(seed=seed)``."""
     env.reset(seed=seed)
-    acc = MetricsAccumulator(env.table.num_exits, env.config.num_servers)
+    acc = BatchMetrics(1, env.table.num_exits, env.config.num_servers)
     for _ in range(slots):
         acc.add(env.step(policy(env.slot_state))[-1])
-    return acc.result()
+    return acc.result()[0]
 
 
 def train(agent: LearningAgent, env: OffloadEnv, slots: int, seed: int) -> list[float]:

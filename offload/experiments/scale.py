@@ -35,7 +35,8 @@ import pandas as pd
 import torch
 
 from offload.agents import LearningAgent, make_agent
-from offload.agents.scale_critic import ScaleCriticConfig, quantise_edges, score_candidates
+from offload.agents.quantise import quantise_edges
+from offload.agents.scale_critic import ScaleCriticConfig, score_candidates
 from offload.agents.sparse import encode_sparse, sparse_relaxed
 from offload.exit_table import ExitTable, load_exit_table
 from offload.experiments.pool import Job
@@ -44,7 +45,7 @@ from offload.experiments.runner import EVAL_SEED_OFFSET
 from offload.sim import MECConfig, score_decisions
 from offload.sim.city import CityConfig
 from offload.sim.city_env import CityEnv
-from offload.sim.metrics import Metrics, MetricsAccumulator
+from offload.sim.metrics import BatchMetrics, Metrics
 from offload.sim.scale_refs import greedy_decision, local_search, random_decision, upper_bound
 
 #: the learners of the scale experiment and the references beside them
@@ -137,7 +138,7 @@ def evaluate_city(
     the predicted-Q columns (``pred_q``, ``q_over_bound``, ``decision_ms``, ``actor_ms``)."""
     env = CityEnv(table, config)
     env.reset(seed=seed)
-    acc = MetricsAccumulator(table.num_exits, config.num_servers)
+    acc = BatchMetrics(1, table.num_exits, config.num_servers)
     pred = bound = 0.0
     tasks = []
     for _ in range(slots):
@@ -155,7 +156,7 @@ def evaluate_city(
         "decision_ms": float(np.median(policy.decision_ms)),
         "actor_ms": float(np.median(policy.actor_ms)) if policy.actor_ms else np.nan,
     }
-    return acc.result(), extra
+    return acc.result()[0], extra
 
 
 @dataclass(frozen=True)

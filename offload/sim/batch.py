@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 from gymnasium.utils import seeding
@@ -31,7 +30,7 @@ from .config import MECConfig
 from .dynamics import draw_slot, initial_fading, update_topology
 from .env import scoring_rules, server_exit_ms
 from .evaluator import as_options, batch_score, batch_task_rewards
-from .metrics import BatchMetrics, usage_counts
+from .metrics import BatchMetrics, BatchStepInfo, usage_counts
 from .state import BatchState, check_one_per_env
 from .step import true_slot
 
@@ -58,20 +57,6 @@ _SHARED_FIELDS = (
     "completion_origin",
     "cross_slot_queue",
 )
-
-
-class BatchStepInfo(NamedTuple):
-    """Per-environment numbers of one `BatchEnv.step`, (K,) arrays; entry k equals the
-    like-named entry of `OffloadEnv.step`'s info."""
-
-    num_tasks: np.ndarray  # (K,) int, tasks generated
-    num_success: np.ndarray  # (K,) int, tasks completed within the deadline (eq. (11))
-    accuracy_sum: np.ndarray  # (K,) Σ accuracy of the successful tasks
-    q_sum: np.ndarray  # (K,) Q of eq. (9), true values
-    slot_ms: np.ndarray  # (K,) slot length τ, ms
-    exit_tasks: np.ndarray  # (K, L) int, tasks per candidate exit (0-based row of the table)
-    exit_success: np.ndarray  # (K, L) int, of those, successful tasks
-    server_tasks: np.ndarray  # (K, N) int, tasks per ES
 
 
 class BatchEnv:

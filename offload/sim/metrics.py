@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,15 +22,13 @@ from .optimum import optimal_decision
 from .reward import normalised
 from .state import SlotState
 
-if TYPE_CHECKING:  # the batch module imports this one
-    from .batch import BatchStepInfo
-
 __all__ = [
     "BatchMetrics",
+    "BatchStepInfo",
     "Metrics",
-    "MetricsAccumulator",
     "Usage",
     "normalised_reward",
+    "step_info",
     "usage_counts",
 ]
 
@@ -116,6 +115,44 @@ def usage_counts(
     }
 
 
+class BatchStepInfo(NamedTuple):
+    """Per-environment numbers of one `BatchEnv.step`, (K,) arrays; entry k equals the
+    like-named entry of `OffloadEnv.step`'s info (`step_info` turns that info into one)."""
+
+    num_tasks: np.ndarray  # (K,) int, tasks generated
+    num_success: np.ndarray  # (K,) int, tasks completed within the deadline (eq. (11))
+    accuracy_sum: np.ndarray  # (K,) Σ accuracy of the successful tasks
+    q_sum: np.ndarray  # (K,) Q of eq. (9), true values
+    slot_ms: np.ndarray  # (K,) slot length τ, ms
+    exit_tasks: np.ndarray  # (K, L) int, tasks per candidate exit (0-based row of the table)
+    exit_success: np.ndarray  # (K, L) int, of those, successful tasks
+    server_tasks: np.ndarray  # (K, N) int, tasks per ES
+
+
+def step_info(info: dict[str, Any], num_exits: int = 0, num_servers: int = 0) -> BatchStepInfo:
+    """One run's ``env.step`` info (`OffloadEnv`, `CityEnv`) as the `BatchStepInfo` of K = 1;
+    the usage counts are those of ``info["outcome"]`` (none without one), at least
+    `num_exits` and `num_servers` wide."""
+    counts = {
+        name: np.zeros((1, 0), dtype=np.int64)
+        for name in ("exit_tasks", "exit_success", "server_tasks")
+    }
+    outcome = info.get("outcome")
+    if outcome is not None:
+        exit_index = np.asarray(outcome.exit_index, dtype=np.int64)[None]
+        server = np.asarray(outcome.server, dtype=np.int64)[None]
+        counts = usage_counts(
+            exit_index,
+            server,
+            np.asarray(outcome.success, dtype=bool)[None],
+            None,
+            max(num_exits, int(exit_index.max(initial=-1)) + 1),
+            max(num_servers, int(server.max(initial=-1)) + 1),
+        )
+    fields = ("num_tasks", "num_success", "accuracy_sum", "q_sum", "slot_ms")
+    return BatchStepInfo(**{name: np.array([info[name]]) for name in fields}, **counts)
+
+
 def _widened(counts: np.ndarray, size: int) -> np.ndarray:
     """(K, W) `counts` padded with zero columns to at least `size`."""
     extra = size - counts.shape[1]
@@ -123,8 +160,9 @@ def _widened(counts: np.ndarray, size: int) -> np.ndarray:
 
 
 class BatchMetrics:
-    """Adds up the steps of K runs (`BatchEnv.step` infos, or one run's through
-    `MetricsAccumulator`); `result()` gives the Section VI-D measures of every run.
+    """Adds up the steps of K runs (`BatchEnv.step` infos, or one run's `env.step` info dicts
+    with K = 1) and their eq. (17) values; `result()` gives the Section VI-D measures of every
+    run.
 
     Args:
         num_envs: K, runs.
@@ -145,9 +183,18 @@ class BatchMetrics:
         self.exit_tasks = np.zeros((num_envs, num_exits or 0), dtype=np.int64)
         self.exit_success = np.zeros((num_envs, num_exits or 0), dtype=np.int64)
         self.server_tasks = np.zeros((num_envs, num_servers or 0), dtype=np.int64)
+        self.normalised: list[list[float]] = [[] for _ in range(num_envs)]
 
-    def add(self, info: BatchStepInfo) -> None:
-        """Count one slot of every run."""
+    def add(
+        self, info: BatchStepInfo | dict[str, Any], normalised: Sequence[float] | None = None
+    ) -> None:
+        """Count one slot of every run, and its eq. (17) value of every run if known; a dict is
+        one run's ``env.step`` info (`step_info`)."""
+        if isinstance(info, dict):
+            info = step_info(info, self.exit_tasks.shape[1], self.server_tasks.shape[1])
+        if normalised is not None:
+            for values, value in zip(self.normalised, normalised, strict=True):
+                values.append(value)
         self.slots += 1
         self.tasks += info.num_tasks
         self.successes += info.num_success
@@ -183,11 +230,11 @@ class BatchMetrics:
             for k in range(len(self.tasks))
         ]
 
-    def result(self, normalised: list[list[float]] | None = None) -> list[Metrics]:
-        """One `Metrics` per run; `normalised[k]` are run k's eq. (17) values (none: nan)."""
+    def result(self) -> list[Metrics]:
+        """One `Metrics` per run (the mean eq. (17) value nan where none was added)."""
         results = []
         for k in range(len(self.tasks)):
-            ratios = normalised[k] if normalised is not None else []
+            ratios = self.normalised[k]
             tasks, successes = int(self.tasks[k]), int(self.successes[k])
             elapsed_ms = float(self.elapsed_ms[k])
             results.append(
@@ -207,56 +254,3 @@ class BatchMetrics:
                 )
             )
         return results
-
-
-class MetricsAccumulator:
-    """Adds up one run's `env.step` infos: `BatchMetrics` with K = 1, plus the eq. (17) values
-    of the slots that have one. `result()` gives the Section VI-D measures and `usage()` the
-    exit and ES usage (from ``info["outcome"]``).
-
-    Args:
-        num_exits: L, candidate exits (None: as many as the outcomes show).
-        num_servers: N, edge servers (None: likewise).
-    """
-
-    def __init__(self, num_exits: int | None = None, num_servers: int | None = None) -> None:
-        self.runs = BatchMetrics(1, num_exits, num_servers)
-        self.normalised: list[float] = []
-
-    def add(self, info: dict[str, Any], normalised: float | None = None) -> None:
-        """Count one slot from the `info` of `env.step` (and its eq. (17) value, if known)."""
-        runs = self.runs
-        runs.slots += 1
-        runs.tasks += info["num_tasks"]
-        runs.successes += info["num_success"]
-        runs.accuracy_sum += info["accuracy_sum"]
-        runs.q_sum += info["q_sum"]
-        runs.elapsed_ms += info["slot_ms"]
-        if normalised is not None:
-            self.normalised.append(normalised)
-        outcome = info.get("outcome")
-        if outcome is not None:
-            self.add_usage(outcome.exit_index, outcome.server, outcome.success)
-
-    def add_usage(self, exit_index: np.ndarray, server: np.ndarray, success: np.ndarray) -> None:
-        """Count tasks by exit (0-based), ES and success (done by `add` from the outcome)."""
-        exit_index = np.asarray(exit_index, dtype=np.int64)[None]
-        server = np.asarray(server, dtype=np.int64)[None]
-        counts = usage_counts(
-            exit_index,
-            server,
-            np.asarray(success, dtype=bool)[None],
-            None,
-            max(self.runs.exit_tasks.shape[1], int(exit_index.max(initial=-1)) + 1),
-            max(self.runs.server_tasks.shape[1], int(server.max(initial=-1)) + 1),
-        )
-        self.runs.add_usage(**counts)
-
-    def usage(self) -> Usage:
-        """Task counts per exit and ES over the slots added so far."""
-        return Usage(*(field[0].copy() for field in (
-            self.runs.exit_tasks, self.runs.exit_success, self.runs.server_tasks
-        )))  # fmt: skip
-
-    def result(self) -> Metrics:
-        return self.runs.result([self.normalised])[0]

@@ -23,7 +23,7 @@ from ..exit_table import load_exit_table
 from .baselines import BASELINES
 from .config import MECConfig
 from .env import OffloadEnv
-from .metrics import Metrics, MetricsAccumulator, normalised_reward
+from .metrics import BatchMetrics, Metrics, normalised_reward
 from .optimum import optimal_decision
 from .state import SlotState
 
@@ -43,7 +43,7 @@ def run_policy(
     """Run `policy` for `slots` slots from `env.reset(seed=seed)` and return the metrics."""
     env.reset(seed=seed)
     rng = np.random.default_rng(seed + 1_000_003)
-    acc = MetricsAccumulator()
+    acc = BatchMetrics(1)
     for slot in range(slots):
         state = env.slot_state
         decision = policy(state, rng)
@@ -51,8 +51,8 @@ def run_policy(
         if optimum_every and slot % optimum_every == 0:
             ratio = normalised_reward(state, decision)
         _, _, _, _, info = env.step(decision)
-        acc.add(info, ratio)
-    return acc.result()
+        acc.add(info, None if ratio is None else [ratio])
+    return acc.result()[0]
 
 
 def config_from_args(args: argparse.Namespace, scenario: int) -> MECConfig:

@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from offload.agents import make_agent
-from offload.agents.quantise import quantise
-from offload.agents.scale_critic import (
-    ScaleCriticConfig,
-    decide_at_scale,
-    quantise_edges,
-    score_candidates,
-)
+from offload.agents.quantise import quantise, quantise_edges
+from offload.agents.scale_critic import ScaleCriticConfig, decide_at_scale, score_candidates
 from offload.agents.sparse import reachable_edges
 from offload.sim import MECConfig, score_decisions
 from offload.sim.city import CityConfig
@@ -51,6 +46,28 @@ def test_edge_quantiser_is_the_dense_list_cut_at_s(ties, city_state):
             expected = quantise(dense, mask, s)
             got = quantise_edges(x, dev, opt, state.num_devices, s)
             np.testing.assert_array_equal(got, expected)
+
+
+def test_dense_and_edge_forms_give_the_same_candidates_on_random_instances():
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        k, m, o = (int(v) for v in rng.integers(1, [5, 12, 12]))
+        x = rng.uniform(size=(k, m, o))
+        if trial % 3 == 0:  # a saturating actor: many equal values and gaps
+            x = np.round(x * 2) / 2
+        mask = rng.uniform(size=x.shape) < rng.uniform(0.2, 1.0)
+        mask[np.arange(k)[:, None], np.arange(m), rng.integers(0, o, (k, m))] = True
+        union = mask.any(axis=0)  # the edges of every run; `valid` says which each run has
+        dev, opt = np.nonzero(union)
+        for s in (1, 2, 5, 17, 1000):
+            for distinct in (True, False):
+                dense = quantise(x, mask, s, distinct=distinct)
+                edges = quantise_edges(
+                    x[:, dev, opt], dev, opt, m, s, valid=mask[:, dev, opt], distinct=distinct
+                )
+                np.testing.assert_array_equal(edges, dense)
+                one = quantise_edges(x[0][mask[0]], *np.nonzero(mask[0]), m, s, distinct=distinct)
+                np.testing.assert_array_equal(one, quantise(x[0], mask[0], s, distinct=distinct))
 
 
 @pytest.mark.parametrize("repair", [0, 1])
@@ -98,8 +115,12 @@ def test_local_search_moves_only_the_devices_it_is_given(city_state):
 def test_bad_input_raises_one_clear_error():
     with pytest.raises(ValueError, match="at least one"):
         ScaleCriticConfig(num_candidates=0)
-    with pytest.raises(ValueError, match="no valid option"):
+    with pytest.raises(ValueError, match="device 1 has no valid option"):
         quantise_edges(np.ones(2), np.array([0, 0]), np.array([0, 1]), 2, 4)
+    with pytest.raises(ValueError, match="device 0 of run 1 has no valid option"):
+        quantise_edges(np.ones((2, 2)), [0, 1], [0, 0], 2, 4, valid=[[1, 1], [0, 1]])
+    with pytest.raises(ValueError, match="one value per edge"):
+        quantise_edges(np.ones(3), np.array([0, 0]), np.array([0, 1]), 2, 4)
 
 
 def test_a_slot_without_devices_gets_the_empty_decision(paper_table):

@@ -25,7 +25,6 @@ from offload.sim import (
 )
 from offload.sim.baselines import greedy_decision, random_decision
 from offload.sim.fcfs import schedule_slot
-from offload.sim.metrics import MetricsAccumulator
 from offload.sim.state import ScoringRules
 
 STATE_FIELDS = (
@@ -124,7 +123,7 @@ def test_batch_env_reproduces_offload_envs(readings, paper_table):
     for env, seed in zip(envs, seeds, strict=True):
         env.reset(seed=seed)
     metrics = BatchMetrics(len(configs))
-    accumulators = [MetricsAccumulator() for _ in envs]
+    accumulators = [BatchMetrics(1) for _ in envs]
     rng = np.random.default_rng(1)
     tasks, most_carried = np.zeros(len(envs), dtype=np.int64), 0
     for step in range(30):
@@ -151,7 +150,7 @@ def test_batch_env_reproduces_offload_envs(readings, paper_table):
             assert info.slot_ms[k] == expected["slot_ms"]
         state = batch.state
     for got, acc in zip(metrics.result(), accumulators, strict=True):
-        want = acc.result()
+        (want,) = acc.result()
         assert (got.slots, got.tasks) == (want.slots, want.tasks)
         for name in ("avg_accuracy", "ssp", "throughput_per_s", "mean_q"):
             assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-12), name

@@ -7,12 +7,12 @@ import pytest
 from grle_common.cli import run_cli
 from offload.sim import MECConfig, OffloadEnv, calibration, optimal_decision
 from offload.sim.baselines import greedy_decision, main_branch_greedy_decision
-from offload.sim.metrics import MetricsAccumulator, normalised_reward
+from offload.sim.metrics import BatchMetrics, normalised_reward
 from offload.sim.run_baselines import main as run_baselines
 
 
 def test_metrics_from_two_slots():
-    acc = MetricsAccumulator()
+    acc = BatchMetrics(1)
     acc.add(
         {
             "num_tasks": 4,
@@ -21,12 +21,13 @@ def test_metrics_from_two_slots():
             "q_sum": 1.0,
             "slot_ms": 30.0,
         },
-        1.0,
+        [1.0],
     )
     acc.add(
-        {"num_tasks": 2, "num_success": 0, "accuracy_sum": 0.0, "q_sum": 0.2, "slot_ms": 30.0}, 0.5
+        {"num_tasks": 2, "num_success": 0, "accuracy_sum": 0.0, "q_sum": 0.2, "slot_ms": 30.0},
+        [0.5],
     )
-    m = acc.result()
+    (m,) = acc.result()
     assert (m.slots, m.tasks) == (2, 6)
     assert m.avg_accuracy == pytest.approx(2.6 / 6)
     assert m.ssp == pytest.approx(0.5)
@@ -107,7 +108,7 @@ def test_baseline_command_counts_every_task(capsys):
 
 def average_accuracy(table, cfg: MECConfig, decide, slots: int, seed: int) -> tuple[float, float]:
     """Σ accuracy of the successful tasks / all tasks (Section VI-D) and the SSP, summed here
-    from the environment's per-slot outcomes (not through `MetricsAccumulator`)."""
+    from the environment's per-slot outcomes (not through `BatchMetrics`)."""
     env = OffloadEnv(table, cfg)
     env.reset(seed=seed)
     accuracy = success = tasks = 0.0

@@ -1,16 +1,17 @@
 """Exit and ES usage statistics on a hand-made three-slot run: exact counts from
-`MetricsAccumulator` (one run) and `BatchMetrics` (lockstep), and the result-row columns."""
+`BatchMetrics` of one run (K = 1, info dicts) and of K runs (lockstep), and the result-row columns."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from offload.exit_table import ExitTable
 from offload.sim import BatchEnv, BatchMetrics, MECConfig, OffloadEnv
-from offload.sim.metrics import MetricsAccumulator, Usage
+from offload.sim.metrics import Usage
 
 # one ES type, two exits (exit numbers 1 and 17): 1 ms (accuracy 0.8) and 4 ms (0.9)
 TABLE = ExitTable(
@@ -58,14 +59,14 @@ EXPECTED = {
 def test_usage_of_a_hand_made_run():
     env = OffloadEnv(TABLE, config())
     env.reset(seed=0)
-    acc = MetricsAccumulator()
+    acc = BatchMetrics(1)
     for decision in DECISIONS:
         acc.add(env.step(np.array(decision))[-1])
-    usage = acc.usage()
+    (usage,) = acc.usage()
     assert usage.exit_tasks.tolist() == [3, 6]
     assert usage.exit_success.tolist() == [3, 4]
     assert usage.server_tasks.tolist() == [5, 4]
-    assert acc.result().ssp == pytest.approx(7 / 9)
+    assert acc.result()[0].ssp == pytest.approx(7 / 9)
     assert usage.columns(TABLE.exits) == pytest.approx(EXPECTED)
 
 
@@ -88,9 +89,11 @@ def test_batch_usage_equals_one_run_counts(queue):
 
 
 def test_usage_sizes_and_errors():
-    acc = MetricsAccumulator(num_exits=5, num_servers=2)
-    acc.add_usage(np.array([1, 1]), np.array([0, 0]), np.array([True, False]))
-    usage = acc.usage()
+    acc = BatchMetrics(1, num_exits=5, num_servers=2)
+    outcome = SimpleNamespace(exit_index=[1, 1], server=[0, 0], success=[True, False])
+    step = {"num_tasks": 2, "num_success": 1, "accuracy_sum": 0.5, "q_sum": 0.25, "slot_ms": 10.0}
+    acc.add({**step, "outcome": outcome})
+    (usage,) = acc.usage()
     assert usage.exit_tasks.tolist() == [0, 2, 0, 0, 0]
     assert usage.exit_success.tolist() == [0, 1, 0, 0, 0]
     assert usage.server_tasks.tolist() == [2, 0]
