@@ -14,9 +14,9 @@ from .batch import (
     batch_task_rewards,
 )
 from .city import CityConfig
-from .city_env import CityEnv
+from .city_env import CityEnv, CityGymEnv
 from .config import MECConfig
-from .env import OffloadEnv
+from .env import OffloadEnv, SlotEnv
 from .evaluator import psi, score_decisions
 from .optimum import Optimum, brute_force_decision, optimal_decision
 from .state import SlotOutcome, SlotState
@@ -28,10 +28,12 @@ __all__ = [
     "BatchStepInfo",
     "CityConfig",
     "CityEnv",
+    "CityGymEnv",
     "MECConfig",
     "OffloadEnv",
     "Optimum",
     "SlotOutcome",
+    "SlotEnv",
     "SlotState",
     "batch_greedy",
     "batch_random",

@@ -27,8 +27,7 @@ from ..exit_table import ExitTable
 from .baselines import batch_greedy, batch_random
 from .carry import carried_state, empty_carry
 from .config import MECConfig
-from .dynamics import draw_slot, initial_fading, update_topology
-from .env import scoring_rules, server_exit_ms
+from .dynamics import PaperNetwork
 from .evaluator import as_options, batch_score, batch_task_rewards
 from .metrics import BatchMetrics, BatchStepInfo, usage_counts
 from .state import BatchState, check_one_per_env
@@ -97,14 +96,11 @@ class BatchEnv:
                     )
         self.configs = tuple(configs)
         self.table = table
-        self.exit_ms = np.stack([server_exit_ms(table, cfg) for cfg in self.configs])  # (K, N, L)
+        self.exit_ms = np.stack([cfg.server_exit_ms(table) for cfg in self.configs])  # (K, N, L)
         self.exit_accuracy = table.accuracy.astype(np.float64)
-        self.rules = scoring_rules(first)
+        self.rules = first.scoring_rules
         self.slot_ms = np.array([cfg.slot_ms for cfg in self.configs])
         self.deadline_ms = np.array([cfg.deadline_ms for cfg in self.configs])
-        # the fixed topology of every environment: the first M of D padded devices, all links up
-        self._active = np.arange(first.padded_devices) < first.num_devices
-        self._link = np.ones((first.padded_devices, first.num_servers), dtype=bool)
         self._state: BatchState | None = None
 
     @property
@@ -127,14 +123,14 @@ class BatchEnv:
         """
         check_one_per_env(seeds, self.num_envs, "seeds")
         # gymnasium.Env.reset(seed=) seeds np_random this way
-        self._rngs = [seeding.np_random(operator.index(seed))[0] for seed in seeds]
+        rngs = [seeding.np_random(operator.index(seed))[0] for seed in seeds]
+        self._networks = [
+            PaperNetwork(cfg, rng) for cfg, rng in zip(self.configs, rngs, strict=True)
+        ]
         cfg = self.configs[0]
         self._device_free = np.zeros((self.num_envs, cfg.num_devices))
         self._server_free = np.zeros((self.num_envs, cfg.num_servers))
         self._carry = empty_carry(self.num_envs) if cfg.cross_slot_queue == "fcfs" else None
-        self._fading = [
-            initial_fading(c, rng) for c, rng in zip(self.configs, self._rngs, strict=True)
-        ]
         self._new_slot()
         return self.state
 
@@ -182,20 +178,14 @@ class BatchEnv:
         )
         self._device_free = np.maximum(res.device_free_ms - self.slot_ms[:, None], 0.0)
         self._server_free = np.maximum(res.server_free_ms - self.slot_ms[:, None], 0.0)
-        for cfg, rng in zip(
-            self.configs, self._rngs, strict=True
-        ):  # no change, but keeps the streams aligned
-            update_topology(cfg, rng, self._active, self._link)
+        for net in self._networks:  # no change, but keeps the streams aligned
+            net.advance()
         self._new_slot()
         return info
 
     def _new_slot(self) -> None:
         num_dev = self.configs[0].num_devices
-        draws = [
-            draw_slot(cfg, rng, fading)
-            for cfg, rng, fading in zip(self.configs, self._rngs, self._fading, strict=True)
-        ]
-        self._fading = [draw.fading for draw in draws]
+        draws = [net.draw() for net in self._networks]
         self._rate_true = np.stack([draw.rate_true_mbps[:num_dev] for draw in draws])
         self._jitter = np.stack([draw.jitter[:num_dev] for draw in draws])
         self._state = BatchState(

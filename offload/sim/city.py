@@ -159,6 +159,13 @@ class CityConfig:
         return side, side
 
     @property
+    def server_kinds(self) -> tuple[str, ...]:
+        """The device type (table column) of each of the N servers: ES n runs
+        ``server_devices[n % len(server_devices)]``."""
+        kinds = self.server_devices
+        return tuple(kinds[n % len(kinds)] for n in range(self.num_servers))
+
+    @property
     def noise_dbm(self) -> float:
         """Receiver noise power N_0 + 10 log10(B) + NF, dBm."""
         return (
@@ -219,11 +226,8 @@ class CityNetwork:
     def __init__(self, config: CityConfig, table: ExitTable, rng: np.random.Generator) -> None:
         self.config = cfg = config
         self.rng = rng
-        kinds = cfg.server_devices
-        self.server_kind = tuple(kinds[n % len(kinds)] for n in range(cfg.num_servers))
-        self.exit_ms = cfg.task.compute_scale * np.stack(
-            [table.latency_of(k) for k in self.server_kind]
-        )
+        self.server_kind = cfg.server_kinds
+        self.exit_ms = cfg.task.server_exit_ms(table, self.server_kind)
         width, height = self.region = cfg.region
         num_dev, num_srv = cfg.num_devices, cfg.num_servers
         self.server_xy = self._place_servers()
@@ -238,6 +242,7 @@ class CityNetwork:
         self.shadow_db = cfg.shadowing_db * rng.standard_normal((num_dev, num_srv))
         self.active = np.ones(num_dev, dtype=bool)
         self.joined = np.zeros(num_dev, dtype=bool)
+        self.link = np.zeros((num_dev, num_srv), dtype=bool)  # this slot's reach, set by draw()
         self.slot = 0
 
     # ------------------------------------------------------------------ placement
@@ -332,7 +337,7 @@ class CityNetwork:
         num_dev, num_srv = cfg.num_devices, cfg.num_servers
         gap = self.device_xy[:, None, :] - self.server_xy[None, :, :]
         distance = np.hypot(gap[..., 0], gap[..., 1])
-        link = self.reachable(distance) & self.active[:, None]
+        self.link = link = self.reachable(distance) & self.active[:, None]
         snr = 10.0 ** (snr_db(cfg, distance, self.shadow_db) / 10.0)
         fade = rng.exponential(1.0, (num_dev, num_srv))
         lo_kb, hi_kb = task.task_kb

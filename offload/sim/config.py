@@ -3,7 +3,17 @@ ambiguities (docs/calibration.md explains each reading and its effect)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .reward import psi_scale
+from .state import ScoringRules
+
+if TYPE_CHECKING:
+    from ..exit_table import ExitTable
 
 __all__ = ["MECConfig", "KB_BITS"]
 
@@ -171,6 +181,29 @@ class MECConfig:
     def bits_per_kb(self) -> float:
         """Bits in one "KB" of task size under `kb_reading`."""
         return KB_BITS[self.kb_reading]
+
+    @property
+    def scoring_rules(self) -> ScoringRules:
+        """The reward readings (``psi_form``, ``psi_steepness``, ``reward_form``,
+        ``late_policy``, ``completion_origin``) as the evaluator uses them."""
+        return ScoringRules(
+            psi_scale=psi_scale(self.psi_form, self.psi_steepness, self.reward_form),
+            drop_late=self.late_policy == "drop",
+            from_transmission=self.completion_origin == "transmission",
+        )
+
+    def server_exit_ms(
+        self, table: ExitTable, server_devices: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """(N, L) computation time of every candidate exit on each ES at full capacity, ms:
+        the table's latency column of the ES's device type (``server_devices``, default this
+        config's) × ``compute_scale``.
+
+        Raises:
+            ExitTableError: a device type has no latency column in `table`.
+        """
+        kinds = self.server_devices if server_devices is None else server_devices
+        return self.compute_scale * np.stack([table.latency_of(kind) for kind in kinds])
 
     def replace(self, **changes: object) -> MECConfig:
         """A copy with some fields changed (validated again)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import MECConfig
 
-__all__ = ["SlotDraw", "draw_slot", "initial_fading", "update_topology"]
+__all__ = ["PaperNetwork", "SlotDraw", "draw_slot", "initial_fading", "update_topology"]
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -104,3 +104,36 @@ def update_topology(
     for dev in np.flatnonzero(orphan):
         link[dev, int(np.argmax(rescue_key[dev]))] = True
     return active, link, joined
+
+
+class PaperNetwork:
+    """The slot source of a `MECConfig` network (the paper's, scenarios 1-4, with or without
+    dynamic topology): its topology and fading between slots and one generator, drawn in one
+    fixed order (the initial fading; then per slot `draw_slot`, and `update_topology` between
+    slots), so the same seed gives the same slots whoever steps them.
+
+    Args:
+        config: the network.
+        rng: the generator every draw comes from (seeded by the caller).
+    """
+
+    def __init__(self, config: MECConfig, rng: np.random.Generator) -> None:
+        self.config = cfg = config
+        self.rng = rng
+        num_dev = cfg.padded_devices
+        self.active = np.arange(num_dev) < cfg.num_devices  # (D,) the device is in the network
+        self.link = np.ones((num_dev, cfg.num_servers), dtype=bool)  # (D, N) the link is up
+        self.joined = np.zeros(num_dev, dtype=bool)  # (D,) joined since the previous slot
+        self.fading = initial_fading(cfg, rng)
+
+    def draw(self) -> SlotDraw:
+        """This slot's tasks, rates, capacities and inference-time factors (all D rows)."""
+        draw = draw_slot(self.config, self.rng, self.fading)
+        self.fading = draw.fading
+        return draw
+
+    def advance(self) -> None:
+        """Move to the next slot: devices leave and join, links go down and up."""
+        self.active, self.link, self.joined = update_topology(
+            self.config, self.rng, self.active, self.link
+        )

@@ -1,6 +1,7 @@
 """The true outcome of one slot of K runs: eqs. (1), (4), (6)-(9) and (11) with the true
-rates and inference times, and the backlogs the next slot starts from. `OffloadEnv` calls it
-with K = 1, `BatchEnv` with K runs; there is no other implementation.
+rates and inference times, and the backlogs the next slot starts from. `BatchEnv` calls it
+with K runs, `RunStepper` (the one run of `OffloadEnv`, `CityGymEnv` and `CityEnv`) with K = 1;
+there is no other implementation.
 
 Under ``cross_slot_queue="fcfs"`` the slot's tasks join those carried in from earlier slots
 (`offload.sim.carry`); the result then lists the tasks whose outcome this step fixes.
@@ -8,17 +9,18 @@ Under ``cross_slot_queue="fcfs"`` the slot's tasks join those carried in from ea
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .carry import fcfs_step
+from .carry import carried_state, empty_carry, fcfs_step
+from .config import MECConfig
 from .evaluator import deadline_origin, score_decisions
 from .fcfs import schedule_slot
 from .reward import psi
 from .state import BatchState, CarriedTasks, SlotOutcome, SlotState
 
-__all__ = ["OneSlot", "TrueSlot", "serve_one", "true_slot"]
+__all__ = ["RunStepper", "TrueSlot", "true_slot"]
 
 
 class TrueSlot(NamedTuple):
@@ -137,63 +139,119 @@ def true_slot(
     )
 
 
-class OneSlot(NamedTuple):
-    """One served slot of one run (what `OffloadEnv.step` and `CityEnv.step` report)."""
+class RunStepper:
+    """One run of a slot source stepped slot by slot, the one single-run stepper: the source
+    (`PaperNetwork` of a `MECConfig`, `CityNetwork`) draws each slot and moves on between
+    slots; the stepper keeps the queues -- each uplink's and each ES's backlog and, under
+    ``cross_slot_queue="fcfs"``, the tasks in transit --, builds the agent-visible `SlotState`
+    over the active devices that reach an ES, and serves a decision with `true_slot` (K = 1).
+    `OffloadEnv`, `CityGymEnv` (Gymnasium adapters) and `CityEnv` step through it.
 
-    outcome: SlotOutcome  # the tasks whose outcome the step fixes (true values)
-    linked: np.ndarray  # (M,) bool, the chosen link was up (False: the task is lost)
-    predicted_q: float  # Q of eq. (9) predicted from the state; a lost task scores 0
-    device_free_ms: np.ndarray  # (M,) each uplink's busy time after the slot start, ms
-    server_free_ms: np.ndarray  # (N,) each ES's free time after the slot start, ms
-    carry: tuple[CarriedTasks, np.ndarray] | None  # tasks in transit (fcfs), else None
-
-
-def serve_one(
-    state: SlotState,
-    decision: np.ndarray,
-    *,
-    rate_true_mbps: np.ndarray,
-    jitter: np.ndarray,
-    slot_ms: float,
-    carry: tuple[CarriedTasks, np.ndarray] | None = None,
-) -> OneSlot:
-    """`true_slot` for one run (K = 1) and one checked decision, with the predicted Q.
+    The source has ``draw()`` (the slot's ``task_bits``, ``rate_est_mbps``, ``rate_true_mbps``,
+    ``capacity`` and ``jitter`` over its D device rows), ``advance()``, ``active`` (D,) and,
+    after ``draw()``, ``link`` (D, N) and ``joined`` (D,) (a joining device's uplink starts
+    empty).
 
     Args:
-        state: the slot state the decision was made on.
-        decision: (M,) int, checked options o = n*L + l (one per device of `state`).
-        rate_true_mbps: (M, N) true uplink rates of the state's devices, Mbit/s.
-        jitter: (M,) true inference time / table inference time of each task.
-        slot_ms: slot length τ, ms.
-        carry: the tasks in transit (cross_slot_queue="fcfs"), None for "free_at".
+        network: the slot source, just created (its first slot not drawn yet).
+        config: the `MECConfig` of its tasks, τ, δ and readings.
+        exit_ms: (N, L) computation time of every exit on each ES at full capacity, ms.
+        exit_accuracy: (L,) accuracy of every exit.
     """
-    ids = state.device_ids
-    server = decision // state.num_exits
-    linked = state.link[np.arange(ids.size), server]  # False: the task is lost
-    # a lost task scores 0 and takes no resources; carried tasks keep their reward terms
-    predicted_q = float(score_decisions(state, decision, None if linked.all() else linked)[0])
-    res = true_slot(
-        BatchState.of(state),
-        decision[None],
-        rate_true_mbps=rate_true_mbps[None],
-        jitter=jitter[None],
-        linked=None if linked.all() else linked[None],
-        slot_ms=np.array([slot_ms]),
-        device_ids=ids[None],
-        carry=carry,
-    )
-    done = slice(None) if res.carry is None else res.final[0]  # free_at: every task
-    tasks = res.tasks.take(0)
-    outcome = SlotOutcome(
-        device_ids=tasks.device_ids[done],
-        server=tasks.server[done],
-        exit_index=tasks.exit_index[done],
-        arrival_ms=tasks.arrival_ms[done],
-        completion_ms=res.completion_ms[0, done],
-        success=res.success[0, done],
-        accuracy=res.accuracy[0, done],
-        q=res.q[0, done],
-    )
-    return OneSlot(
-        outcome, linked, predicted_q, res.device_free_ms[0], res.server_free_ms[0], res.carry
-    )
+
+    def __init__(
+        self,
+        network: Any,
+        config: MECConfig,
+        exit_ms: np.ndarray,
+        exit_accuracy: np.ndarray,
+    ) -> None:
+        self.network = network
+        self.slot_ms = config.slot_ms
+        self.deadline_ms = config.deadline_ms
+        self.rules = config.scoring_rules
+        self.exit_ms = exit_ms
+        self.exit_accuracy = exit_accuracy
+        self.device_free_ms = np.zeros(network.active.shape[0])  # uplink busy after slot start
+        self.server_free_ms = np.zeros(exit_ms.shape[0])  # ES busy time after the slot start
+        self.carry = empty_carry(1) if config.cross_slot_queue == "fcfs" else None
+        self.slot = 0
+        self._new_slot()
+
+    def _new_slot(self) -> None:
+        net = self.network
+        self.draw = draw = net.draw()
+        self.device_free_ms[net.joined] = 0.0
+        ids = np.flatnonzero(net.active & net.link.any(axis=1))  # active, reaching an ES
+        self.state = SlotState(
+            device_ids=ids,
+            task_bits=draw.task_bits[ids],
+            deadline_ms=np.full(ids.size, self.deadline_ms),
+            rate_mbps=draw.rate_est_mbps[ids],
+            link=net.link[ids],
+            device_backlog_ms=self.device_free_ms[ids],
+            server_backlog_ms=self.server_free_ms.copy(),
+            capacity=draw.capacity.copy(),
+            exit_ms=self.exit_ms,
+            exit_accuracy=self.exit_accuracy,
+            rules=self.rules,
+            carried=None if self.carry is None else carried_state(*self.carry).take(0),
+        )
+
+    def serve(self, decision: np.ndarray) -> dict[str, Any]:
+        """Serve the current slot with a checked decision, move the queues to the next slot's
+        start and draw that slot; returns the step's info dict (the outcome, the counts, the
+        predicted Q; no action mask).
+
+        Args:
+            decision: (M,) int, checked options o = n*L + l (one per device of `state`).
+        """
+        state, draw = self.state, self.draw
+        ids = state.device_ids
+        server = decision // state.num_exits
+        linked = state.link[np.arange(ids.size), server]  # False: the task is lost
+        every_link = bool(linked.all())
+        # a lost task scores 0 and takes no resources; carried tasks keep their reward terms
+        predicted_q = float(score_decisions(state, decision, None if every_link else linked)[0])
+        slot_ms = self.slot_ms
+        res = true_slot(
+            BatchState.of(state),
+            decision[None],
+            rate_true_mbps=draw.rate_true_mbps[ids][None],
+            jitter=draw.jitter[ids][None],
+            linked=None if every_link else linked[None],
+            slot_ms=np.array([slot_ms]),
+            device_ids=ids[None],
+            carry=self.carry,
+        )
+        self.carry = res.carry
+        self.device_free_ms[ids] = res.device_free_ms[0]
+        self.device_free_ms = np.maximum(self.device_free_ms - slot_ms, 0.0)
+        self.server_free_ms = np.maximum(res.server_free_ms[0] - slot_ms, 0.0)
+        done = slice(None) if res.carry is None else res.final[0]  # free_at: every task
+        tasks = res.tasks.take(0)
+        outcome = SlotOutcome(
+            device_ids=tasks.device_ids[done],
+            server=tasks.server[done],
+            exit_index=tasks.exit_index[done],
+            arrival_ms=tasks.arrival_ms[done],
+            completion_ms=res.completion_ms[0, done],
+            success=res.success[0, done],
+            accuracy=res.accuracy[0, done],
+            q=res.q[0, done],
+        )
+        info = {
+            "slot": self.slot,
+            "outcome": outcome,
+            "num_tasks": int(outcome.device_ids.size),  # fcfs: the tasks fixed in this step
+            "num_success": int(outcome.success.sum()),
+            "num_lost": int((~linked).sum()),
+            "accuracy_sum": float(outcome.accuracy.sum()),
+            "q_sum": float(outcome.q.sum()),
+            "predicted_q": predicted_q,
+            "slot_ms": slot_ms,
+        }
+        self.network.advance()
+        self.slot += 1
+        self._new_slot()
+        return info

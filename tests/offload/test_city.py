@@ -4,14 +4,16 @@ leaves, heterogeneous servers, determinism, and the environment on the one slot 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from exit_tables.schema import ExitTableError
 from offload.sim import MECConfig
 from offload.sim.city import CityConfig, mean_rate_mbps
-from offload.sim.city_env import CityEnv
+from offload.sim.city_env import CityEnv, CityGymEnv
 from offload.sim.scale_refs import greedy_decision, local_search, random_decision
 
 SMALL = dict(num_devices=60, num_servers=8)
@@ -267,3 +269,32 @@ def test_bad_input_raises_one_clear_error(paper_table):
     state, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(state.num_devices + 1, dtype=int))
+
+
+def test_city_gym_adapter_passes_the_gymnasium_env_checker(paper_table):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no checker warning either
+        check_env(CityGymEnv(paper_table, CityConfig(**SMALL)), skip_render_check=True)
+
+
+def test_city_gym_adapter_pads_the_city_trace(paper_table):
+    # the same seed gives CityEnv's trace; the observation is its slot state padded to D rows
+    city, gym_city = (
+        _env(paper_table, leave_prob=0.05),
+        CityGymEnv(paper_table, CityConfig(**SMALL, leave_prob=0.05)),
+    )
+    state, _ = city.reset(seed=4)
+    obs, info = gym_city.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        ids = state.device_ids
+        assert obs["active"].tolist() == np.isin(np.arange(60), ids).astype(int).tolist()
+        np.testing.assert_array_equal(obs["task_bits"][ids], state.task_bits.astype(np.float32))
+        np.testing.assert_array_equal(obs["link"][ids], state.link)
+        np.testing.assert_array_equal(info["action_mask"][ids], city.action_mask())
+        decision = random_decision(state, rng)
+        padded = np.zeros(60, dtype=np.int64)
+        padded[ids] = decision
+        state, reward, _, _, step = city.step(decision)
+        obs, gym_reward, _, _, info = gym_city.step(padded)
+        assert gym_reward == reward and info["num_tasks"] == step["num_tasks"]

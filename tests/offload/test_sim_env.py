@@ -312,3 +312,15 @@ def test_policies_see_the_same_tasks_channels_and_topology(paper_table):
 def test_invalid_config_is_rejected(changes, pattern):
     with pytest.raises(ValueError, match=pattern):
         MECConfig(**{"num_devices": 4, **changes})
+
+
+def test_config_scales_the_table_and_reads_the_rules(paper_table):
+    cfg = MECConfig(compute_scale=4.0, psi_form="doubled", late_policy="send")
+    expected = 4.0 * np.stack([paper_table.latency_of(d) for d in cfg.server_devices])
+    np.testing.assert_array_equal(cfg.server_exit_ms(paper_table), expected)
+    np.testing.assert_array_equal(cfg.server_exit_ms(paper_table, ["GTX_1080TI"]), expected[1:])
+    assert cfg.scoring_rules == (2.0, False, False)
+    env = OffloadEnv(paper_table, cfg)
+    env.reset(seed=0)
+    np.testing.assert_array_equal(env.slot_state.exit_ms, expected)
+    assert env.slot_state.rules == cfg.scoring_rules

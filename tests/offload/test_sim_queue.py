@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import offload.sim.env as env_module
+import offload.sim.dynamics as dynamics_module
 from offload.exit_table import ExitTable
 from offload.sim import (
     BatchState,
@@ -59,7 +59,7 @@ def trace_env(monkeypatch, queue: str) -> OffloadEnv:
     # slot 0: device 0 sends 300 kbit at 20 Mbit/s (15 ms), device 1 100 kbit at 100 Mbit/s
     # (1 ms); slot 1: device 0 400 kbit, device 1 200 kbit, both at 100 Mbit/s (4 ms, 2 ms)
     monkeypatch.setattr(
-        env_module,
+        dynamics_module,
         "draw_slot",
         scripted([[300, 100], [400, 200], [100, 100]], [[20, 100], [100, 100], [100, 100]]),
     )
@@ -296,7 +296,7 @@ def test_predicted_q_keeps_the_carried_task_when_another_link_is_down(monkeypatc
     env.step(np.array([1, 1]))
     state = env.slot_state
     assert state.carried.count == 1
-    env._state = replace(state, link=np.array([[True], [False]]))
+    env._stepper.state = replace(state, link=np.array([[True], [False]]))
     _, reward, _, _, info = env.step(np.array([0, 1]))
     out = info["outcome"]
     assert info["num_lost"] == 1
