@@ -26,6 +26,7 @@ the main branch.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grle_common.cli import UserError
+from grle_common.cli import UserError, bounded
 
 __all__ = [
     "LATENCY_PREFIX",
@@ -167,6 +168,18 @@ def validate_frame(frame: pd.DataFrame, *, name: str = "exit table") -> pd.DataF
     typed = pd.DataFrame(rows, columns=columns)
     typed["exit"] = typed["exit"].astype(np.int64)
     return typed
+
+
+def add_main_exit_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--main-exit N`` (default :data:`MAIN_EXIT`), the flag of every command line that
+    reads an exit table: the exit number the table's deepest exit must be."""
+    parser.add_argument(
+        "--main-exit",
+        type=bounded(int, low=1),
+        default=MAIN_EXIT,
+        help="exit number of the main branch (greedy-main, GRL; always kept as a candidate): the "
+        f"table's deepest exit must be it (default {MAIN_EXIT}, VGG-16's)",
+    )
 
 
 def check_main_exit(exits: Sequence[int], main_exit: int | None, name: str) -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exit_tables.schema import MAIN_EXIT
+from exit_tables.schema import add_main_exit_flag
 from grle_common.cli import bounded, run_cli
 from profiling.candidates import candidate_table, select_candidates
 from profiling.errors import ProfilingError
@@ -32,13 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="number of candidate exits, at most the table's rows (default 5)",
     )
     parser.add_argument("--devices", nargs="+", help="latency columns to use (default: all)")
-    parser.add_argument(
-        "--main-exit",
-        type=bounded(int, low=1),
-        default=MAIN_EXIT,
-        help="exit number of the main branch, always kept: the table's deepest exit must be it "
-        f"(default {MAIN_EXIT}, VGG-16's)",
-    )
+    add_main_exit_flag(parser)
     parser.add_argument("--out", help="candidate table CSV (default <table>_candidates.csv)")
     parser.add_argument("--figure", help="figure path (default <out without .csv>.png)")
     parser.add_argument("--figure-device", help="latency column on the figure's x axis")

@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from exit_tables.schema import MAIN_EXIT
+from exit_tables.schema import add_main_exit_flag
 from grle_common.cli import UserError, bounded, run_cli
 from grle_common.fileio import write_text_atomic
 from offload.exit_table import load_exit_table
@@ -69,13 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--exits", default=default_exits(), help="exit table CSV (default: the paper's Table I)"
     )
-    p.add_argument(
-        "--main-exit",
-        type=bounded(int, low=1),
-        default=MAIN_EXIT,
-        help="exit number of the main branch (greedy-main, GRL): the table's deepest exit must "
-        f"be it (default {MAIN_EXIT}, VGG-16's)",
-    )
+    add_main_exit_flag(p)
     p.add_argument(
         "--out",
         help="output folder (default: a new runs/offload/<experiment>-<UTC time>; the committed "

@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from exit_tables.schema import MAIN_EXIT
+from exit_tables.schema import add_main_exit_flag
 from grle_common.cli import bounded, run_cli
 
 from ..exit_table import ExitTable, load_exit_table
@@ -114,12 +114,7 @@ def print_queue_effect(args: argparse.Namespace, table: ExitTable) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="checkpoints/paper_table1.csv")
-    p.add_argument(
-        "--main-exit",
-        type=bounded(int, low=1),
-        default=MAIN_EXIT,
-        help=f"exit number of the main branch, the table's deepest (default {MAIN_EXIT})",
-    )
+    add_main_exit_flag(p)
     p.add_argument(
         "--slots",
         type=bounded(int, low=1),

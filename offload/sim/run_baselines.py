@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from exit_tables.schema import MAIN_EXIT
+from exit_tables.schema import add_main_exit_flag
 from grle_common.cli import UserError, bounded, run_cli
 
 from ..exit_table import load_exit_table
@@ -79,12 +79,7 @@ def parser() -> argparse.ArgumentParser:
         "--table", default="checkpoints/paper_table1.csv", help="candidate exit table CSV"
     )
     count, positive = bounded(int, 1), bounded(float, 0, low_open=True)
-    p.add_argument(
-        "--main-exit",
-        type=count,
-        default=MAIN_EXIT,
-        help=f"exit number of the main branch, the table's deepest (default {MAIN_EXIT})",
-    )
+    add_main_exit_flag(p)
     p.add_argument("--slots", type=count, default=10_000, help="slots per (scenario, policy)")
     p.add_argument("--seed", type=bounded(int, 0), default=0)
     p.add_argument("--num-devices", type=count, default=defaults.num_devices)
