@@ -16,8 +16,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from offload.agents.graph import SparseGraph
 from offload.agents.grle import (
-    _DENSE_FIELDS,
+    DENSE_FIELDS,
     DEVICE_FEATURES,
     EDGE_FEATURES,
     EXIT_FEATURES,
@@ -39,10 +40,20 @@ class EdgeMLPActor(nn.Module):
         self.lin2 = nn.Linear(h1, h2)
         self.lin3 = nn.Linear(h2, 1)
 
-    def forward(self, *dense: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None):
-        """x̂ (..., M, K) from GRLE+'s dense tensors (:data:`~offload.agents.grle._DENSE_FIELDS`,
-        any leading axes); ``params``: K runs' stacked weights (:class:`~offload.agents.learner.Learner`)."""
-        fields = dict(zip(_DENSE_FIELDS, dense, strict=True))
+    def forward(
+        self, *graph: torch.Tensor | SparseGraph, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """x̂ of either graph form (:mod:`offload.agents.graph`): (..., M, O) from GRLE+'s dense
+        tensors (:data:`~offload.agents.grle.DENSE_FIELDS`, any leading axes), zero off the
+        edges, or (E,) on the edges of one :class:`~offload.agents.graph.SparseGraph`.
+        ``params``: K runs' stacked weights (dense form; :class:`~offload.agents.learner.Learner`)."""
+        p = params if params is not None else dict(self.named_parameters())
+        if isinstance(graph[0], SparseGraph):
+            g = graph[0]
+            dev, opt = g.edge_index
+            x = torch.cat([g.x_device[dev], g.x_exit[opt], g.edge_attr], dim=-1)
+            return self._mlp(x, p).squeeze(-1)
+        fields = dict(zip(DENSE_FIELDS, graph, strict=True))
         x_dev, x_exit = fields["x_device"], fields["x_exit"]
         edge, edge_mask = fields["edge_attr_dense"], fields["edge_mask"]
         num_devices, num_options = edge_mask.shape[-2:]
@@ -54,8 +65,11 @@ class EdgeMLPActor(nn.Module):
             ],
             dim=-1,
         )
-        p = params if params is not None else dict(self.named_parameters())
+        return self._mlp(x, p).squeeze(-1) * edge_mask
+
+    @staticmethod
+    def _mlp(x: torch.Tensor, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """σ(MLP(x)) on the last axis (one run's or K runs' stacked weights)."""
         for i in (1, 2):
             x = torch.relu(stacked_linear(x, p[f"lin{i}.weight"], p[f"lin{i}.bias"]))
-        z = stacked_linear(x, p["lin3.weight"], p["lin3.bias"])
-        return torch.sigmoid(z).squeeze(-1) * edge_mask
+        return torch.sigmoid(stacked_linear(x, p["lin3.weight"], p["lin3.bias"]))

@@ -24,10 +24,13 @@ ways along each edge: without the device-side update a device could not see "the
 at ES n" that the paper's two-layer argument relies on. Two layers (hidden 128 and 64, Section
 VI-A), then eq. (13) h_e = C(h_src, h_dst) and eq. (14) x̂_e = σ(MLP₂(ReLU(MLP₁(h_e)))).
 
-One path: ``forward(..., params=stacked)`` takes the neighbour means with each ``SAGEConv``'s
-own aggregation module (PyG's mean) over the graphs of K runs at once (node indices offset per
-graph, as ``Batch.from_data_list`` does) and applies the runs' stacked ``lin_l``/``lin_r``
-weights with one batched matmul per layer (:meth:`GRLEPaperActor.layer`); one run is K = 1.
+One layer function for both graph forms (:meth:`GRLEPaperActor.layer`, as ``SAGEConv.forward``
+takes an ``edge_index`` or an ``adj_t``) and one forward. Dense: ``forward(x_device, x_exit,
+edge_mask, params=stacked)`` takes the neighbour means with each ``SAGEConv``'s own aggregation
+module (PyG's mean) over the graphs of K runs at once (node indices offset per graph, as
+``Batch.from_data_list`` does) and applies the runs' stacked ``lin_l``/``lin_r`` weights with one
+batched matmul per layer; one run is K = 1. Sparse (one city slot, ``forward(graph)``): the means
+are ``spmm`` over the CSR adjacency and the classifier runs per edge.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch_geometric.nn import SAGEConv
+from torch_geometric.utils import spmm
 
+from offload.agents.graph import SparseGraph, edge_list, f32, sparse_graph
 from offload.agents.grle import option_mask, stacked_linear
 
 PAPER_DEVICE_FEATURES = 5
@@ -116,18 +121,32 @@ class GRLEPaperActor(nn.Module):
         self.mlp1 = nn.Linear(2 * h2, config.classifier_channels)
         self.mlp2 = nn.Linear(config.classifier_channels, 1)
 
-    # ------------------------------------------------------------ K runs (stacked weights)
     def forward(
         self,
-        x_device: torch.Tensor,
-        x_exit: torch.Tensor,
-        edge_mask: torch.Tensor,
+        *graph: torch.Tensor | SparseGraph,
         params: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x̂ (..., M, O) from node features (..., M, 5), (..., O, 3) and the edge mask (..., M, O)
-        with any leading axes. ``params``: K runs' weights stacked on a leading axis (names as in
-        ``state_dict``), the inputs then leading with the same K (:class:`~offload.agents.learner.Learner`)."""
+        """x̂ of either graph form (:mod:`offload.agents.graph`): (..., M, O) from node
+        features (..., M, 5), (..., O, 3) and the edge mask (..., M, O) with any leading axes,
+        zero off the edges, or (E,) on the edges of one
+        :class:`~offload.agents.graph.SparseGraph` (``edge_index`` order). ``params``: K runs'
+        weights stacked on a leading axis (names as in ``state_dict``; dense form), the inputs
+        then leading with the same K (:class:`~offload.agents.learner.Learner`)."""
         p = params if params is not None else dict(self.named_parameters())
+        if isinstance(graph[0], SparseGraph):
+            g = graph[0]
+            h_dev, h_exit = g.x_device, g.x_exit
+            for i in (1, 2):
+                h_dev, h_exit = self.layer(i, h_dev, h_exit, (g.adj_device, g.adj_exit), p)
+            dev, opt = g.edge_index
+            h2 = h_dev.shape[-1]
+            w, b = p["mlp1.weight"], p["mlp1.bias"]
+            linear = nn.functional.linear
+            z = linear(h_dev, w[:, :h2])[dev]
+            z += linear(h_exit, w[:, h2:], b)[opt]
+            z = linear(z.relu_(), p["mlp2.weight"], p["mlp2.bias"])
+            return torch.sigmoid(z).squeeze(-1)
+        x_device, x_exit, edge_mask = graph
         lead = edge_mask.shape[:-2]
         num_devices, num_options = edge_mask.shape[-2:]
         runs = lead[0] if params is not None else 1
@@ -153,33 +172,40 @@ class GRLEPaperActor(nn.Module):
         i: int,
         h_dev: torch.Tensor,
         h_exit: torch.Tensor,
-        edge_index: torch.Tensor,
+        edges: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
         params: Mapping[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. (12), layer i, for both node types of every graph: h_v' = ReLU(W_r h_v +
-        W_l mean_{u ∈ N(v)} h_u + b). ``h_dev`` (K, D, F) and ``h_exit`` (K, X, F'): the node
-        features of K runs' graphs; ``edge_index`` (2, E) = [device, exit] over the flattened
-        nodes; ``params`` the K runs' stacked weights. The neighbour means come from the layer's
-        own PyG aggregation (``SAGEConv.aggr_module``, mean) over all graphs at once."""
-        runs = h_dev.shape[0]
-        src, dst = edge_index
-        flat_dev = h_dev.reshape(-1, h_dev.shape[-1])
-        flat_exit = h_exit.reshape(-1, h_exit.shape[-1])
+        """Eq. (12), layer i, for both node types: h_v' = ReLU(W_r h_v + W_l mean_{u ∈ N(v)} h_u
+        + b), in either graph form, as ``SAGEConv.forward`` takes an ``edge_index`` or an
+        ``adj_t``: ``edges`` is the edge index (2, E) = [device, option] over the flattened
+        nodes of K runs' graphs (``h_dev`` (K, D, F), ``h_exit`` (K, X, F'); the means from the
+        layer's own PyG aggregation, ``SAGEConv.aggr_module``), or one graph's sparse CSR
+        adjacency pair (adj_device (M, O), adj_exit (O, M); ``h_dev`` (M, F), ``h_exit``
+        (O, F'); the means from ``spmm``, what ``SAGEConv`` does with an ``adj_t``).
+        ``params``: one run's weights or K runs' stacked weights."""
         conv_exit = getattr(self, f"conv{i}_exit")
         conv_dev = getattr(self, f"conv{i}_device")
-        mean_at_exit = conv_exit.aggr_module(flat_dev[src], dst, dim_size=flat_exit.shape[0])
-        mean_at_dev = conv_dev.aggr_module(flat_exit[dst], src, dim_size=flat_dev.shape[0])
-        mean_at_exit = mean_at_exit.reshape(runs, -1, mean_at_exit.shape[-1])
-        mean_at_dev = mean_at_dev.reshape(runs, -1, mean_at_dev.shape[-1])
-        new_exit = self._stacked_sage(params, f"conv{i}_exit.", mean_at_exit, h_exit)
-        new_dev = self._stacked_sage(params, f"conv{i}_device.", mean_at_dev, h_dev)
+        if isinstance(edges, tuple):
+            adj_device, adj_exit = edges
+            mean_at_exit = spmm(adj_exit, h_dev, reduce=conv_exit.aggr)
+            mean_at_dev = spmm(adj_device, h_exit, reduce=conv_dev.aggr)
+        else:
+            src, dst = edges
+            flat_dev = h_dev.reshape(-1, h_dev.shape[-1])
+            flat_exit = h_exit.reshape(-1, h_exit.shape[-1])
+            mean_at_exit = conv_exit.aggr_module(flat_dev[src], dst, dim_size=flat_exit.shape[0])
+            mean_at_dev = conv_dev.aggr_module(flat_exit[dst], src, dim_size=flat_dev.shape[0])
+            mean_at_exit = mean_at_exit.reshape(*h_exit.shape[:-1], mean_at_exit.shape[-1])
+            mean_at_dev = mean_at_dev.reshape(*h_dev.shape[:-1], mean_at_dev.shape[-1])
+        new_exit = _sage(params, f"conv{i}_exit.", mean_at_exit, h_exit)
+        new_dev = _sage(params, f"conv{i}_device.", mean_at_dev, h_dev)
         return torch.relu(new_dev), torch.relu(new_exit)
 
-    @staticmethod
-    def _stacked_sage(p, prefix: str, mean: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
-        """SAGEConv's lin_l(mean) + lin_r(root), with one run's or K runs' stacked weights."""
-        lin_l = stacked_linear(mean, p[prefix + "lin_l.weight"], p[prefix + "lin_l.bias"])
-        return lin_l + stacked_linear(root, p[prefix + "lin_r.weight"])
+
+def _sage(p: Mapping[str, torch.Tensor], prefix: str, mean: torch.Tensor, root: torch.Tensor):
+    """SAGEConv's lin_l(mean) + lin_r(root), with one run's or K runs' stacked weights."""
+    lin_l = stacked_linear(mean, p[prefix + "lin_l.weight"], p[prefix + "lin_l.bias"])
+    return lin_l + stacked_linear(root, p[prefix + "lin_r.weight"])
 
 
 def encode_paper_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()):
@@ -188,8 +214,13 @@ def encode_paper_batch(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()):
     one, ``BatchState.of``)."""
     mask = option_mask(state, main_branch_only=config.main_branch_only)
     x_device, x_exit = paper_node_features(state, mask, config)
-    f32 = np.float32
-    tensors = tuple(
-        torch.from_numpy(np.ascontiguousarray(a, dtype=f32)) for a in (x_device, x_exit, mask)
-    )
-    return tensors, mask
+    return (f32(x_device), f32(x_exit), f32(mask)), mask
+
+
+def encode_paper_sparse(state: Any, config: GRLEPaperConfig = GRLEPaperConfig()) -> SparseGraph:
+    """The paper actor's sparse slot graph of one ``SlotState``: the node features of
+    :func:`paper_node_features` and the reachable edges (no M×O array)."""
+    edges = edge_list(state, main_branch_only=config.main_branch_only)
+    num_options = state.num_servers * state.num_exits
+    shape_only = np.broadcast_to(False, (state.num_devices, num_options))  # no dense mask built
+    return sparse_graph(edges, *paper_node_features(state, shape_only, config))

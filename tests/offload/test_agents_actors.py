@@ -3,6 +3,7 @@ its critic on a tiny MEC, and the GRLE actor alone on a loaded one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ import torch
 
 from offload.agents import ACTOR_KIND, load_agent, make_agent
 from offload.agents.agent import input_encoder
-from offload.agents.grle import GRLEActor
+from offload.agents.graph import to_dense
+from offload.agents.grle import (
+    DENSE_FIELDS,
+    GRLEActor,
+    GRLEConfig,
+    encode_plus_sparse,
+    encode_slot_batch,
+    option_mask,
+)
 from offload.agents.learner import ReplayMemory
 from offload.experiments.runner import train
 from offload.sim import (
@@ -21,6 +30,8 @@ from offload.sim import (
     optimal_decision,
     score_decisions,
 )
+from offload.sim.batch import BatchState
+from offload.sim.reward import psi
 
 
 @pytest.fixture
@@ -195,3 +206,94 @@ def test_grle_actor_alone_improves_on_a_loaded_instance(paper_table, greedy_slot
         after = actor_ratio(agent)
         assert after >= before + MIN_GAIN, f"seed {seed}: {before:.3f} -> {after:.3f}"
         assert after >= MIN_TRAINED, f"seed {seed}: {after:.3f}"
+
+
+def _broadcast_encoding(state, config):
+    """GRLE+'s dense tensors computed the former way, every formula broadcast over all M×O
+    pairs and zeroed off the edges: the reference for :func:`encode_slot_batch`, which
+    scatters the edge-list features (:func:`plus_edge_features`) instead."""
+    mask = option_mask(state, main_branch_only=config.main_branch_only)
+    num_runs, num_devices, num_options = mask.shape
+    num_exits = state.exit_accuracy.shape[0]
+    ts = config.time_scale_ms
+    n_of_o, l_of_o = np.divmod(np.arange(num_options), num_exits)
+    bits, deadline = state.task_bits, state.deadline_ms
+    dev_backlog, capacity, exit_ms = state.device_backlog_ms, state.capacity, state.exit_ms
+    t_cmp = exit_ms / capacity[:, :, None]
+    srv_backlog, acc = state.server_backlog_ms, state.exit_accuracy
+    adj = mask.astype(np.float64)
+    deg_dev, deg_exit = adj.sum(axis=2), adj.sum(axis=1)
+    x_device = np.stack(
+        [bits / 1e6, deadline / ts, dev_backlog / deadline, deg_dev / max(num_options, 1)], -1
+    )
+    columns = [
+        np.broadcast_to(acc[l_of_o], deg_exit.shape),
+        t_cmp[:, n_of_o, l_of_o] / ts,
+        exit_ms[:, n_of_o, l_of_o] / ts,
+        srv_backlog[:, n_of_o] / ts,
+        capacity[:, n_of_o],
+        deg_exit / max(num_devices, 1),
+        np.full(deg_exit.shape, num_devices / 10.0),
+    ]
+    x_exit = np.stack(columns, -1)
+    rate = state.rate_mbps[:, :, n_of_o]
+    dl = deadline[:, :, None]
+    with np.errstate(divide="ignore", invalid="ignore"):  # rate 0 off the links
+        t_com = bits[:, :, None] / (rate * 1e3)
+        t_arr = dev_backlog[:, :, None] + t_com
+        t_done = np.maximum(t_arr, srv_backlog[:, None, n_of_o]) + t_cmp[:, None, n_of_o, l_of_o]
+        attr = np.stack(
+            [
+                rate / config.rate_scale_mbps,
+                t_com / dl,
+                np.minimum(t_arr / dl, 5.0),
+                np.minimum(t_done / dl, 5.0),
+                acc[l_of_o] * psi(t_done, dl),
+                t_done <= dl,
+            ],
+            -1,
+        )
+    attr[~mask] = 0.0
+    deg_dev1 = np.maximum(deg_dev, 1.0)[:, :, None]
+    deg_exit1 = np.maximum(deg_exit, 1.0)[:, :, None]
+    arrays = (
+        x_device,
+        x_exit,
+        adj / deg_dev1,
+        (adj / deg_exit1.transpose(0, 2, 1)).transpose(0, 2, 1),
+        attr.sum(axis=2) / deg_dev1,
+        attr.sum(axis=1) / deg_exit1,
+        attr,
+        adj,
+    )
+    return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays)
+
+
+@pytest.mark.parametrize("main_branch_only", [False, True])
+def test_edge_list_features_scattered_to_dense_equal_the_broadcast_encoding(slot, main_branch_only):
+    """Each GRLE+ feature is written once, on the edge list: scattered into the dense layout
+    it gives bit for bit the tensors of the broadcast formulas, on 300 random slots of 1 to 12
+    devices and 1 to 4 ES (devices that lose every link, as in a dynamic topology) run alone and
+    stacked K = 1 to 4 at once; and the sparse graph carries the same bits on its edges."""
+    config = GRLEConfig(main_branch_only=main_branch_only)
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        m, n = int(rng.integers(1, 13)), int(rng.integers(1, 5))
+        states = []
+        for _ in range(int(rng.integers(1, 5))):
+            state = slot(rng, m, n, p_link=rng.uniform(0.1, 1.0))
+            link = state.link & (rng.random((m, 1)) > 0.2)  # some devices have no link
+            # short deadlines and long queues: the clipped times and late tasks occur too
+            deadline, backlog = rng.uniform(2.0, 60.0, m), rng.uniform(0.0, 100.0, m)
+            state = replace(state, link=link, deadline_ms=deadline, device_backlog_ms=backlog)
+            states.append(replace(state, server_backlog_ms=rng.uniform(0.0, 100.0, n)))
+        tensors, mask = encode_slot_batch(BatchState.stack(states), config)
+        expected = _broadcast_encoding(BatchState.stack(states), config)
+        for name, got, want in zip(DENSE_FIELDS, tensors, expected, strict=True):
+            assert torch.equal(got, want), name
+        graph = encode_plus_sparse(states[0], config)
+        dev, opt = graph.edge_index
+        assert np.array_equal(mask[0], to_dense(np.ones(dev.numel()), graph) > 0)
+        assert torch.equal(graph.x_device, tensors[0][0])
+        assert torch.equal(graph.x_exit, tensors[1][0])
+        assert torch.equal(graph.edge_attr, tensors[6][0][dev, opt])

@@ -97,6 +97,26 @@ def test_one_layer_of_eq_12_equals_a_hand_computation():
     assert expect_exit[2, 1] == 1.0
     np.testing.assert_allclose(h_exit.numpy(), expect_exit, rtol=0, atol=1e-6)
     np.testing.assert_allclose(h_dev.numpy(), expect_dev, rtol=0, atol=1e-6)
+    # the same layer on the sparse form (one graph, adjacency in CSR, one run's weights)
+    adjacency = (_csr_of(edges, 2, 3), _csr_of([(o, m) for m, o in edges], 3, 2))
+    with torch.no_grad():
+        sparse_dev, sparse_exit = actor.layer(
+            1,
+            torch.tensor(x_dev, dtype=torch.float32),
+            torch.tensor(x_exit, dtype=torch.float32),
+            adjacency,
+            dict(actor.named_parameters()),
+        )
+    np.testing.assert_allclose(sparse_exit.numpy(), expect_exit, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sparse_dev.numpy(), expect_dev, rtol=0, atol=1e-6)
+
+
+def _csr_of(pairs, rows: int, cols: int) -> torch.Tensor:
+    """(rows, cols) sparse CSR with ones at ``pairs``."""
+    dense = torch.zeros(rows, cols)
+    for r, c in pairs:
+        dense[r, c] = 1.0
+    return dense.to_sparse_csr()
 
 
 @pytest.mark.parametrize("name", ["GRLE", "GRL"])
