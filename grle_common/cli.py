@@ -68,6 +68,12 @@ class Bounds:
             return False
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
+    def check(self, flag: str, value: float, kind: type = float) -> None:
+        """Raise :class:`UserError` ``"<flag> must be <range> (got <value>)."`` for a value
+        outside the range."""
+        if not self.contains(value):
+            raise UserError(f"{flag} must be {self.describe(kind)} (got {value}).")
+
 
 def _fmt(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
@@ -115,9 +121,7 @@ def check_range(
 ) -> None:
     """Raise :class:`UserError` ``"<flag> must be <range> (got <value>)."`` for a value outside
     the range: the check of a value that did not come through argparse."""
-    bounds = Bounds(low, high, low_open, high_open)
-    if not bounds.contains(value):
-        raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")
+    Bounds(low, high, low_open, high_open).check(flag, value, kind)
 
 
 def run_cli(
@@ -230,10 +234,7 @@ def add_dataclass_args(
             extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
             parse: Any = kind
             if bounds is not None:
-                parse = bounded(
-                    kind, bounds.low, bounds.high, low_open=bounds.low_open,
-                    high_open=bounds.high_open,
-                )  # fmt: skip
+                parse = bounded(kind, **dataclasses.asdict(bounds))
             parser.add_argument(flag, type=parse, default=default, help=text, **extra)
         names.append(f.name)
     return names
@@ -248,6 +249,4 @@ def check_fields(record: Any) -> None:
         if bounds is None or value is None or isinstance(value, bool):
             continue
         kind = int if isinstance(value, int) else float
-        if not bounds.contains(value):
-            flag = "--" + f.name.replace("_", "-")
-            raise UserError(f"{flag} must be {bounds.describe(kind)} (got {value}).")
+        bounds.check("--" + f.name.replace("_", "-"), value, kind)
