@@ -97,6 +97,18 @@ def check_writable_dir(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def created_root(folder: str | os.PathLike[str]) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what creating
+    ``folder`` creates), or None when ``folder`` exists."""
+    root = None
+    folder = Path(folder).absolute()
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return root
+        root = path
+    return root
+
+
 def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in chunks of ``chunk_bytes`` (1 MiB)."""
     digest = hashlib.sha256()

@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from torch import nn
 
 from exit_tables.schema import MAIN_EXIT
 from grle_common.cli import add_dataclass_args, bounded, option, run_cli
+from grle_common.fileio import created_root
 from profiling import metadata as meta
 from profiling.errors import ProfilingError
 from profiling.fileio import ensure_writable_dir, sha256_file, write_files_atomically
@@ -431,14 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, model_info, accuracy = _load_model(args)
     name = Path(args.run).name if args.run else f"untrained_vgg16_w{args.width:g}"
     out = Path(args.out or f"checkpoints/latency_{name}_{'_'.join(t.device_id for t in targets)}")
-    new_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    created = created_root(out)  # the outermost folder this run makes, if any
     ensure_writable_dir(out)  # fail before a long measurement, not after it
     try:
         return _measure_and_write(args, argv, model, model_info, accuracy, targets, config, out)
     except BaseException:
-        for folder in new_folders:  # a failed or interrupted run leaves no empty folder behind
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        # a failed or interrupted run leaves no folder behind (nor a file: writes are all or none)
+        if created is not None and not any(p.is_file() for p in created.rglob("*")):
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 

@@ -24,6 +24,7 @@ from grle_common.cli import (
 from grle_common.fileio import (
     atomic_write,
     check_writable_dir,
+    created_root,
     sha256_file,
     write_bytes_atomic,
     write_files_atomically,
@@ -86,6 +87,13 @@ def test_check_writable_dir(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError):
         check_writable_dir(blocker / "sub")
+
+
+def test_created_root_is_the_outermost_folder_a_mkdir_would_make(tmp_path):
+    assert created_root(tmp_path) is None
+    assert created_root(tmp_path / "a" / "b" / "c") == tmp_path / "a"
+    (tmp_path / "a").mkdir()
+    assert created_root(tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b"
 
 
 def test_sha256_file_equals_hashlib(tmp_path):

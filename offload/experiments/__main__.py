@@ -40,7 +40,7 @@ import pandas as pd
 
 from exit_tables.schema import add_main_exit_flag
 from grle_common.cli import UserError, bounded, run_cli
-from grle_common.fileio import write_text_atomic
+from grle_common.fileio import created_root, write_text_atomic
 from offload.exit_table import load_exit_table
 from offload.experiments import ray_backend, store
 from offload.experiments.header import header
@@ -376,7 +376,7 @@ def _run(
         progress.save(keys[index], rows)
         finished[index] = rows
 
-    created = store.created_root(out)
+    created = created_root(out)
     store.check_writable(out)
     if claim.discard:
         print(f"discarding the unfinished run of other settings in {out}")

@@ -191,17 +191,6 @@ def _inside(name: str) -> bool:
     return bool(path.parts) and not path.is_absolute() and all(p[0] != "." for p in path.parts)
 
 
-def created_root(folder: Path) -> Path | None:
-    """The outermost folder of ``folder``'s path that does not exist yet (what creating
-    ``folder`` creates), or None when ``folder`` exists."""
-    root = None
-    for path in (folder.absolute(), *folder.absolute().parents):
-        if path.exists():
-            return root
-        root = path
-    return root
-
-
 def abandon(progress: Progress, created: Path | None) -> None:
     """Remove what a run that finished no job wrote: its ``.progress`` and, when the run created
     the output folder (``created``: the outermost folder it made), that folder."""
